@@ -1,0 +1,40 @@
+//! Shared pieces of cairn's benchmarks: deterministic generators of database-like data.
+
+/// A small, fast, deterministic generator (xorshift64).
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number below `n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n.max(1)
+    }
+
+    /// A database-like page of `size` bytes: a header with the page number and a checksum-like
+    /// word, then rows of compressible text, as heap pages of PostgreSQL or SQLite hold.
+    pub fn page(&mut self, size: usize, page_no: u64) -> Vec<u8> {
+        let mut p = Vec::with_capacity(size + 64);
+        p.extend_from_slice(&page_no.to_le_bytes());
+        p.extend_from_slice(&self.next_u64().to_le_bytes());
+        while p.len() < size {
+            let row = format!(
+                "|{:08}|customer-{:04}|{:>10}.{:02}|status=shipped|",
+                self.below(100_000_000),
+                self.below(5000),
+                self.below(100_000),
+                self.below(100)
+            );
+            p.extend_from_slice(row.as_bytes());
+        }
+        p.truncate(size);
+        p
+    }
+}

@@ -1,0 +1,114 @@
+//! `cairn backup`.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use cairn_engine::{BackupOptions, backup};
+use serde_json::json;
+
+use crate::Globals;
+use crate::progress::Bar;
+use crate::units::human_bytes;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Files and directories to back up.
+    paths: Vec<PathBuf>,
+    /// Back up standard input instead of paths.
+    #[arg(long, requires = "stdin_name", conflicts_with = "paths")]
+    stdin: bool,
+    /// File name for the stream read with --stdin.
+    #[arg(long, value_name = "NAME")]
+    stdin_name: Option<String>,
+    /// A name for the snapshot (e.g. before-upgrade).
+    #[arg(long)]
+    name: Option<String>,
+    /// A tag for the snapshot; may be repeated.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Compare with this snapshot instead of the latest one of the same paths.
+    #[arg(long, value_name = "SNAPSHOT")]
+    parent: Option<String>,
+    /// Read every file, even those whose metadata says they are unchanged.
+    #[arg(long)]
+    force_read: bool,
+    /// Host name to record.
+    #[arg(long)]
+    host: Option<String>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(g: &Globals, a: Args) -> Result<()> {
+    if a.stdin_name.is_some() && !a.stdin {
+        bail!("--stdin-name needs --stdin");
+    }
+    let repo = g.open()?;
+    let opts = BackupOptions {
+        paths: a.paths,
+        stdin_name: a.stdin_name,
+        name: a.name,
+        tags: a.tags,
+        parent: a.parent,
+        force_read: a.force_read,
+        hostname: a.host,
+    };
+    let bar = Bar::new(!a.json);
+    let mut stdin = std::io::stdin();
+    let reader: Option<&mut (dyn std::io::Read + Send)> =
+        if a.stdin { Some(&mut stdin) } else { None };
+    let result = backup(&repo, &opts, reader, &bar);
+    bar.finish();
+    let done = result?;
+    let s = &done.snapshot.summary;
+    let dedup = if s.bytes_added > 0 {
+        s.bytes_read as f64 / s.bytes_added as f64
+    } else {
+        0.0
+    };
+    if a.json {
+        let out = json!({
+            "snapshot_id": done.id,
+            "files_new": s.files_new,
+            "files_changed": s.files_changed,
+            "files_unchanged": s.files_unchanged,
+            "files": s.files,
+            "dirs": s.dirs,
+            "symlinks": s.symlinks,
+            "bytes_read": s.bytes_read,
+            "bytes_added": s.bytes_added,
+            "logical_bytes": s.logical_bytes,
+            "chunks_added": s.chunks_added,
+            "metadata_blobs_added": s.metadata_blobs_added,
+            "metadata_bytes_added": s.metadata_bytes_added,
+            "dedup_ratio": dedup,
+            "skipped": s.skipped,
+            "changed_during_backup": s.changed_during_backup,
+            "duration_s": s.duration_s,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "snapshot {} saved: {} files ({} new, {} changed, {} unchanged), {} read, {} added, in {:.2}s",
+            done.id.short(),
+            s.files,
+            s.files_new,
+            s.files_changed,
+            s.files_unchanged,
+            human_bytes(s.bytes_read),
+            human_bytes(s.bytes_added),
+            s.duration_s
+        );
+        if !s.changed_during_backup.is_empty() {
+            println!(
+                "{} files changed while being read and were stored as read:",
+                s.changed_during_backup.len()
+            );
+            for f in &s.changed_during_backup {
+                println!("  {f}");
+            }
+        }
+    }
+    Ok(())
+}

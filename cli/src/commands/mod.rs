@@ -1,0 +1,16 @@
+//! One module per command.
+
+pub mod backup;
+pub mod init;
+pub mod list;
+pub mod ls;
+pub mod restore;
+
+/// Splits `SNAPSHOT:PATH` into its parts.
+pub fn split_spec(spec: &str) -> (&str, Option<&str>) {
+    match spec.split_once(':') {
+        Some((s, p)) if !p.is_empty() => (s, Some(p)),
+        Some((s, _)) => (s, None),
+        None => (spec, None),
+    }
+}

@@ -1,0 +1,68 @@
+//! `cairn restore`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use cairn_engine::{RestoreOptions, restore};
+
+use crate::Globals;
+use crate::commands::split_spec;
+use crate::progress::Bar;
+use crate::units::human_bytes;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The snapshot: an id, a unique id prefix, a name, or `latest`; `SNAPSHOT:PATH` restores
+    /// only that path (e.g. `latest:db1` restores database db1's directory as the target).
+    snapshot: String,
+    /// Directory to restore into; must be new or empty.
+    #[arg(long, short = 't')]
+    target: PathBuf,
+    /// Restore only paths matching this glob, relative to the restored root (e.g.
+    /// `db1/*/2024-01-*`); may be repeated.
+    #[arg(long = "include", value_name = "GLOB")]
+    include: Vec<String>,
+    /// Print the summary as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(g: &Globals, a: Args) -> Result<()> {
+    let (spec, sub) = split_spec(&a.snapshot);
+    let repo = g.open()?;
+    let (id, snap) = repo.resolve(spec)?;
+    let opts = RestoreOptions {
+        target: a.target,
+        include: a.include,
+        subpath: sub.map(str::to_string),
+    };
+    let bar = Bar::new(!a.json);
+    let result = restore(&repo, &snap, &opts, &bar);
+    bar.finish();
+    let s = result.map_err(|e| match e {
+        cairn_engine::Error::PathNotInSnapshot { path, .. } => {
+            cairn_engine::Error::PathNotInSnapshot {
+                path,
+                snapshot: id.short(),
+            }
+        }
+        e => e,
+    })?;
+    if a.json {
+        let mut v = serde_json::to_value(&s)?;
+        v["snapshot_id"] = serde_json::json!(id);
+        println!("{v}");
+    } else {
+        println!(
+            "restored snapshot {} to {}: {} files, {} directories, {} symlinks, {} in {:.2}s",
+            id.short(),
+            opts.target.display(),
+            s.files_restored,
+            s.dirs_restored,
+            s.symlinks_restored,
+            human_bytes(s.bytes_written),
+            s.duration_s
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,110 @@
+//! The `cairn` command: parses arguments, calls the engine, prints results. No logic lives here.
+
+mod commands;
+mod progress;
+mod units;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Content-addressed, deduplicating backups of database files.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about, propagate_version = true)]
+struct Cli {
+    /// Repository location: a local path (or file:// URL).
+    #[arg(
+        long,
+        short = 'r',
+        env = "CAIRN_REPO",
+        global = true,
+        value_name = "REPO"
+    )]
+    repo: Option<String>,
+
+    /// Directory of the local index cache (rebuildable; safe to delete).
+    #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new repository.
+    Init(commands::init::Args),
+    /// Back up paths, or a stream from standard input, as a new snapshot.
+    Backup(commands::backup::Args),
+    /// List snapshots.
+    List(commands::list::Args),
+    /// List the files of a snapshot.
+    Ls(commands::ls::Args),
+    /// Restore a snapshot, or part of it, into a directory.
+    Restore(commands::restore::Args),
+}
+
+/// What every command needs from the global options.
+#[derive(Debug)]
+pub struct Globals {
+    repo: Option<String>,
+    cache_dir: Option<PathBuf>,
+}
+
+impl Globals {
+    /// The repository location, or a clear error if none was given.
+    pub fn location(&self) -> Result<cairn_engine::Location> {
+        let repo = self.repo.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("no repository given: use --repo PATH or set CAIRN_REPO")
+        })?;
+        Ok(cairn_engine::Location::parse(repo)?)
+    }
+
+    /// Opens the repository, printing any warnings met while indexing it.
+    pub fn open(&self) -> Result<cairn_engine::Repository> {
+        let cache = self
+            .cache_dir
+            .clone()
+            .unwrap_or_else(cairn_engine::default_cache_dir);
+        let repo = cairn_engine::Repository::open(&self.location()?, &cache)?;
+        for w in repo.warnings() {
+            eprintln!("warning: {w}");
+        }
+        Ok(repo)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let globals = Globals {
+        repo: cli.repo,
+        cache_dir: cli.cache_dir,
+    };
+    let result = match cli.command {
+        Command::Init(a) => commands::init::run(&globals, a),
+        Command::Backup(a) => commands::backup::run(&globals, a),
+        Command::List(a) => commands::list::run(&globals, a),
+        Command::Ls(a) => commands::ls::run(&globals, a),
+        Command::Restore(a) => commands::restore::run(&globals, a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = std::io::stdout().flush();
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A closed stdout (`cairn ls … | head`) is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,507 @@
+//! The backup pipeline: walk the sources, chunk, deduplicate, compress, pack, index, and
+//! write the snapshot last.
+//!
+//! ```text
+//! walk (rayon, one task per directory entry)
+//!   unchanged file (size, mtime, ctime, inode match the parent)  -> reuse the parent's node
+//!   changed or new file -> read in segments -> cut chunks -> hash + look up + compress (rayon)
+//!                       -> Packer (data pack) -> upload in the background
+//!   directory -> tree blob -> Packer (tree pack)
+//! Packer::finish -> wait for uploads -> index file -> snapshot
+//! ```
+//!
+//! Write ordering (an invariant, see `format-spec/README.md`): a pack is uploaded before the
+//! index file that lists it, and every index file is written before the snapshot that needs
+//! it. A crash at any point therefore leaves at worst packs that no index lists.
+
+mod packer;
+
+use std::collections::HashSet;
+use std::fs::{self, File, Metadata};
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::chunker::Chunker;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::manifest::{Content, ContentBuilder, ContentRef, Node, NodeKind, Tree};
+use crate::pack::BlobKind;
+use crate::progress::Progress;
+use crate::repository::Repository;
+use crate::snapshot::{SNAPSHOT_VERSION, Snapshot, Summary, snapshot_path};
+
+use packer::Packer;
+
+/// Bytes of a file read and processed as one batch.
+const SEGMENT: usize = 8 << 20;
+
+/// What to back up and how.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Source paths. One directory: its contents become the snapshot's root. Several paths, or
+    /// a file: each becomes an entry of the root named by its last component.
+    pub paths: Vec<PathBuf>,
+    /// Back up standard input as one file of this name instead of paths.
+    pub stdin_name: Option<String>,
+    /// A name for the snapshot.
+    pub name: Option<String>,
+    /// Tags for the snapshot.
+    pub tags: Vec<String>,
+    /// The snapshot to compare with (a snapshot spec); by default the latest snapshot of the
+    /// same paths on the same host.
+    pub parent: Option<String>,
+    /// Read every file even if its metadata matches the parent.
+    pub force_read: bool,
+    /// Host name to record; by default this machine's.
+    pub hostname: Option<String>,
+}
+
+/// The result of a backup.
+#[derive(Debug, Clone)]
+pub struct BackupResult {
+    /// The new snapshot's id.
+    pub id: Id,
+    /// The new snapshot.
+    pub snapshot: Snapshot,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    files: AtomicU64,
+    dirs: AtomicU64,
+    symlinks: AtomicU64,
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unchanged: AtomicU64,
+    logical_bytes: AtomicU64,
+    bytes_read: AtomicU64,
+}
+
+struct Run<'a> {
+    repo: &'a Repository,
+    chunker: Chunker,
+    packer: Packer<'a>,
+    progress: &'a dyn Progress,
+    force_read: bool,
+    counters: Counters,
+    skipped: Mutex<Vec<String>>,
+    changed_during: Mutex<Vec<String>>,
+}
+
+/// Backs up `opts.paths` (or `stdin` when `opts.stdin_name` is set) into `repo`.
+pub fn backup(
+    repo: &Repository,
+    opts: &BackupOptions,
+    stdin: Option<&mut (dyn Read + Send)>,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
+    let started = Instant::now();
+    let time = jiff::Timestamp::now();
+    let hostname = opts
+        .hostname
+        .clone()
+        .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+    validate_label("name", opts.name.iter())?;
+    validate_label("tag", opts.tags.iter())?;
+
+    let (paths, sources) = match (&opts.stdin_name, stdin) {
+        (Some(name), Some(_)) if !crate::manifest::is_safe_name(name.as_bytes()) => {
+            return Err(Error::InvalidInput(format!(
+                "--stdin-name {name:?} must be a plain file name"
+            )));
+        }
+        (Some(name), Some(reader)) => (vec![name.clone()], Sources::Stdin(name.clone(), reader)),
+        (Some(_), None) => {
+            return Err(Error::InvalidInput(
+                "--stdin-name needs a stream on standard input".into(),
+            ));
+        }
+        (None, _) => {
+            let abs = check_sources(repo, &opts.paths)?;
+            (
+                abs.iter().map(|p| p.display().to_string()).collect(),
+                Sources::Paths(abs),
+            )
+        }
+    };
+    let stdin_mode = matches!(sources, Sources::Stdin(..));
+
+    let parent = match &opts.parent {
+        Some(spec) => Some(repo.resolve(spec)?),
+        None => repo
+            .snapshots()?
+            .into_iter()
+            .rev()
+            .find(|(_, s)| s.hostname == hostname && s.paths == paths && s.stdin == stdin_mode),
+    };
+    let parent_tree = match &parent {
+        Some((_, s)) => Some(repo.load_tree(&s.tree)?),
+        None => None,
+    };
+
+    let run = Run {
+        repo,
+        chunker: Chunker::new(&repo.config().chunker),
+        packer: Packer::new(repo),
+        progress,
+        force_read: opts.force_read,
+        counters: Counters::default(),
+        skipped: Mutex::new(Vec::new()),
+        changed_during: Mutex::new(Vec::new()),
+    };
+
+    let root = match sources {
+        Sources::Stdin(name, reader) => run.stdin_root(&name, reader)?,
+        Sources::Paths(abs) => run.paths_root(&abs, parent_tree.as_ref())?,
+    };
+    let packed = run.packer.finish()?;
+
+    let c = &run.counters;
+    let mut summary = Summary {
+        files: c.files.load(Relaxed),
+        dirs: c.dirs.load(Relaxed),
+        symlinks: c.symlinks.load(Relaxed),
+        files_new: c.files_new.load(Relaxed),
+        files_changed: c.files_changed.load(Relaxed),
+        files_unchanged: c.files_unchanged.load(Relaxed),
+        logical_bytes: c.logical_bytes.load(Relaxed),
+        bytes_read: c.bytes_read.load(Relaxed),
+        bytes_added: packed.bytes_added,
+        chunks_added: packed.chunks_added,
+        metadata_blobs_added: packed.metadata_blobs_added,
+        metadata_bytes_added: packed.metadata_bytes_added,
+        skipped: run.skipped.into_inner().unwrap_or_default(),
+        changed_during_backup: run.changed_during.into_inner().unwrap_or_default(),
+        duration_s: 0.0,
+    };
+    let mut snapshot = Snapshot {
+        version: SNAPSHOT_VERSION,
+        time: time.to_string(),
+        time_end: String::new(),
+        hostname,
+        username: username(),
+        paths,
+        stdin: stdin_mode,
+        name: opts.name.clone(),
+        tags: opts.tags.clone(),
+        tree: root,
+        parent: parent.map(|(id, _)| id),
+        summary: Summary::default(),
+    };
+    // The snapshot's own size counts as added; its length hardly changes with the figure
+    // itself, so estimate once, then fix the figure.
+    summary.duration_s = started.elapsed().as_secs_f64();
+    snapshot.time_end = jiff::Timestamp::now().to_string();
+    snapshot.summary = summary.clone();
+    let estimate = snapshot.encode().len() as u64 + 8;
+    summary.bytes_added += estimate;
+    snapshot.summary = summary;
+    let bytes = snapshot.encode();
+    let id = Id::of(&bytes);
+    repo.store().write(&snapshot_path(&id), bytes)?;
+    Ok(BackupResult { id, snapshot })
+}
+
+enum Sources<'s> {
+    Stdin(String, &'s mut (dyn Read + Send)),
+    Paths(Vec<PathBuf>),
+}
+
+fn validate_label<'a>(what: &str, values: impl Iterator<Item = &'a String>) -> Result<()> {
+    for v in values {
+        if v.is_empty() || v.contains(':') || v.chars().any(char::is_control) {
+            return Err(Error::InvalidInput(format!(
+                "{what} {v:?} must be non-empty, without ':' or control characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn username() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            // /proc/self belongs to the process's effective user.
+            let uid = fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+            format!("uid {uid}")
+        })
+}
+
+/// Makes the sources absolute, checks they exist, and refuses a repository inside a source.
+fn check_sources(repo: &Repository, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if paths.is_empty() {
+        return Err(Error::InvalidInput(
+            "nothing to back up: give one or more paths, or --stdin".into(),
+        ));
+    }
+    let repo_dir = repo
+        .store()
+        .location()
+        .local_path()
+        .and_then(|p| p.canonicalize().ok());
+    let mut out = Vec::new();
+    for p in paths {
+        let abs = p
+            .canonicalize()
+            .map_err(|e| Error::io("cannot back up", p, e))?;
+        if let Some(r) = &repo_dir
+            && (r.starts_with(&abs) || abs.starts_with(r))
+        {
+            return Err(Error::InvalidInput(format!(
+                "the repository {} lies inside the backup source {} (or the reverse); \
+                 keep the repository outside what you back up",
+                r.display(),
+                abs.display()
+            )));
+        }
+        out.push(abs);
+    }
+    Ok(out)
+}
+
+impl Run<'_> {
+    fn stdin_root(&self, name: &str, reader: &mut (dyn Read + Send)) -> Result<Id> {
+        let now = jiff::Timestamp::now();
+        let content = self.chunk_stream(reader, name)?;
+        let size = content.len();
+        self.counters.files.fetch_add(1, Relaxed);
+        self.counters.files_new.fetch_add(1, Relaxed);
+        self.counters.logical_bytes.fetch_add(size, Relaxed);
+        self.counters.dirs.fetch_add(1, Relaxed);
+        let node = Node {
+            name: name.as_bytes().to_vec(),
+            kind: NodeKind::File(content),
+            mode: 0o600,
+            mtime: now.as_second(),
+            mtime_ns: now.subsec_nanosecond().max(0) as u32,
+            ctime: now.as_second(),
+            ctime_ns: 0,
+            uid: 0,
+            gid: 0,
+            inode: 0,
+            dev: 0,
+            size,
+        };
+        self.store_tree(Tree { nodes: vec![node] })
+    }
+
+    fn paths_root(&self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<Id> {
+        if let [single] = paths
+            && single.is_dir()
+        {
+            return self.dir(single, parent);
+        }
+        let mut names = HashSet::new();
+        for p in paths {
+            let name = p
+                .file_name()
+                .map(|n| n.as_bytes().to_vec())
+                .unwrap_or_default();
+            if !names.insert(name.clone()) || name.is_empty() {
+                return Err(Error::InvalidInput(format!(
+                    "two sources would both be named {:?} in the snapshot; back them up \
+                     separately or back up their common parent",
+                    String::from_utf8_lossy(&name)
+                )));
+            }
+        }
+        let nodes: Vec<Option<Node>> = paths
+            .par_iter()
+            .map(|p| {
+                let name = p.file_name().map(|n| n.as_bytes()).unwrap_or_default();
+                let meta = fs::symlink_metadata(p).map_err(|e| Error::io("cannot stat", p, e))?;
+                let parent_node = parent.and_then(|t| t.find(name));
+                self.entry(p, name, &meta, parent_node)
+            })
+            .collect::<Result<_>>()?;
+        self.counters.dirs.fetch_add(1, Relaxed);
+        self.store_tree(Tree {
+            nodes: nodes.into_iter().flatten().collect(),
+        })
+    }
+
+    /// Backs up one directory and returns its tree id.
+    fn dir(&self, path: &Path, parent: Option<&Tree>) -> Result<Id> {
+        let mut entries = Vec::new();
+        let rd = fs::read_dir(path).map_err(|e| Error::io("cannot list", path, e))?;
+        for entry in rd {
+            let entry = entry.map_err(|e| Error::io("cannot list", path, e))?;
+            entries.push(entry.file_name());
+        }
+        entries.sort();
+        let nodes: Vec<Option<Node>> = entries
+            .par_iter()
+            .map(|name| {
+                let p = path.join(name);
+                let meta = match fs::symlink_metadata(&p) {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        self.skip(&p, "it vanished during the backup");
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(Error::io("cannot stat", &p, e)),
+                };
+                let parent_node = parent.and_then(|t| t.find(name.as_bytes()));
+                self.entry(&p, name.as_bytes(), &meta, parent_node)
+            })
+            .collect::<Result<_>>()?;
+        self.counters.dirs.fetch_add(1, Relaxed);
+        self.store_tree(Tree {
+            nodes: nodes.into_iter().flatten().collect(),
+        })
+    }
+
+    fn skip(&self, path: &Path, why: &str) {
+        let msg = format!("{}: {why}", path.display());
+        self.progress.warn(&format!("skipped {msg}"));
+        if let Ok(mut s) = self.skipped.lock() {
+            s.push(msg);
+        }
+    }
+
+    /// Backs up one directory entry; `None` if it is skipped.
+    fn entry(
+        &self,
+        path: &Path,
+        name: &[u8],
+        meta: &Metadata,
+        parent: Option<&Node>,
+    ) -> Result<Option<Node>> {
+        let ft = meta.file_type();
+        let mut node = node_from_meta(name, meta);
+        if ft.is_dir() {
+            let parent_tree = match parent.map(|n| &n.kind) {
+                Some(NodeKind::Dir(id)) => self.repo.load_tree(id).ok(),
+                _ => None,
+            };
+            node.kind = NodeKind::Dir(self.dir(path, parent_tree.as_ref())?);
+            node.size = 0;
+        } else if ft.is_symlink() {
+            let target = fs::read_link(path).map_err(|e| Error::io("cannot read link", path, e))?;
+            node.kind = NodeKind::Symlink(target.as_os_str().as_bytes().to_vec());
+            self.counters.symlinks.fetch_add(1, Relaxed);
+        } else if ft.is_file() {
+            node.kind = NodeKind::File(self.file(path, meta, &mut node, parent)?);
+            self.counters.files.fetch_add(1, Relaxed);
+            self.counters.logical_bytes.fetch_add(node.size, Relaxed);
+        } else {
+            let what = if ft.is_socket() {
+                "a socket"
+            } else if ft.is_fifo() {
+                "a named pipe"
+            } else {
+                "a device"
+            };
+            self.skip(path, &format!("{what} is not backed up"));
+            return Ok(None);
+        }
+        Ok(Some(node))
+    }
+
+    fn file(
+        &self,
+        path: &Path,
+        meta: &Metadata,
+        node: &mut Node,
+        parent: Option<&Node>,
+    ) -> Result<Content> {
+        if let Some(p) = parent
+            && let NodeKind::File(content) = &p.kind
+        {
+            let same = p.size == node.size
+                && p.mtime == node.mtime
+                && p.mtime_ns == node.mtime_ns
+                && p.ctime == node.ctime
+                && p.ctime_ns == node.ctime_ns
+                && p.inode == node.inode
+                && p.dev == node.dev;
+            if same && !self.force_read {
+                self.counters.files_unchanged.fetch_add(1, Relaxed);
+                return Ok(content.clone());
+            }
+            self.counters.files_changed.fetch_add(1, Relaxed);
+        } else {
+            self.counters.files_new.fetch_add(1, Relaxed);
+        }
+        let shown = path.display().to_string();
+        self.progress.file_started(&shown);
+        let file = File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+        let content = self.chunk_stream(file, &shown).map_err(|e| match e {
+            Error::Io { action, source, .. } => Error::io(action, path, source),
+            other => other,
+        })?;
+        // A file that changed while it was read is stored as read, and reported.
+        if let Ok(after) = fs::symlink_metadata(path)
+            && (after.len() != meta.len()
+                || after.mtime() != meta.mtime()
+                || after.mtime_nsec() != meta.mtime_nsec()
+                || content.len() != meta.len())
+            && let Ok(mut c) = self.changed_during.lock()
+        {
+            c.push(shown);
+        }
+        node.size = content.len();
+        self.progress.file_done();
+        Ok(content)
+    }
+
+    /// Chunks a stream, stores the new chunks, and returns the content.
+    fn chunk_stream(&self, reader: impl Read, shown: &str) -> Result<Content> {
+        let mut builder = ContentBuilder::new(self.repo.config().list_split);
+        let level = self.repo.config().zstd_level();
+        let mut store_list = |bytes: Vec<u8>| self.packer.add_raw(BlobKind::List, bytes, level);
+        self.chunker
+            .for_each_batch(reader, SEGMENT, |buf, ranges| {
+                let prepared = ranges
+                    .par_iter()
+                    .map(|r| self.packer.prepare(BlobKind::Data, &buf[r.clone()], level))
+                    .collect::<Result<Vec<_>>>()?;
+                for p in prepared {
+                    let len = p.raw_len();
+                    let id = p.id();
+                    self.packer.add(p)?;
+                    builder.push(ContentRef { id, len }, &mut store_list)?;
+                }
+                let n = buf.len() as u64;
+                self.counters.bytes_read.fetch_add(n, Relaxed);
+                self.progress.bytes(n);
+                Ok(())
+            })
+            .map_err(|e| match e {
+                Error::Io { action, source, .. } => Error::io(action, shown, source),
+                other => other,
+            })?;
+        builder.finish(&mut store_list)
+    }
+
+    fn store_tree(&self, mut tree: Tree) -> Result<Id> {
+        let bytes = tree.encode();
+        self.packer
+            .add_raw(BlobKind::Tree, bytes, self.repo.config().zstd_level())
+    }
+}
+
+fn node_from_meta(name: &[u8], meta: &Metadata) -> Node {
+    Node {
+        name: name.to_vec(),
+        kind: NodeKind::Symlink(Vec::new()),
+        mode: meta.mode() & 0o7777,
+        mtime: meta.mtime(),
+        mtime_ns: meta.mtime_nsec().clamp(0, 999_999_999) as u32,
+        ctime: meta.ctime(),
+        ctime_ns: meta.ctime_nsec().clamp(0, 999_999_999) as u32,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        inode: meta.ino(),
+        dev: meta.dev(),
+        size: meta.len(),
+    }
+}

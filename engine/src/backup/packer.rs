@@ -1,0 +1,213 @@
+//! Collects new blobs into packs, uploads sealed packs in the background, and writes index
+//! files once the packs they list are stored.
+//!
+//! Data chunks and metadata (tree and list blobs) go to separate packs, so that reading a
+//! snapshot's manifests never drags file contents along.
+//!
+//! Blobs in packs not yet indexed are "pending": they count as present for deduplication within
+//! this backup, but they enter the local index cache only when an index file listing them has
+//! been stored (the cache's invariant, see `index`).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{PackRecord, encode_index, index_path, pack_path};
+use crate::pack::{BlobKind, Compression, PackWriter, compress};
+use crate::repository::Repository;
+use crate::store::Upload;
+
+/// Sealed packs per index file: bounds what a crash can cost to re-upload.
+const CHECKPOINT_PACKS: usize = 16;
+
+/// A blob hashed and, if new, compressed; ready for [`Packer::add`].
+#[derive(Debug)]
+pub(super) struct Prepared {
+    kind: BlobKind,
+    id: Id,
+    raw_len: u32,
+    /// `None` if the repository already has the blob.
+    stored: Option<(Compression, Vec<u8>)>,
+}
+
+impl Prepared {
+    pub(super) fn id(&self) -> Id {
+        self.id
+    }
+    pub(super) fn raw_len(&self) -> u64 {
+        u64::from(self.raw_len)
+    }
+}
+
+/// What the packer added to the repository.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Packed {
+    pub(super) bytes_added: u64,
+    pub(super) chunks_added: u64,
+    pub(super) metadata_blobs_added: u64,
+    pub(super) metadata_bytes_added: u64,
+}
+
+pub(super) struct Packer<'a> {
+    repo: &'a Repository,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    data: PackWriter,
+    meta: PackWriter,
+    pending: HashSet<(BlobKind, Id)>,
+    sealed: Vec<PackRecord>,
+    uploads: Vec<Upload>,
+    packed: Packed,
+}
+
+impl<'a> Packer<'a> {
+    pub(super) fn new(repo: &'a Repository) -> Packer<'a> {
+        Packer {
+            repo,
+            inner: Mutex::new(Inner {
+                data: PackWriter::new(),
+                meta: PackWriter::new(),
+                pending: HashSet::new(),
+                sealed: Vec::new(),
+                uploads: Vec::new(),
+                packed: Packed::default(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>> {
+        self.inner
+            .lock()
+            .map_err(|_| Error::InvalidInput("a backup worker failed; see the error above".into()))
+    }
+
+    fn known(&self, kind: BlobKind, id: &Id) -> Result<bool> {
+        if self.lock()?.pending.contains(&(kind, *id)) {
+            return Ok(true);
+        }
+        self.repo.index().contains(kind, id)
+    }
+
+    /// Hashes `raw` and, if the repository lacks it, compresses it. Runs on any thread.
+    pub(super) fn prepare(
+        &self,
+        kind: BlobKind,
+        raw: &[u8],
+        level: Option<i32>,
+    ) -> Result<Prepared> {
+        let id = Id::of(raw);
+        let raw_len = u32::try_from(raw.len())
+            .ok()
+            .filter(|n| *n <= crate::pack::MAX_BLOB_LEN)
+            .ok_or_else(|| {
+                Error::InvalidInput(format!(
+                    "a {} of {} bytes is larger than a blob may be",
+                    kind.name(),
+                    raw.len()
+                ))
+            })?;
+        let stored = if self.known(kind, &id)? {
+            None
+        } else {
+            Some(compress(raw, level))
+        };
+        Ok(Prepared {
+            kind,
+            id,
+            raw_len,
+            stored,
+        })
+    }
+
+    /// Prepares and adds one blob; returns its id.
+    pub(super) fn add_raw(&self, kind: BlobKind, raw: Vec<u8>, level: Option<i32>) -> Result<Id> {
+        let p = self.prepare(kind, &raw, level)?;
+        let id = p.id;
+        self.add(p)?;
+        Ok(id)
+    }
+
+    /// Adds a prepared blob unless the repository or this backup already has it.
+    pub(super) fn add(&self, p: Prepared) -> Result<()> {
+        let Some((compression, stored)) = p.stored else {
+            return Ok(());
+        };
+        let mut inner = self.lock()?;
+        if inner.pending.contains(&(p.kind, p.id)) || self.repo.index().contains(p.kind, &p.id)? {
+            return Ok(());
+        }
+        inner.pending.insert((p.kind, p.id));
+        let is_data = p.kind == BlobKind::Data;
+        if is_data {
+            inner.packed.chunks_added += 1;
+        } else {
+            inner.packed.metadata_blobs_added += 1;
+            inner.packed.metadata_bytes_added += u64::from(p.raw_len);
+        }
+        let writer = if is_data {
+            &mut inner.data
+        } else {
+            &mut inner.meta
+        };
+        writer.add(p.kind, p.id, p.raw_len, compression, &stored);
+        if writer.len() >= self.repo.config().pack_size as usize {
+            self.seal(&mut inner, is_data)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the current data or metadata pack and starts its upload.
+    fn seal(&self, inner: &mut Inner, data: bool) -> Result<()> {
+        let writer = if data {
+            &mut inner.data
+        } else {
+            &mut inner.meta
+        };
+        if writer.is_empty() {
+            return Ok(());
+        }
+        let (id, bytes, blobs) = std::mem::take(writer).finish();
+        let len = bytes.len() as u64;
+        inner.packed.bytes_added += len;
+        let upload = self.repo.store().spawn_write(&pack_path(&id), bytes);
+        inner.uploads.push(upload);
+        inner.sealed.push(PackRecord { id, len, blobs });
+        if inner.sealed.len() >= CHECKPOINT_PACKS {
+            self.checkpoint(inner)?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the sealed packs to be stored, then writes the index file listing them.
+    fn checkpoint(&self, inner: &mut Inner) -> Result<()> {
+        for upload in inner.uploads.drain(..) {
+            self.repo.store().finish(upload)?;
+        }
+        if inner.sealed.is_empty() {
+            return Ok(());
+        }
+        let bytes = encode_index(&inner.sealed);
+        let id = Id::of(&bytes);
+        inner.packed.bytes_added += bytes.len() as u64;
+        self.repo.store().write(&index_path(&id), bytes)?;
+        self.repo.index().absorb(&id, &inner.sealed)?;
+        for p in inner.sealed.drain(..) {
+            for b in &p.blobs {
+                inner.pending.remove(&(b.kind, b.id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals what is left, waits for every upload and writes the last index file.
+    pub(super) fn finish(&self) -> Result<Packed> {
+        let mut inner = self.lock()?;
+        self.seal(&mut inner, true)?;
+        self.seal(&mut inner, false)?;
+        self.checkpoint(&mut inner)?;
+        Ok(inner.packed)
+    }
+}

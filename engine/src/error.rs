@@ -1,0 +1,184 @@
+//! The engine's error type.
+//!
+//! # Error policy
+//!
+//! - Every fallible public function returns [`Result<T>`] with this one [`Error`] type. The
+//!   variants are grouped by what the operator has to do next, not by which module failed.
+//! - A message is one line, names the object or path it is about, and, where there is one,
+//!   says what to do next ("run `cairn init`", "give more characters", "run `cairn check`").
+//!   Causes are attached as `#[source]` and are not repeated in the message, so a caller that
+//!   prints the chain joined with `: ` gets one complete line.
+//! - Bytes that come from the repository or from a snapshot are untrusted. Decoders never
+//!   panic on them; they return [`Error::Corrupt`] naming the object.
+//! - The engine never prints. Warnings that do not stop an operation (a socket skipped during
+//!   a backup, say) are reported through [`crate::Progress`] and in the operation's summary.
+
+use std::io;
+use std::path::PathBuf;
+
+/// The result type of every fallible engine operation.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No repository exists at the location.
+    #[error(
+        "no cairn repository at {location}: check the path, or create one with `cairn init --repo {location}`"
+    )]
+    RepositoryNotFound {
+        /// Where the repository was looked for.
+        location: String,
+    },
+
+    /// `init` was asked to create a repository where one already is.
+    #[error(
+        "{location} already holds a cairn repository; use it as it is, or choose another location"
+    )]
+    RepositoryExists {
+        /// The location given.
+        location: String,
+    },
+
+    /// `init` was asked to create a repository in a directory holding other files.
+    #[error(
+        "{location} is not empty and is not a cairn repository; initialise into a new or empty directory"
+    )]
+    LocationNotEmpty {
+        /// The location given.
+        location: String,
+    },
+
+    /// The repository location could not be understood.
+    #[error("cannot use repository location {location:?}: {detail}")]
+    BadLocation {
+        /// The location given.
+        location: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// An object was written by a newer format version than this build reads.
+    #[error(
+        "{object} has format version {found}, but this cairn reads only version {supported}; upgrade cairn"
+    )]
+    UnsupportedVersion {
+        /// The object.
+        object: String,
+        /// The version found.
+        found: u32,
+        /// The newest version this build reads.
+        supported: u32,
+    },
+
+    /// Bytes read from the repository or from a snapshot are damaged or malformed.
+    #[error("{object} is damaged: {detail}; run `cairn check` to see what is affected")]
+    Corrupt {
+        /// The damaged object, e.g. `pack 3fa2…` or `tree 91c0…`.
+        object: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+
+    /// A chunk or tree that a snapshot needs is not in any index file of the repository.
+    #[error(
+        "{kind} {id} is referenced but not stored in the repository; run `cairn check` to see which snapshots are affected"
+    )]
+    MissingBlob {
+        /// `chunk`, `tree` or `list`.
+        kind: &'static str,
+        /// The blob's id.
+        id: String,
+    },
+
+    /// A storage operation failed.
+    #[error("storage operation {op} on {path} failed")]
+    Storage {
+        /// `read`, `write`, `list`, `stat` or `delete`.
+        op: &'static str,
+        /// The path inside the repository.
+        path: String,
+        /// The cause (boxed: OpenDAL errors are large).
+        #[source]
+        source: Box<opendal::Error>,
+    },
+
+    /// A local file operation failed.
+    #[error("{action} {path}")]
+    Io {
+        /// What was being done, e.g. `cannot read`.
+        action: &'static str,
+        /// The local path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The local index cache could not be used.
+    #[error(
+        "local index cache at {path} cannot be used ({detail}); delete that directory and it will be rebuilt from the repository"
+    )]
+    Cache {
+        /// The cache directory.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+
+    /// No snapshot matches what the user named.
+    #[error("no snapshot matches {0:?}; run `cairn list` to see the snapshots")]
+    SnapshotNotFound(String),
+
+    /// A snapshot id prefix matches more than one snapshot.
+    #[error(
+        "snapshot prefix {prefix:?} is ambiguous: it matches {candidates}; give more characters"
+    )]
+    AmbiguousSnapshot {
+        /// The prefix given.
+        prefix: String,
+        /// Some of the matching ids.
+        candidates: String,
+    },
+
+    /// A path was not found inside a snapshot.
+    #[error("{path:?} is not in snapshot {snapshot}; run `cairn ls {snapshot}` to see its files")]
+    PathNotInSnapshot {
+        /// The path asked for.
+        path: String,
+        /// The snapshot's short id.
+        snapshot: String,
+    },
+
+    /// A restore target already holds files.
+    #[error("restore target {0} is not empty; restore into a new or empty directory")]
+    TargetNotEmpty(PathBuf),
+
+    /// The user gave an argument the engine cannot act on.
+    #[error("{0}")]
+    InvalidInput(String),
+
+    /// The operation was stopped by the user.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Error {
+    /// Builds an [`Error::Corrupt`].
+    pub fn corrupt(object: impl Into<String>, detail: impl Into<String>) -> Self {
+        Error::Corrupt {
+            object: object.into(),
+            detail: detail.into(),
+        }
+    }
+
+    /// Builds an [`Error::Io`].
+    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! Content identifiers: every object in a repository is named by the BLAKE3 digest of its bytes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// A 32-byte BLAKE3 digest naming a blob, pack, index file or snapshot.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct Id(pub [u8; 32]);
+
+impl Id {
+    /// Length of an id in bytes.
+    pub const LEN: usize = 32;
+
+    /// The id of `bytes`: their BLAKE3 digest.
+    pub fn of(bytes: &[u8]) -> Id {
+        Id(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// The id as 64 lowercase hex digits.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
+    /// The first 8 hex digits, for display.
+    pub fn short(&self) -> String {
+        hex::encode(&self.0[..4])
+    }
+
+    /// Reads an id from exactly 32 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Option<Id> {
+        bytes.try_into().ok().map(Id)
+    }
+
+    /// A fresh random id (used for repository ids).
+    pub fn random() -> Id {
+        Id(rand::random())
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Id({})", self.short())
+    }
+}
+
+impl FromStr for Id {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Id> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(s, &mut out)
+            .map_err(|_| Error::InvalidInput(format!("{s:?} is not a 64-digit hex id")))?;
+        Ok(Id(out))
+    }
+}
+
+impl serde::Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Id, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_round_trip() {
+        let id = Id::of(b"cairn");
+        assert_eq!(id.to_hex().parse::<Id>().unwrap(), id);
+        assert_eq!(id.short().len(), 8);
+        assert!(id.to_hex().starts_with(&id.short()));
+        assert!("xyz".parse::<Id>().is_err());
+    }
+}

@@ -1,0 +1,71 @@
+//! cairn's engine: a content-addressed, deduplicating backup repository for database files.
+//!
+//! Files are cut into content-defined chunks (FastCDC), each chunk is named by its BLAKE3
+//! digest and stored once, compressed, in pack files; snapshots are Merkle trees of directory
+//! listings and chunk lists. The repository is reached through OpenDAL; a local RocksDB cache
+//! indexes it and can always be rebuilt from it.
+//!
+//! ```
+//! use cairn_engine::{
+//!     BackupOptions, InitOptions, Location, NoProgress, Repository, RestoreOptions, backup, restore,
+//! };
+//! # fn main() -> cairn_engine::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let data = dir.path().join("pgdata");
+//! std::fs::create_dir(&data).unwrap();
+//! std::fs::write(data.join("16384"), vec![7u8; 100_000]).unwrap();
+//!
+//! let location = Location::parse(dir.path().join("repo").to_str().unwrap())?;
+//! Repository::init(&location, &InitOptions::default())?;
+//! let repo = Repository::open(&location, &dir.path().join("cache"))?;
+//!
+//! let opts = BackupOptions { paths: vec![data], ..Default::default() };
+//! let done = backup(&repo, &opts, None, &NoProgress)?;
+//!
+//! let (_, snapshot) = repo.resolve(&done.id.short())?;
+//! let target = dir.path().join("restored");
+//! let opts = RestoreOptions { target: target.clone(), ..Default::default() };
+//! restore(&repo, &snapshot, &opts, &NoProgress)?;
+//! assert_eq!(std::fs::read(target.join("16384")).unwrap(), vec![7u8; 100_000]);
+//! # Ok(())
+//! # }
+//! ```
+
+mod backup;
+mod chunker;
+mod config;
+mod error;
+mod id;
+mod index;
+mod ls;
+mod manifest;
+mod pack;
+mod progress;
+mod repository;
+mod restore;
+mod snapshot;
+mod store;
+mod wire;
+
+pub use backup::{BackupOptions, BackupResult, backup};
+pub use config::{Config, DEFAULT_AVG_CHUNK, DEFAULT_PACK_SIZE, FORMAT_VERSION};
+pub use error::{Error, Result};
+pub use id::Id;
+pub use ls::walk;
+pub use manifest::{Node, NodeKind};
+pub use progress::{NoProgress, Progress};
+pub use repository::{InitOptions, Repository, default_cache_dir};
+pub use restore::{RestoreOptions, RestoreSummary, restore};
+pub use snapshot::{Snapshot, Summary};
+pub use store::Location;
+
+/// Decoders of untrusted bytes, exposed for the fuzz targets and format tests. Not a stable API.
+#[doc(hidden)]
+pub mod decode {
+    pub use crate::chunker::Chunker;
+    pub use crate::config::{ChunkerParams, Config};
+    pub use crate::index::{PackRecord, decode_index, encode_index};
+    pub use crate::manifest::{Content, ContentRef, Tree, decode_list, encode_list};
+    pub use crate::pack::{BlobKind, Compression, PackWriter, decode_pack};
+    pub use crate::snapshot::Snapshot;
+}

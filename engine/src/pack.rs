@@ -1,0 +1,486 @@
+//! Pack files: many compressed blobs in one repository file, with a directory at the end.
+//!
+//! Layout (byte-exact description in `format-spec/pack.md`):
+//!
+//! ```text
+//! "CAIRNPAK" version:u32 flags:u32                       preamble, 16 bytes
+//! ( blob header (44 bytes) stored bytes )*               the blobs
+//! "CAIRNDIR" count:u32 entry(52 bytes)*                  the directory
+//! dir_len:u32 "CAIRNEND"                                 the trailer, 12 bytes
+//! ```
+//!
+//! Every blob carries its own header, so a pack can be read front to back without its
+//! directory, and the directory can be checked against the blobs. A pack is named by the
+//! BLAKE3 digest of all its bytes.
+//!
+//! This module owns the encoding only: it never touches storage.
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::wire::{DecodeResult, Malformed, Put, Reader};
+
+/// Pack format version written and read by this build.
+pub const PACK_VERSION: u32 = 1;
+/// First 8 bytes of every pack.
+pub const PACK_MAGIC: &[u8; 8] = b"CAIRNPAK";
+const DIR_MAGIC: &[u8; 8] = b"CAIRNDIR";
+const END_MAGIC: &[u8; 8] = b"CAIRNEND";
+/// Size of the preamble.
+pub const PREAMBLE_LEN: u64 = 16;
+/// Size of a blob header.
+pub const BLOB_HEADER_LEN: u64 = 44;
+/// Size of one directory (and index) entry.
+pub const ENTRY_LEN: usize = 52;
+/// Size of the trailer.
+pub const TRAILER_LEN: u64 = 12;
+/// Largest blob (raw or stored) a reader accepts; bounds memory on corrupt input.
+pub const MAX_BLOB_LEN: u32 = 1 << 30;
+
+/// What a blob holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BlobKind {
+    /// A chunk of file contents.
+    Data,
+    /// A directory listing.
+    Tree,
+    /// A sub-list of a long chunk list.
+    List,
+}
+
+impl BlobKind {
+    /// The byte stored on disk.
+    pub fn code(self) -> u8 {
+        match self {
+            BlobKind::Data => 1,
+            BlobKind::Tree => 2,
+            BlobKind::List => 3,
+        }
+    }
+
+    /// Parses the stored byte.
+    pub fn from_code(b: u8) -> Option<BlobKind> {
+        match b {
+            1 => Some(BlobKind::Data),
+            2 => Some(BlobKind::Tree),
+            3 => Some(BlobKind::List),
+            _ => None,
+        }
+    }
+
+    /// Name used in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlobKind::Data => "chunk",
+            BlobKind::Tree => "tree",
+            BlobKind::List => "list",
+        }
+    }
+}
+
+/// How a blob's bytes are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// Raw bytes.
+    None,
+    /// One zstd frame.
+    Zstd,
+}
+
+impl Compression {
+    fn code(self) -> u8 {
+        match self {
+            Compression::None => 0,
+            Compression::Zstd => 1,
+        }
+    }
+    fn from_code(b: u8) -> Option<Compression> {
+        match b {
+            0 => Some(Compression::None),
+            1 => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Where a blob is inside its pack, and how it is stored. Shared by pack directories, index
+/// files and the local index cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct BlobEntry {
+    /// The blob's id: BLAKE3 of its raw bytes.
+    pub id: Id,
+    /// What it holds.
+    pub kind: BlobKind,
+    /// How its bytes are stored.
+    pub compression: Compression,
+    /// Offset of its header from the start of the pack.
+    pub offset: u64,
+    /// Length of the stored bytes (after the header).
+    pub stored_len: u32,
+    /// Length of the raw bytes.
+    pub raw_len: u32,
+}
+
+impl BlobEntry {
+    /// Appends the 52-byte encoding.
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
+        out.put_u8(self.kind.code());
+        out.put_u8(self.compression.code());
+        out.put_u8(0); // encryption: none
+        out.put_u8(0); // reserved
+        out.put_u64(self.offset);
+        out.put_u32(self.stored_len);
+        out.put_u32(self.raw_len);
+        out.put_id(&self.id);
+    }
+
+    /// Reads the 52-byte encoding.
+    pub(crate) fn decode_from(r: &mut Reader<'_>) -> DecodeResult<BlobEntry> {
+        let (kind, compression) = decode_kind_bytes(r)?;
+        let offset = r.u64()?;
+        let stored_len = r.u32()?;
+        let raw_len = r.u32()?;
+        let id = r.id()?;
+        if stored_len > MAX_BLOB_LEN || raw_len > MAX_BLOB_LEN {
+            return Err(Malformed::new(format!("blob {} too large", id.short())));
+        }
+        if compression == Compression::None && stored_len != raw_len {
+            return Err(Malformed::new(format!(
+                "uncompressed blob {} has stored length {stored_len} but raw length {raw_len}",
+                id.short()
+            )));
+        }
+        Ok(BlobEntry {
+            id,
+            kind,
+            compression,
+            offset,
+            stored_len,
+            raw_len,
+        })
+    }
+
+    /// Offset one past the blob's last stored byte.
+    pub fn end(&self) -> u64 {
+        self.offset + BLOB_HEADER_LEN + u64::from(self.stored_len)
+    }
+}
+
+fn decode_kind_bytes(r: &mut Reader<'_>) -> DecodeResult<(BlobKind, Compression)> {
+    let kind = r.u8()?;
+    let kind =
+        BlobKind::from_code(kind).ok_or_else(|| Malformed::new(format!("blob kind {kind}")))?;
+    let comp = r.u8()?;
+    let comp = Compression::from_code(comp)
+        .ok_or_else(|| Malformed::new(format!("unknown compression {comp}")))?;
+    let enc = r.u8()?;
+    if enc != 0 {
+        return Err(Malformed::new(format!("unknown encryption {enc}")));
+    }
+    let reserved = r.u8()?;
+    if reserved != 0 {
+        return Err(Malformed::new(format!(
+            "reserved byte is {reserved}, not 0"
+        )));
+    }
+    Ok((kind, comp))
+}
+
+/// Compresses a blob's raw bytes; keeps them raw when compression would not shrink them.
+pub fn compress(raw: &[u8], zstd_level: Option<i32>) -> (Compression, Vec<u8>) {
+    if let Some(level) = zstd_level
+        && let Ok(z) = zstd::bulk::compress(raw, level)
+        && z.len() < raw.len()
+    {
+        return (Compression::Zstd, z);
+    }
+    (Compression::None, raw.to_vec())
+}
+
+/// Turns a blob's stored bytes back into raw bytes and checks them against the blob's id.
+/// This is the one place where blob contents are verified; every reader goes through it.
+pub fn open_blob(entry: &BlobEntry, stored: &[u8]) -> Result<Vec<u8>> {
+    let what = || format!("{} {}", entry.kind.name(), entry.id.short());
+    if stored.len() != entry.stored_len as usize {
+        return Err(Error::corrupt(
+            what(),
+            format!(
+                "{} stored bytes, expected {}",
+                stored.len(),
+                entry.stored_len
+            ),
+        ));
+    }
+    let raw = match entry.compression {
+        Compression::None => stored.to_vec(),
+        Compression::Zstd => zstd::bulk::decompress(stored, entry.raw_len as usize)
+            .map_err(|e| Error::corrupt(what(), format!("does not decompress: {e}")))?,
+    };
+    if raw.len() != entry.raw_len as usize {
+        return Err(Error::corrupt(
+            what(),
+            format!("{} raw bytes, expected {}", raw.len(), entry.raw_len),
+        ));
+    }
+    if Id::of(&raw) != entry.id {
+        return Err(Error::corrupt(what(), "contents do not match its id"));
+    }
+    Ok(raw)
+}
+
+/// Checks a blob's 44-byte header (as read from the pack) against its directory entry.
+pub fn check_blob_header(entry: &BlobEntry, header: &[u8]) -> DecodeResult<()> {
+    let mut r = Reader::new(header);
+    let (kind, compression) = decode_kind_bytes(&mut r)?;
+    let stored_len = r.u32()?;
+    let raw_len = r.u32()?;
+    let id = r.id()?;
+    if (kind, compression, stored_len, raw_len, id)
+        != (
+            entry.kind,
+            entry.compression,
+            entry.stored_len,
+            entry.raw_len,
+            entry.id,
+        )
+    {
+        return Err(Malformed::new(format!(
+            "blob header at offset {} does not match the directory entry for {}",
+            entry.offset,
+            entry.id.short()
+        )));
+    }
+    Ok(())
+}
+
+/// Builds a pack in memory.
+#[derive(Debug)]
+pub struct PackWriter {
+    buf: Vec<u8>,
+    entries: Vec<BlobEntry>,
+}
+
+impl Default for PackWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PackWriter {
+    /// An empty pack.
+    pub fn new() -> PackWriter {
+        let mut buf = Vec::with_capacity(1 << 20);
+        buf.extend_from_slice(PACK_MAGIC);
+        buf.put_u32(PACK_VERSION);
+        buf.put_u32(0);
+        PackWriter {
+            buf,
+            entries: Vec::new(),
+        }
+    }
+
+    /// Appends one blob, already compressed.
+    pub fn add(
+        &mut self,
+        kind: BlobKind,
+        id: Id,
+        raw_len: u32,
+        compression: Compression,
+        stored: &[u8],
+    ) {
+        let entry = BlobEntry {
+            id,
+            kind,
+            compression,
+            offset: self.buf.len() as u64,
+            stored_len: stored.len() as u32,
+            raw_len,
+        };
+        self.buf.put_u8(kind.code());
+        self.buf.put_u8(compression.code());
+        self.buf.put_u8(0);
+        self.buf.put_u8(0);
+        self.buf.put_u32(entry.stored_len);
+        self.buf.put_u32(raw_len);
+        self.buf.put_id(&id);
+        self.buf.extend_from_slice(stored);
+        self.entries.push(entry);
+    }
+
+    /// Bytes so far.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True if no blob was added.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Appends the directory and trailer; returns the pack id, its bytes and its entries.
+    pub fn finish(mut self) -> (Id, Vec<u8>, Vec<BlobEntry>) {
+        let dir_start = self.buf.len();
+        self.buf.extend_from_slice(DIR_MAGIC);
+        self.buf.put_u32(self.entries.len() as u32);
+        for e in &self.entries {
+            e.encode_into(&mut self.buf);
+        }
+        let dir_len = (self.buf.len() - dir_start) as u32;
+        self.buf.put_u32(dir_len);
+        self.buf.extend_from_slice(END_MAGIC);
+        (Id::of(&self.buf), self.buf, self.entries)
+    }
+}
+
+/// Reads a pack's trailer (its last 12 bytes): the length of the directory before it.
+pub fn decode_trailer(trailer: &[u8], pack_len: u64) -> DecodeResult<u32> {
+    let mut r = Reader::new(trailer);
+    let dir_len = r.u32()?;
+    if r.take(8)? != END_MAGIC {
+        return Err(Malformed::new("pack trailer magic is wrong"));
+    }
+    if u64::from(dir_len) + TRAILER_LEN + PREAMBLE_LEN > pack_len || dir_len < 12 {
+        return Err(Malformed::new(format!(
+            "directory length {dir_len} does not fit in a pack of {pack_len} bytes"
+        )));
+    }
+    Ok(dir_len)
+}
+
+/// Decodes a pack directory; `dir_start` is its offset in the pack. Checks that the blobs it
+/// lists lie, in order and without overlap, between the preamble and the directory.
+pub fn decode_directory(dir: &[u8], dir_start: u64) -> DecodeResult<Vec<BlobEntry>> {
+    let mut r = Reader::new(dir);
+    if r.take(8)? != DIR_MAGIC {
+        return Err(Malformed::new("pack directory magic is wrong"));
+    }
+    let count = r.u32()? as usize;
+    if count > r.remaining() / ENTRY_LEN {
+        return Err(Malformed::new(format!(
+            "directory claims {count} entries in {} bytes",
+            r.remaining()
+        )));
+    }
+    let mut entries = Vec::with_capacity(count);
+    let mut next = PREAMBLE_LEN;
+    for _ in 0..count {
+        let e = BlobEntry::decode_from(&mut r)?;
+        if e.offset != next {
+            return Err(Malformed::new(format!(
+                "blob {} at offset {} but the previous blob ends at {next}",
+                e.id.short(),
+                e.offset
+            )));
+        }
+        next = e.end();
+        entries.push(e);
+    }
+    r.expect_end()?;
+    if next != dir_start {
+        return Err(Malformed::new(format!(
+            "blobs end at {next} but the directory starts at {dir_start}"
+        )));
+    }
+    Ok(entries)
+}
+
+/// Checks the preamble (first 16 bytes) of a pack.
+pub fn check_preamble(preamble: &[u8]) -> DecodeResult<()> {
+    let mut r = Reader::new(preamble);
+    if r.take(8)? != PACK_MAGIC {
+        return Err(Malformed::new("not a pack: magic is wrong"));
+    }
+    let version = r.u32()?;
+    if version != PACK_VERSION {
+        return Err(Malformed::new(format!(
+            "pack version {version}, this build reads {PACK_VERSION}"
+        )));
+    }
+    let flags = r.u32()?;
+    if flags != 0 {
+        return Err(Malformed::new(format!("unknown pack flags {flags:#x}")));
+    }
+    Ok(())
+}
+
+/// Decodes the directory of a whole pack held in memory and checks every blob header against
+/// it (not the blob contents: see [`open_blob`]).
+pub fn decode_pack(pack: &[u8]) -> DecodeResult<Vec<BlobEntry>> {
+    let len = pack.len() as u64;
+    if len < PREAMBLE_LEN + TRAILER_LEN {
+        return Err(Malformed::new(format!("pack of {len} bytes is too short")));
+    }
+    check_preamble(&pack[..PREAMBLE_LEN as usize])?;
+    let dir_len = decode_trailer(&pack[pack.len() - TRAILER_LEN as usize..], len)?;
+    let dir_start = len - TRAILER_LEN - u64::from(dir_len);
+    let entries = decode_directory(
+        &pack[dir_start as usize..(len - TRAILER_LEN) as usize],
+        dir_start,
+    )?;
+    for e in &entries {
+        let h = e.offset as usize;
+        check_blob_header(e, &pack[h..h + BLOB_HEADER_LEN as usize])?;
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> (Id, Vec<u8>, Vec<BlobEntry>, Vec<Vec<u8>>) {
+        let blobs: Vec<Vec<u8>> = vec![b"alpha".repeat(100), vec![7u8; 3], Vec::new()];
+        let mut w = PackWriter::new();
+        for (i, b) in blobs.iter().enumerate() {
+            let kind = if i == 1 {
+                BlobKind::Tree
+            } else {
+                BlobKind::Data
+            };
+            let (c, stored) = compress(b, Some(3));
+            w.add(kind, Id::of(b), b.len() as u32, c, &stored);
+        }
+        let (id, bytes, entries) = w.finish();
+        (id, bytes, entries, blobs)
+    }
+
+    #[test]
+    fn round_trip() {
+        let (id, bytes, entries, blobs) = sample();
+        assert_eq!(Id::of(&bytes), id);
+        let decoded = decode_pack(&bytes).unwrap();
+        assert_eq!(decoded, entries);
+        for (e, raw) in entries.iter().zip(&blobs) {
+            let h = &bytes[e.offset as usize..(e.offset + BLOB_HEADER_LEN) as usize];
+            check_blob_header(e, h).unwrap();
+            let stored = &bytes[(e.offset + BLOB_HEADER_LEN) as usize..e.end() as usize];
+            assert_eq!(&open_blob(e, stored).unwrap(), raw);
+        }
+        assert_eq!(entries[0].compression, Compression::Zstd);
+        assert_eq!(entries[1].compression, Compression::None);
+    }
+
+    #[test]
+    fn flipped_byte_is_caught() {
+        let (_, mut bytes, entries, _) = sample();
+        let e = entries[0];
+        bytes[(e.offset + BLOB_HEADER_LEN + 2) as usize] ^= 0x40;
+        let stored = &bytes[(e.offset + BLOB_HEADER_LEN) as usize..e.end() as usize];
+        assert!(open_blob(&e, stored).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn decoder_never_panics(bytes: Vec<u8>) {
+            let _ = decode_pack(&bytes);
+        }
+
+        #[test]
+        fn decoder_survives_mutation(pos: usize, val: u8) {
+            let (_, mut bytes, _, _) = sample();
+            let i = pos % bytes.len();
+            bytes[i] = val;
+            let _ = decode_pack(&bytes);
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Opening a repository: the entry point of every operation.
+//!
+//! [`Repository::init`] creates one; [`Repository::open`] reads its config and brings the local
+//! index cache up to date, so that an open `Repository` is always indexed: operations that need
+//! the index take `&Repository` and cannot run before it is loaded.
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{BlobLocation, IndexCache, pack_path};
+use crate::manifest::{Content, Tree, decode_list};
+use crate::pack::{BLOB_HEADER_LEN, BlobKind, check_blob_header, open_blob};
+use crate::snapshot::{Snapshot, snapshot_path};
+use crate::store::{Location, Store};
+
+/// Options of `init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Average chunk size in bytes (a power of two).
+    pub avg_chunk_size: u32,
+    /// zstd level, or `None` for no compression.
+    pub zstd_level: Option<i32>,
+    /// Target pack size in bytes.
+    pub pack_size: u32,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            avg_chunk_size: crate::config::DEFAULT_AVG_CHUNK,
+            zstd_level: Some(crate::config::DEFAULT_ZSTD_LEVEL),
+            pack_size: crate::config::DEFAULT_PACK_SIZE,
+        }
+    }
+}
+
+/// An open, indexed repository.
+#[derive(Debug)]
+pub struct Repository {
+    store: Store,
+    config: Config,
+    index: IndexCache,
+    warnings: Vec<String>,
+}
+
+/// The default local cache directory: `$CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`, else
+/// `~/.cache/cairn`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("CAIRN_CACHE_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(d).join("cairn");
+    }
+    let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+    home.join(".cache").join("cairn")
+}
+
+impl Repository {
+    /// Creates a repository at `location`. Refuses a location that already holds a
+    /// repository or anything else.
+    pub fn init(location: &Location, opts: &InitOptions) -> Result<Config> {
+        let config = Config::new(opts.avg_chunk_size, opts.zstd_level, opts.pack_size)?;
+        if let Some(path) = location.local_path()
+            && path.exists()
+        {
+            if !path.is_dir() {
+                return Err(Error::LocationNotEmpty {
+                    location: location.to_string(),
+                });
+            }
+            let mut entries =
+                std::fs::read_dir(path).map_err(|e| Error::io("cannot read", path, e))?;
+            if entries.next().is_some() {
+                return Err(if path.join("config").exists() {
+                    Error::RepositoryExists {
+                        location: location.to_string(),
+                    }
+                } else {
+                    Error::LocationNotEmpty {
+                        location: location.to_string(),
+                    }
+                });
+            }
+        }
+        let store = Store::open(location, true)?;
+        if store.read_opt("config")?.is_some() {
+            return Err(Error::RepositoryExists {
+                location: location.to_string(),
+            });
+        }
+        store.write("config", config.encode())?;
+        Ok(config)
+    }
+
+    /// Opens the repository at `location` with its local cache under `cache_dir`.
+    pub fn open(location: &Location, cache_dir: &Path) -> Result<Repository> {
+        let store = Store::open(location, false)?;
+        Self::open_store(store, cache_dir)
+    }
+
+    /// Opens a repository in an already opened store (for in-memory repositories).
+    pub fn open_store(store: Store, cache_dir: &Path) -> Result<Repository> {
+        let bytes = store
+            .read_opt("config")?
+            .ok_or_else(|| Error::RepositoryNotFound {
+                location: store.location().to_string(),
+            })?;
+        let config = Config::decode(&bytes)?;
+        let mut index = IndexCache::open(&cache_dir.join(config.id.to_hex()))?;
+        let warnings = index.sync(&store)?;
+        Ok(Repository {
+            store,
+            config,
+            index,
+            warnings,
+        })
+    }
+
+    /// The repository's config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The storage layer.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The local index.
+    pub fn index(&self) -> &IndexCache {
+        &self.index
+    }
+
+    /// Problems met while opening that did not stop it (unreadable index files).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Where a blob is stored.
+    pub fn locate(&self, kind: BlobKind, id: &Id) -> Result<BlobLocation> {
+        self.index.get(kind, id)?.ok_or_else(|| Error::MissingBlob {
+            kind: kind.name(),
+            id: id.to_hex(),
+        })
+    }
+
+    /// Reads, verifies and decompresses one blob.
+    pub fn load_blob(&self, kind: BlobKind, id: &Id) -> Result<Vec<u8>> {
+        let loc = self.locate(kind, id)?;
+        let e = loc.entry;
+        let bytes = self
+            .store
+            .read_range(&pack_path(&loc.pack), e.offset..e.end())?;
+        let (header, stored) = bytes.split_at(BLOB_HEADER_LEN as usize);
+        check_blob_header(&e, header).map_err(|m| m.about(format!("pack {}", loc.pack.short())))?;
+        open_blob(&e, stored)
+    }
+
+    /// Loads a tree.
+    pub fn load_tree(&self, id: &Id) -> Result<Tree> {
+        let bytes = self.load_blob(BlobKind::Tree, id)?;
+        Tree::decode(&bytes).map_err(|m| m.about(format!("tree {}", id.short())))
+    }
+
+    /// Expands a file's content to its chunk list, loading sub-lists as needed, and calls `f`
+    /// for each chunk in file order.
+    pub fn for_each_chunk(
+        &self,
+        content: &Content,
+        f: &mut dyn FnMut(&crate::manifest::ContentRef) -> Result<()>,
+    ) -> Result<()> {
+        if content.depth == 0 {
+            for r in &content.refs {
+                f(r)?;
+            }
+            return Ok(());
+        }
+        for r in &content.refs {
+            let bytes = self.load_blob(BlobKind::List, &r.id)?;
+            let sub = decode_list(&bytes).map_err(|m| m.about(format!("list {}", r.id.short())))?;
+            if sub.depth + 1 != content.depth || sub.len() != r.len {
+                return Err(Error::corrupt(
+                    format!("list {}", r.id.short()),
+                    "its depth or length does not match the reference to it",
+                ));
+            }
+            self.for_each_chunk(&sub, f)?;
+        }
+        Ok(())
+    }
+
+    /// Every snapshot, oldest first. Unreadable snapshots are errors.
+    pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        let ids: Vec<Id> = self
+            .store
+            .list("snapshots/")?
+            .iter()
+            .filter_map(|p| crate::index::id_from_path(p))
+            .collect();
+        let mut out = ids
+            .par_iter()
+            .map(|id| self.load_snapshot(id).map(|s| (*id, s)))
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    /// Reads one snapshot and checks it against its name.
+    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let bytes = self
+            .store
+            .read_opt(&snapshot_path(id))?
+            .ok_or_else(|| Error::SnapshotNotFound(id.to_hex()))?;
+        if Id::of(&bytes) != *id {
+            return Err(Error::corrupt(
+                format!("snapshot {}", id.short()),
+                "contents do not match its name",
+            ));
+        }
+        Snapshot::decode(&bytes, id)
+    }
+
+    /// Finds the snapshot `spec` names: `latest`, a full id, a unique id prefix, or a name
+    /// given with `--name` (the latest snapshot of that name).
+    pub fn resolve(&self, spec: &str) -> Result<(Id, Snapshot)> {
+        let all = self.snapshots()?;
+        if spec == "latest" {
+            return all
+                .into_iter()
+                .last()
+                .ok_or_else(|| Error::SnapshotNotFound(spec.into()));
+        }
+        let lower = spec.to_ascii_lowercase();
+        if !spec.is_empty() && spec.len() <= 64 && spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+            let matches: Vec<&(Id, Snapshot)> = all
+                .iter()
+                .filter(|(id, _)| id.to_hex().starts_with(&lower))
+                .collect();
+            match matches.len() {
+                1 => return Ok(matches[0].clone()),
+                0 => {}
+                n => {
+                    let mut ids: Vec<String> =
+                        matches.iter().take(4).map(|(id, _)| id.short()).collect();
+                    if n > 4 {
+                        ids.push(format!("and {} more", n - 4));
+                    }
+                    return Err(Error::AmbiguousSnapshot {
+                        prefix: spec.into(),
+                        candidates: ids.join(", "),
+                    });
+                }
+            }
+        }
+        all.into_iter()
+            .rev()
+            .find(|(_, s)| s.name.as_deref() == Some(spec))
+            .ok_or_else(|| Error::SnapshotNotFound(spec.into()))
+    }
+}

@@ -1,0 +1,157 @@
+//! Snapshot objects: the last thing a backup writes, naming the root tree and describing the run.
+//!
+//! Stored at `snapshots/<id>` as compact JSON, where `<id>` is the BLAKE3 digest of the bytes
+//! (`format-spec/snapshot.md`). A snapshot is written only after everything it references is
+//! stored and indexed, so a snapshot that exists is complete.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+/// Snapshot format version written and read by this build.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// A snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Format version.
+    pub version: u32,
+    /// When the backup started (RFC 3339, UTC).
+    pub time: String,
+    /// When it finished.
+    pub time_end: String,
+    /// Host it ran on.
+    pub hostname: String,
+    /// User it ran as.
+    pub username: String,
+    /// The source paths as given, made absolute; for a stream, the name given to it.
+    pub paths: Vec<String>,
+    /// True if the snapshot holds one stream read from standard input.
+    #[serde(default)]
+    pub stdin: bool,
+    /// The name given with `--name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Tags given with `--tag`.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The root tree.
+    pub tree: Id,
+    /// The snapshot whose unchanged files were reused, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<Id>,
+    /// What the backup did.
+    pub summary: Summary,
+}
+
+/// Figures recorded by the backup that made a snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Regular files in the snapshot.
+    pub files: u64,
+    /// Directories in the snapshot (the root included).
+    pub dirs: u64,
+    /// Symbolic links in the snapshot.
+    pub symlinks: u64,
+    /// Files not in the parent snapshot.
+    pub files_new: u64,
+    /// Files in the parent whose contents were read again.
+    pub files_changed: u64,
+    /// Files reused from the parent without being read.
+    pub files_unchanged: u64,
+    /// Sum of the sizes of the files in the snapshot.
+    pub logical_bytes: u64,
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// Bytes newly written to the repository: packs, index files and this snapshot.
+    pub bytes_added: u64,
+    /// Chunks newly stored.
+    pub chunks_added: u64,
+    /// Tree and list blobs newly stored.
+    pub metadata_blobs_added: u64,
+    /// Raw bytes of the tree and list blobs newly stored.
+    pub metadata_bytes_added: u64,
+    /// Entries skipped (sockets, devices, unreadable files), with the reason.
+    #[serde(default)]
+    pub skipped: Vec<String>,
+    /// Files that changed while they were being read.
+    #[serde(default)]
+    pub changed_during_backup: Vec<String>,
+    /// Seconds the backup took.
+    pub duration_s: f64,
+}
+
+impl Snapshot {
+    /// Encodes the snapshot as stored.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = serde_json::to_vec(self).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+
+    /// Decodes a stored snapshot.
+    pub fn decode(bytes: &[u8], id: &Id) -> Result<Snapshot> {
+        let what = || format!("snapshot {}", id.short());
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        let v: VersionOnly = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt(what(), format!("not a snapshot object: {e}")))?;
+        if v.version != SNAPSHOT_VERSION {
+            return Err(Error::UnsupportedVersion {
+                object: what(),
+                found: v.version,
+                supported: SNAPSHOT_VERSION,
+            });
+        }
+        serde_json::from_slice(bytes).map_err(|e| Error::corrupt(what(), e.to_string()))
+    }
+
+    /// Start time as a timestamp.
+    pub fn start(&self) -> Option<jiff::Timestamp> {
+        self.time.parse().ok()
+    }
+
+    /// End time as a timestamp.
+    pub fn end(&self) -> Option<jiff::Timestamp> {
+        self.time_end.parse().ok()
+    }
+}
+
+/// Storage path of a snapshot.
+pub fn snapshot_path(id: &Id) -> String {
+    format!("snapshots/{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let s = Snapshot {
+            version: SNAPSHOT_VERSION,
+            time: "2026-01-02T03:04:05.123456789Z".into(),
+            time_end: "2026-01-02T03:04:06Z".into(),
+            hostname: "db1".into(),
+            username: "postgres".into(),
+            paths: vec!["/var/lib/postgresql".into()],
+            stdin: false,
+            name: Some("nightly".into()),
+            tags: vec!["pg".into()],
+            tree: Id::of(b"tree"),
+            parent: None,
+            summary: Summary {
+                files: 3,
+                duration_s: 1.5,
+                ..Summary::default()
+            },
+        };
+        let bytes = s.encode();
+        let id = Id::of(&bytes);
+        assert_eq!(Snapshot::decode(&bytes, &id).unwrap(), s);
+        assert!(Snapshot::decode(b"[]", &id).is_err());
+    }
+}

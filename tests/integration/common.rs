@@ -1,0 +1,163 @@
+//! Helpers shared by the end-to-end tests.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scratch area with a repository path and a private cache.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        Sandbox {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn repo(&self) -> PathBuf {
+        self.path("repo")
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.path("cache")
+    }
+
+    /// Runs cairn with this sandbox's repository and cache.
+    pub fn cairn(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(args)
+            .env("CAIRN_REPO", self.repo())
+            .env("CAIRN_CACHE_DIR", self.cache())
+            .output()
+            .expect("run cairn")
+    }
+
+    /// Runs cairn and insists it succeeds; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cairn(args);
+        assert!(
+            out.status.success(),
+            "cairn {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs cairn and insists it fails with one clear line and no panic; returns that line.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.cairn(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "cairn {args:?} succeeded");
+        assert_eq!(out.status.code(), Some(1), "cairn {args:?}: {err}");
+        assert!(!err.contains("panicked"), "cairn {args:?} panicked: {err}");
+        let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("warning:")).collect();
+        assert_eq!(lines.len(), 1, "cairn {args:?} printed {err:?}");
+        assert!(lines[0].starts_with("error: "), "{err}");
+        lines[0].to_string()
+    }
+
+    /// Backs up `paths` and returns the summary object.
+    pub fn backup(&self, extra: &[&str], paths: &[&Path]) -> serde_json::Value {
+        let mut args = vec!["backup", "--json"];
+        args.extend_from_slice(extra);
+        let ps: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        args.extend(ps.iter().map(String::as_str));
+        serde_json::from_str(&self.ok(&args)).expect("backup --json prints JSON")
+    }
+}
+
+/// What a restore must reproduce of one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    File {
+        mode: u32,
+        mtime: (i64, i64),
+        digest: String,
+    },
+    Dir {
+        mode: u32,
+    },
+    Symlink {
+        target: PathBuf,
+    },
+}
+
+/// Every entry below `root`, by relative path.
+pub fn snapshot_of(root: &Path) -> BTreeMap<PathBuf, Entry> {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Entry>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let rel = p.strip_prefix(root).expect("prefix").to_path_buf();
+        let m = std::fs::symlink_metadata(&p).expect("stat");
+        let e = if m.file_type().is_symlink() {
+            Entry::Symlink {
+                target: std::fs::read_link(&p).expect("readlink"),
+            }
+        } else if m.is_dir() {
+            walk(root, &p, out);
+            Entry::Dir {
+                mode: m.permissions().mode() & 0o7777,
+            }
+        } else {
+            Entry::File {
+                mode: m.permissions().mode() & 0o7777,
+                mtime: (m.mtime(), m.mtime_nsec()),
+                digest: blake3::hash(&std::fs::read(&p).expect("read"))
+                    .to_hex()
+                    .to_string(),
+            }
+        };
+        out.insert(rel, e);
+    }
+}
+
+/// Deterministic pseudo-random bytes.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// A database-like page: a header, then rows of mostly repetitive text.
+    pub fn page(&mut self, size: usize, page_no: u64) -> Vec<u8> {
+        let mut p = Vec::with_capacity(size);
+        p.extend_from_slice(&page_no.to_le_bytes());
+        p.extend_from_slice(&self.next().to_le_bytes());
+        while p.len() < size {
+            let row = format!(
+                "|{:08}|customer-{:04}|{:>10}.{:02}|status=shipped|",
+                self.below(100_000_000),
+                self.below(5000),
+                self.below(100_000),
+                self.below(100)
+            );
+            p.extend_from_slice(row.as_bytes());
+        }
+        p.truncate(size);
+        p
+    }
+}

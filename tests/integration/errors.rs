@@ -1,0 +1,222 @@
+//! Bad input gets one clear line and a non-zero exit, never a panic.
+
+use std::path::PathBuf;
+
+use crate::common::Sandbox;
+
+fn small_repo() -> (Sandbox, PathBuf) {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rng = crate::common::Rng(11);
+    let a: Vec<u8> = (0..40).flat_map(|p| rng.page(8192, p)).collect();
+    std::fs::write(src.join("a"), a).unwrap();
+    std::fs::write(src.join("b"), b"bee").unwrap();
+    sb.ok(&["init"]);
+    sb.backup(&[], &[&src]);
+    (sb, src)
+}
+
+#[test]
+fn missing_repository() {
+    let sb = Sandbox::new();
+    let line = sb.fails(&["list"]);
+    assert!(line.contains("no cairn repository at"), "{line}");
+    assert!(
+        !sb.repo().exists(),
+        "opening must not create the repository"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["list"])
+        .env_remove("CAIRN_REPO")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--repo"));
+}
+
+#[test]
+fn init_refuses_existing_or_foreign() {
+    let (sb, _) = small_repo();
+    assert!(
+        sb.fails(&["init"])
+            .contains("already holds a cairn repository")
+    );
+    let foreign = sb.path("src");
+    let line = sb.fails(&["init", "--repo", foreign.to_str().unwrap()]);
+    assert!(line.contains("not empty"), "{line}");
+    assert!(
+        sb.fails(&[
+            "init",
+            "--repo",
+            sb.path("x").to_str().unwrap(),
+            "--chunk-size",
+            "1000"
+        ])
+        .contains("power of two")
+    );
+}
+
+#[test]
+fn wrong_paths_and_snapshots() {
+    let (sb, src) = small_repo();
+    let line = sb.fails(&["backup", sb.path("nope").to_str().unwrap()]);
+    assert!(line.contains("nope"), "{line}");
+    assert!(
+        sb.fails(&["restore", "ffffffffff", "--target", "x"])
+            .contains("no snapshot matches")
+    );
+    assert!(
+        sb.fails(&["ls", "latest:missing/file"])
+            .contains("is not in snapshot")
+    );
+    let target = sb.path("t");
+    std::fs::create_dir_all(&target).unwrap();
+    std::fs::write(target.join("keep"), b"precious").unwrap();
+    let line = sb.fails(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert!(line.contains("not empty"), "{line}");
+    assert_eq!(std::fs::read(target.join("keep")).unwrap(), b"precious");
+    let _ = src;
+}
+
+#[test]
+fn repository_inside_source_is_refused() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a"), b"x").unwrap();
+    let repo = src.join("backups");
+    let out = sb.cairn(&["init", "--repo", repo.to_str().unwrap()]);
+    assert!(out.status.success());
+    let line = sb.fails(&[
+        "backup",
+        "--repo",
+        repo.to_str().unwrap(),
+        src.to_str().unwrap(),
+    ]);
+    assert!(line.contains("inside the backup source"), "{line}");
+}
+
+#[test]
+fn ambiguous_prefix() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    sb.ok(&["init"]);
+    // 17 snapshots over 16 hex digits: two share a first digit.
+    let mut ids = Vec::new();
+    for i in 0..17 {
+        std::fs::write(src.join("f"), format!("{i}")).unwrap();
+        ids.push(
+            sb.backup(&[], &[&src])["snapshot_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    let digit = (0..16)
+        .map(|d| format!("{d:x}"))
+        .find(|d| ids.iter().filter(|id| id.starts_with(d.as_str())).count() > 1)
+        .unwrap();
+    let line = sb.fails(&["ls", &digit]);
+    assert!(line.contains("ambiguous"), "{line}");
+}
+
+fn only_pack(sb: &Sandbox, metadata: bool) -> PathBuf {
+    // Metadata packs are the small ones; data packs hold the 300 KB file.
+    let mut packs: Vec<(u64, PathBuf)> = walkdir(&sb.repo().join("data"))
+        .into_iter()
+        .map(|p| (std::fs::metadata(&p).unwrap().len(), p))
+        .collect();
+    packs.sort();
+    if metadata {
+        packs[0].1.clone()
+    } else {
+        packs.last().unwrap().1.clone()
+    }
+}
+
+fn walkdir(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walkdir(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn truncated_data_pack() {
+    let (sb, _) = small_repo();
+    let pack = only_pack(&sb, false);
+    let len = std::fs::metadata(&pack).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&pack)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+    let t = sb.path("t");
+    let line = sb.fails(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert!(
+        line.contains("truncated") || line.contains("damaged"),
+        "{line}"
+    );
+}
+
+#[test]
+fn flipped_byte_in_data_pack() {
+    let (sb, _) = small_repo();
+    let pack = only_pack(&sb, false);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[100] ^= 0x55;
+    std::fs::write(&pack, bytes).unwrap();
+    let t = sb.path("t");
+    let line = sb.fails(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert!(line.contains("damaged"), "{line}");
+}
+
+#[test]
+fn damaged_manifest() {
+    let (sb, _) = small_repo();
+    let pack = only_pack(&sb, true);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[16 + 44 + 3] ^= 0xff;
+    std::fs::write(&pack, bytes).unwrap();
+    // Restore reads every tree and list blob, whichever this byte belongs to.
+    let t = sb.path("t");
+    let line = sb.fails(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert!(line.contains("damaged"), "{line}");
+}
+
+#[test]
+fn malformed_index_and_snapshot() {
+    let (sb, _) = small_repo();
+    let index = walkdir(&sb.repo().join("index")).remove(0);
+    std::fs::write(&index, b"CAIRNIDX garbage").unwrap();
+    std::fs::remove_dir_all(sb.cache()).unwrap();
+    // The index is unreadable, so the snapshot's trees cannot be found.
+    let out = sb.cairn(&["ls", "latest"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: skipped index file"), "{err}");
+    assert!(!err.contains("panicked"));
+
+    let snap = walkdir(&sb.repo().join("snapshots")).remove(0);
+    std::fs::write(&snap, b"{\"version\":1,").unwrap();
+    assert!(sb.fails(&["list"]).contains("damaged"));
+    std::fs::write(&snap, b"").unwrap();
+    assert!(sb.fails(&["list"]).contains("damaged"));
+}
+
+#[test]
+fn malformed_config() {
+    let (sb, _) = small_repo();
+    std::fs::write(sb.repo().join("config"), b"{\"version\": 7}").unwrap();
+    assert!(sb.fails(&["list"]).contains("upgrade cairn"));
+    std::fs::write(sb.repo().join("config"), b"\x00\x01").unwrap();
+    assert!(sb.fails(&["list"]).contains("damaged"));
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests of the `cairn` binary and of the engine's public API, in one test binary.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on purpose.
+
+mod common;
+
+mod cache;
+mod crafted;
+mod dedup;
+mod errors;
+mod fixture;
+
+mod roundtrip;
