@@ -30,7 +30,7 @@ echo "sample data: $(du -sh "$data" | cut -f1) in $data"
 
 "$cairn" init
 "$cairn" backup --name first "$data"
-sqlite3 "$data/db1/main.sqlite" "UPDATE orders SET amount = amount + 1 WHERE id % 100 = 0;"
+sqlite3 "$data/db1/main.sqlite" "UPDATE orders SET amount = amount + 1 WHERE id BETWEEN 100000 AND 102000;"
 "$cairn" backup --tag after-update "$data"
 "$cairn" list
 "$cairn" ls latest db1

@@ -31,30 +31,41 @@
 //! # }
 //! ```
 
+// Without the repository feature only the format remains; parts of it serve only the pipelines.
+#![cfg_attr(not(feature = "repository"), allow(dead_code, unused_imports))]
+
+#[cfg(feature = "repository")]
 mod backup;
 mod chunker;
 mod config;
 mod error;
 mod id;
 mod index;
+#[cfg(feature = "repository")]
 mod ls;
 mod manifest;
 mod pack;
 mod progress;
+#[cfg(feature = "repository")]
 mod repository;
+#[cfg(feature = "repository")]
 mod restore;
 mod snapshot;
 mod store;
 mod wire;
 
+#[cfg(feature = "repository")]
 pub use backup::{BackupOptions, BackupResult, backup};
 pub use config::{Config, DEFAULT_AVG_CHUNK, DEFAULT_PACK_SIZE, FORMAT_VERSION};
 pub use error::{Error, Result};
 pub use id::Id;
+#[cfg(feature = "repository")]
 pub use ls::walk;
 pub use manifest::{Node, NodeKind};
 pub use progress::{NoProgress, Progress};
+#[cfg(feature = "repository")]
 pub use repository::{InitOptions, Repository, default_cache_dir};
+#[cfg(feature = "repository")]
 pub use restore::{RestoreOptions, RestoreSummary, restore};
 pub use snapshot::{Snapshot, Summary};
 pub use store::Location;

@@ -42,9 +42,9 @@ pub struct Content {
 }
 
 impl Content {
-    /// Total bytes covered.
+    /// Total bytes covered (saturating; decoded contents never overflow, see `decode_from`).
     pub fn len(&self) -> u64 {
-        self.refs.iter().map(|r| r.len).sum()
+        self.refs.iter().fold(0u64, |a, r| a.saturating_add(r.len))
     }
 
     /// True for an empty file.
@@ -68,9 +68,13 @@ impl Content {
         }
         let n = r.count(33)?;
         let mut refs = Vec::with_capacity(n);
+        let mut total = 0u64;
         for _ in 0..n {
             let id = r.id()?;
             let len = r.varint()?;
+            total = total
+                .checked_add(len)
+                .ok_or_else(|| Malformed::new("content length overflows 64 bits"))?;
             refs.push(ContentRef { id, len });
         }
         Ok(Content { depth, refs })
@@ -531,6 +535,20 @@ mod tests {
             ],
         };
         assert!(Tree::decode(&dup.encode()).is_err());
+    }
+
+    #[test]
+    fn overflowing_lengths_are_rejected() {
+        // Found by fuzzing: two references whose lengths sum past 2^64.
+        let big = ContentRef {
+            id: Id::of(b"x"),
+            len: u64::MAX,
+        };
+        let list = Content {
+            depth: 0,
+            refs: vec![big, big],
+        };
+        assert!(decode_list(&encode_list(&list)).is_err());
     }
 
     proptest! {

@@ -160,8 +160,11 @@ impl BlobEntry {
     }
 
     /// Offset one past the blob's last stored byte.
+    /// Saturates instead of overflowing, so that a corrupt offset compares as out of range.
     pub fn end(&self) -> u64 {
-        self.offset + BLOB_HEADER_LEN + u64::from(self.stored_len)
+        self.offset
+            .saturating_add(BLOB_HEADER_LEN)
+            .saturating_add(u64::from(self.stored_len))
     }
 }
 

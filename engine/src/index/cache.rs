@@ -1,16 +1,5 @@
-//! The index: which pack holds each blob.
-//!
-//! Two halves:
-//! - **Index files** in the repository (`index/<id>`), immutable, each describing a set of packs
-//!   that were fully stored before the index file was written. They are the truth.
-//! - **The local cache**, a RocksDB database under the cache directory, mapping
-//!   `kind ‖ blob id → pack id ‖ location` and recording which index files it has absorbed.
-//!   It is only ever derived from index files: deleting it loses nothing, and the next command
-//!   rebuilds it. Lookups go to RocksDB, so memory stays bounded however large the repository.
-//!
-//! The cache must never hold an entry that no index file in the repository records: that would
-//! let a backup skip uploading a chunk the repository does not have. Entries therefore enter
-//! the cache only by absorbing an index file that has already been stored.
+//! The local RocksDB cache of the repository's index files (see the module above for its
+//! invariant: it only ever holds what a stored index file records).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -18,120 +7,12 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use rocksdb::{DB, Options, WriteBatch};
 
+use super::{BlobLocation, PackRecord, id_from_path, load_index_file};
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::pack::{BLOB_HEADER_LEN, BlobEntry, BlobKind, ENTRY_LEN, PREAMBLE_LEN};
+use crate::pack::{BlobEntry, BlobKind, ENTRY_LEN};
 use crate::store::Store;
-use crate::wire::{DecodeResult, Malformed, Put, Reader};
-
-/// Index file format version written and read by this build.
-pub const INDEX_VERSION: u32 = 1;
-const INDEX_MAGIC: &[u8; 8] = b"CAIRNIDX";
-
-/// One pack as an index file describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackRecord {
-    /// The pack's id (BLAKE3 of its bytes).
-    pub id: Id,
-    /// Its size in bytes.
-    pub len: u64,
-    /// Its blobs, in pack order.
-    pub blobs: Vec<BlobEntry>,
-}
-
-/// Encodes an index file.
-pub fn encode_index(packs: &[PackRecord]) -> Vec<u8> {
-    let blobs: usize = packs.iter().map(|p| p.blobs.len()).sum();
-    let mut out = Vec::with_capacity(20 + packs.len() * 44 + blobs * ENTRY_LEN);
-    out.extend_from_slice(INDEX_MAGIC);
-    out.put_u32(INDEX_VERSION);
-    out.put_u32(0);
-    out.put_u32(packs.len() as u32);
-    for p in packs {
-        out.put_id(&p.id);
-        out.put_u64(p.len);
-        out.put_u32(p.blobs.len() as u32);
-        for b in &p.blobs {
-            b.encode_into(&mut out);
-        }
-    }
-    out
-}
-
-/// Decodes an index file, checking that every entry lies inside its pack.
-pub fn decode_index(bytes: &[u8]) -> DecodeResult<Vec<PackRecord>> {
-    let mut r = Reader::new(bytes);
-    if r.take(8)? != INDEX_MAGIC {
-        return Err(Malformed::new("not an index file: magic is wrong"));
-    }
-    let version = r.u32()?;
-    if version != INDEX_VERSION {
-        return Err(Malformed::new(format!(
-            "index version {version}, this build reads {INDEX_VERSION}"
-        )));
-    }
-    let flags = r.u32()?;
-    if flags != 0 {
-        return Err(Malformed::new(format!("unknown index flags {flags:#x}")));
-    }
-    let count = r.u32()? as usize;
-    if count > r.remaining() / 44 {
-        return Err(Malformed::new(format!("{count} packs cannot fit")));
-    }
-    let mut packs = Vec::with_capacity(count);
-    for _ in 0..count {
-        let id = r.id()?;
-        let len = r.u64()?;
-        let n = r.u32()? as usize;
-        if n > r.remaining() / ENTRY_LEN {
-            return Err(Malformed::new(format!(
-                "pack {} claims {n} blobs that cannot fit",
-                id.short()
-            )));
-        }
-        let mut blobs = Vec::with_capacity(n);
-        for _ in 0..n {
-            let b = BlobEntry::decode_from(&mut r)?;
-            if b.offset < PREAMBLE_LEN || b.end() > len {
-                return Err(Malformed::new(format!(
-                    "blob {} at {}..{} lies outside pack {} of {len} bytes",
-                    b.id.short(),
-                    b.offset,
-                    b.offset + BLOB_HEADER_LEN + u64::from(b.stored_len),
-                    id.short()
-                )));
-            }
-            blobs.push(b);
-        }
-        packs.push(PackRecord { id, len, blobs });
-    }
-    r.expect_end()?;
-    Ok(packs)
-}
-
-/// Where a blob is: its pack and its entry there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlobLocation {
-    /// The pack holding the blob.
-    pub pack: Id,
-    /// The blob's entry in that pack.
-    pub entry: BlobEntry,
-}
-
-/// Storage path of an index file.
-pub fn index_path(id: &Id) -> String {
-    format!("index/{id}")
-}
-
-/// Storage path of a pack.
-pub fn pack_path(id: &Id) -> String {
-    format!("data/{}/{id}", &id.to_hex()[..2])
-}
-
-/// Parses the id out of a pack or index path; `None` for anything else.
-pub fn id_from_path(path: &str) -> Option<Id> {
-    path.rsplit('/').next().and_then(|n| n.parse().ok())
-}
+use crate::wire::{Put, Reader};
 
 const CACHE_VERSION: &[u8] = b"cairn-index-cache-1";
 const KEY_VERSION: &[u8] = b"v";
@@ -332,16 +213,6 @@ impl IndexCache {
     }
 }
 
-/// Reads, verifies and decodes one index file.
-pub fn load_index_file(store: &Store, id: &Id) -> Result<Vec<PackRecord>> {
-    let what = || format!("index file {}", id.short());
-    let bytes = store.read(&index_path(id))?;
-    if Id::of(&bytes) != *id {
-        return Err(Error::corrupt(what(), "contents do not match its name"));
-    }
-    decode_index(&bytes).map_err(|m| m.about(what()))
-}
-
 fn open_db(path: &Path) -> std::result::Result<DB, String> {
     let mut opts = Options::default();
     opts.create_if_missing(true);
@@ -355,42 +226,8 @@ fn open_db(path: &Path) -> std::result::Result<DB, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pack::{Compression, PackWriter};
-    use proptest::prelude::*;
-
-    fn record() -> PackRecord {
-        let mut w = PackWriter::new();
-        for i in 0..5u8 {
-            let raw = vec![i; 100 + usize::from(i)];
-            w.add(
-                BlobKind::Data,
-                Id::of(&raw),
-                raw.len() as u32,
-                Compression::None,
-                &raw,
-            );
-        }
-        let (id, bytes, blobs) = w.finish();
-        PackRecord {
-            id,
-            len: bytes.len() as u64,
-            blobs,
-        }
-    }
-
-    #[test]
-    fn index_file_round_trip() {
-        let packs = vec![record(), record()];
-        assert_eq!(decode_index(&encode_index(&packs)).unwrap(), packs);
-        assert_eq!(decode_index(&encode_index(&[])).unwrap(), vec![]);
-    }
-
-    #[test]
-    fn entry_outside_pack_is_rejected() {
-        let mut p = record();
-        p.len = 50;
-        assert!(decode_index(&encode_index(&[p])).is_err());
-    }
+    use crate::index::tests::record;
+    use crate::index::{encode_index, index_path};
 
     #[test]
     fn cache_absorbs_and_rebuilds() {
@@ -422,12 +259,5 @@ mod tests {
         store.delete(&index_path(&iid)).unwrap();
         cache.sync(&store).unwrap();
         assert!(!cache.contains(BlobKind::Data, &b.id).unwrap());
-    }
-
-    proptest! {
-        #[test]
-        fn decoder_never_panics(bytes: Vec<u8>) {
-            let _ = decode_index(&bytes);
-        }
     }
 }
