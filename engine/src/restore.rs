@@ -90,7 +90,7 @@ pub fn restore(
     let started = Instant::now();
     let include = build_globs(&opts.include)?;
     let target = &opts.target;
-    check_target(target)?;
+    check_target(repo, target)?;
 
     // Resolve the subpath to a tree or a single entry.
     let root = repo.load_tree(&snapshot.tree)?;
@@ -179,7 +179,38 @@ fn build_globs(include: &[String]) -> Result<Option<GlobSet>> {
         .map_err(|e| Error::InvalidInput(format!("--include: {e}")))
 }
 
-fn check_target(target: &Path) -> Result<()> {
+/// Lexically absolute, then with its longest existing ancestor resolved through symlinks.
+fn resolved(p: &Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut existing = abs.as_path();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                existing = parent;
+            }
+            _ => break,
+        }
+    }
+    let mut out = existing
+        .canonicalize()
+        .unwrap_or_else(|_| existing.to_path_buf());
+    out.extend(rest.iter().rev());
+    out
+}
+
+fn check_target(repo: &Repository, target: &Path) -> Result<()> {
+    if let Some(r) = repo.store().location().local_path() {
+        let (r, t) = (resolved(r), resolved(target));
+        if t.starts_with(&r) {
+            return Err(Error::InvalidInput(format!(
+                "restore target {} is inside the repository {}; restore elsewhere",
+                t.display(),
+                r.display()
+            )));
+        }
+    }
     match fs::symlink_metadata(target) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("cannot use restore target", target, e)),

@@ -220,3 +220,71 @@ fn malformed_config() {
     std::fs::write(sb.repo().join("config"), b"\x00\x01").unwrap();
     assert!(sb.fails(&["list"]).contains("damaged"));
 }
+
+#[test]
+fn restore_into_the_repository_is_refused() {
+    let (sb, _) = small_repo();
+    let inside = sb.repo().join("restored");
+    let line = sb.fails(&["restore", "latest", "--target", inside.to_str().unwrap()]);
+    assert!(line.contains("inside the repository"), "{line}");
+    assert!(!inside.exists());
+}
+
+#[test]
+fn sockets_are_skipped_with_a_note() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("data"), b"rows").unwrap();
+    let _listener = std::os::unix::net::UnixListener::bind(src.join(".s.PGSQL.5432")).unwrap();
+    sb.ok(&["init"]);
+    let out = sb.backup(&[], &[&src]);
+    let skipped = out["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{out}");
+    assert!(skipped[0].as_str().unwrap().contains("socket"), "{out}");
+    assert_eq!(out["files"], 1);
+}
+
+#[test]
+fn list_filters() {
+    let (sb, src) = small_repo();
+    sb.backup(
+        &[
+            "--name",
+            "before-upgrade",
+            "--tag",
+            "pg15",
+            "--tag",
+            "weekly",
+        ],
+        &[&src],
+    );
+    let list = |args: &[&str]| -> usize {
+        let mut a = vec!["list", "--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str::<serde_json::Value>(&sb.ok(&a))
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    assert_eq!(list(&[]), 2);
+    assert_eq!(list(&["--name", "before-upgrade"]), 1);
+    assert_eq!(list(&["--tag", "pg15", "--tag", "weekly"]), 1);
+    assert_eq!(list(&["--tag", "monthly"]), 0);
+    assert_eq!(list(&["--since", "1h"]), 2);
+    assert_eq!(list(&["--until", "2000-01-01"]), 0);
+    assert_eq!(list(&["--path", src.to_str().unwrap()]), 2);
+    assert_eq!(list(&["--path", "/elsewhere"]), 0);
+    let table = sb.ok(&["list"]);
+    assert!(table.contains("before-upgrade [pg15,weekly]"), "{table}");
+    assert!(sb.ok(&["ls", "before-upgrade"]).contains(" b"));
+    assert!(
+        sb.fails(&["list", "--since", "someday"])
+            .contains("not a time")
+    );
+    assert!(
+        sb.fails(&["backup", "--name", "a:b", src.to_str().unwrap()])
+            .contains("without ':'")
+    );
+}

@@ -5,9 +5,9 @@
 mod common;
 
 mod cache;
+mod concurrency;
 mod crafted;
 mod dedup;
 mod errors;
 mod fixture;
-
 mod roundtrip;

@@ -1,0 +1,104 @@
+//! Two backups at once, and a backup killed partway, leave a valid repository.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common::{Rng, Sandbox, snapshot_of};
+
+fn fill(dir: &std::path::Path, files: u64, pages: u64, seed: u64) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut rng = Rng(seed);
+    for f in 0..files {
+        let data: Vec<u8> = (0..pages).flat_map(|p| rng.page(8192, p)).collect();
+        std::fs::write(dir.join(format!("{f}")), data).unwrap();
+    }
+}
+
+fn spawn_backup(sb: &Sandbox, path: &std::path::Path) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["backup", "--json", path.to_str().unwrap()])
+        .env("CAIRN_REPO", sb.repo())
+        .env("CAIRN_CACHE_DIR", sb.cache())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn two_backups_at_once() {
+    let sb = Sandbox::new();
+    let (a, b) = (sb.path("a"), sb.path("b"));
+    fill(&a, 8, 1500, 1);
+    fill(&b, 8, 1500, 2);
+    // Shared content in both, so that both backups race to store the same chunks.
+    fill(&a.join("common"), 2, 1500, 3);
+    fill(&b.join("common"), 2, 1500, 3);
+    sb.ok(&["init"]);
+    let (ca, cb) = (spawn_backup(&sb, &a), spawn_backup(&sb, &b));
+    let (oa, ob) = (
+        ca.wait_with_output().unwrap(),
+        cb.wait_with_output().unwrap(),
+    );
+    for o in [&oa, &ob] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let ida: serde_json::Value = serde_json::from_slice(&oa.stdout).unwrap();
+    let idb: serde_json::Value = serde_json::from_slice(&ob.stdout).unwrap();
+    for (src, id) in [(&a, &ida), (&b, &idb)] {
+        let t = sb.path(&format!("r-{}", id["snapshot_id"].as_str().unwrap()));
+        sb.ok(&[
+            "restore",
+            id["snapshot_id"].as_str().unwrap(),
+            "--target",
+            t.to_str().unwrap(),
+        ]);
+        assert_eq!(snapshot_of(src), snapshot_of(&t));
+    }
+    // And again with the shared cache gone, so that both rebuild it at once.
+    std::fs::remove_dir_all(sb.cache()).unwrap();
+    let (ca, cb) = (spawn_backup(&sb, &a), spawn_backup(&sb, &b));
+    for o in [
+        ca.wait_with_output().unwrap(),
+        cb.wait_with_output().unwrap(),
+    ] {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["chunks_added"], 0, "{v}");
+    }
+}
+
+#[test]
+fn killed_backup_leaves_a_valid_repository() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    fill(&src, 4, 2000, 5);
+    sb.ok(&["init", "--pack-size", "1MiB"]);
+    let first = sb.backup(&[], &[&src]);
+    fill(&src.join("more"), 24, 4000, 6);
+    for delay_ms in [150u64, 400, 900] {
+        let mut child = spawn_backup(&sb, &src);
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        // Everything that existed before is still listed and restorable.
+        let list: serde_json::Value = serde_json::from_str(&sb.ok(&["list", "--json"])).unwrap();
+        assert!(!list.as_array().unwrap().is_empty());
+    }
+    let t = sb.path("first");
+    sb.ok(&[
+        "restore",
+        first["snapshot_id"].as_str().unwrap(),
+        "--target",
+        t.to_str().unwrap(),
+    ]);
+    let done = sb.backup(&[], &[&src]);
+    let t = sb.path("last");
+    sb.ok(&[
+        "restore",
+        done["snapshot_id"].as_str().unwrap(),
+        "--target",
+        t.to_str().unwrap(),
+    ]);
+    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+}
