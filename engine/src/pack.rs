@@ -15,6 +15,8 @@
 //!
 //! This module owns the encoding only: it never touches storage.
 
+use std::cell::RefCell;
+
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::wire::{DecodeResult, Malformed, Put, Reader};
@@ -188,10 +190,45 @@ fn decode_kind_bytes(r: &mut Reader<'_>) -> DecodeResult<(BlobKind, Compression)
     Ok((kind, comp))
 }
 
+thread_local! {
+    /// One zstd compression context per thread and level: creating a context costs more than
+    /// compressing a small chunk.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+fn zstd_compress(raw: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        match slot.as_mut() {
+            Some((_, c)) => c.compress(raw),
+            None => zstd::bulk::compress(raw, level),
+        }
+    })
+}
+
+fn zstd_decompress(stored: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match slot.as_mut() {
+            Some(d) => d.decompress(stored, raw_len),
+            None => zstd::bulk::decompress(stored, raw_len),
+        }
+    })
+}
+
 /// Compresses a blob's raw bytes; keeps them raw when compression would not shrink them.
 pub fn compress(raw: &[u8], zstd_level: Option<i32>) -> (Compression, Vec<u8>) {
     if let Some(level) = zstd_level
-        && let Ok(z) = zstd::bulk::compress(raw, level)
+        && let Ok(z) = zstd_compress(raw, level)
         && z.len() < raw.len()
     {
         return (Compression::Zstd, z);
@@ -215,7 +252,7 @@ pub fn open_blob(entry: &BlobEntry, stored: &[u8]) -> Result<Vec<u8>> {
     }
     let raw = match entry.compression {
         Compression::None => stored.to_vec(),
-        Compression::Zstd => zstd::bulk::decompress(stored, entry.raw_len as usize)
+        Compression::Zstd => zstd_decompress(stored, entry.raw_len as usize)
             .map_err(|e| Error::corrupt(what(), format!("does not decompress: {e}")))?,
     };
     if raw.len() != entry.raw_len as usize {

@@ -5,6 +5,7 @@
 //! the index take `&Repository` and cannot run before it is loaded.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -38,13 +39,37 @@ impl Default for InitOptions {
     }
 }
 
+/// Bytes of metadata packs kept in memory.
+const META_CACHE_BYTES: u64 = 256 << 20;
+
+/// Weighs cached packs by their size.
+#[derive(Debug, Clone, Copy)]
+struct PackBytes;
+
+impl quick_cache::Weighter<Id, Arc<Vec<u8>>> for PackBytes {
+    fn weight(&self, _: &Id, v: &Arc<Vec<u8>>) -> u64 {
+        v.len() as u64
+    }
+}
+
 /// An open, indexed repository.
-#[derive(Debug)]
 pub struct Repository {
     store: Store,
     config: Config,
     index: IndexCache,
     warnings: Vec<String>,
+    /// Whole metadata packs (trees and lists), fetched once: walking a snapshot reads many
+    /// small blobs from few packs, and one read per pack beats one per blob on any store.
+    meta_packs: quick_cache::sync::Cache<Id, Arc<Vec<u8>>, PackBytes>,
+}
+
+impl std::fmt::Debug for Repository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("store", &self.store)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The default local cache directory: `$CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`, else
@@ -118,6 +143,7 @@ impl Repository {
             config,
             index,
             warnings,
+            meta_packs: quick_cache::sync::Cache::with_weighter(64, META_CACHE_BYTES, PackBytes),
         })
     }
 
@@ -153,9 +179,31 @@ impl Repository {
     pub fn load_blob(&self, kind: BlobKind, id: &Id) -> Result<Vec<u8>> {
         let loc = self.locate(kind, id)?;
         let e = loc.entry;
-        let bytes = self
-            .store
-            .read_range(&pack_path(&loc.pack), e.offset..e.end())?;
+        let path = pack_path(&loc.pack);
+        let range;
+        let bytes: &[u8] = if kind == BlobKind::Data {
+            range = self.store.read_range(&path, e.offset..e.end())?;
+            &range
+        } else {
+            let pack = self
+                .meta_packs
+                .get_or_insert_with(&loc.pack, || self.store.read(&path).map(Arc::new))?;
+            range = pack
+                .get(e.offset as usize..e.end() as usize)
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        format!("pack {}", loc.pack.short()),
+                        format!(
+                            "{} bytes long, but the index places a blob at {}..{} (truncated?)",
+                            pack.len(),
+                            e.offset,
+                            e.end()
+                        ),
+                    )
+                })?
+                .to_vec();
+            &range
+        };
         let (header, stored) = bytes.split_at(BLOB_HEADER_LEN as usize);
         check_blob_header(&e, header).map_err(|m| m.about(format!("pack {}", loc.pack.short())))?;
         open_blob(&e, stored)
