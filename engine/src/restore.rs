@@ -110,6 +110,16 @@ pub fn restore(
             }
         }
     }
+    if !opts.include.is_empty()
+        && plan.files.is_empty()
+        && plan.dirs.is_empty()
+        && plan.symlinks.is_empty()
+    {
+        return Err(Error::InvalidInput(format!(
+            "nothing in the snapshot matches --include {}; run `cairn ls` to see its paths",
+            opts.include.join(" ")
+        )));
+    }
     progress.total(plan.files.len() as u64, plan.bytes);
 
     fs::create_dir_all(target).map_err(|e| Error::io("cannot create", target, e))?;

@@ -108,7 +108,7 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens the store at `location`. With `create`, a missing local directory is created;
-    /// without it, a missing directory is [`Error::RepositoryNotFound`].
+    /// without it, a local directory without a `config` file is [`Error::RepositoryNotFound`].
     pub fn open(location: &Location, create: bool) -> Result<Store> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -118,7 +118,9 @@ impl Store {
             .map_err(|e| Error::io("cannot start the I/O runtime for", "cairn", e))?;
         let op = match location {
             Location::Local(path) => {
-                if !create && !path.is_dir() {
+                // Checked before OpenDAL is set up, because setting it up creates the root
+                // and `tmp/`: opening must never write into a directory that is not ours.
+                if !create && !path.join("config").is_file() {
                     return Err(Error::RepositoryNotFound {
                         location: location.to_string(),
                     });
@@ -318,6 +320,10 @@ mod tests {
             Store::open(&loc, false),
             Err(Error::RepositoryNotFound { .. })
         ));
+        // Opening a foreign directory leaves it untouched.
+        let foreign = Location::Local(dir.path().to_path_buf());
+        assert!(Store::open(&foreign, false).is_err());
+        assert!(!dir.path().join("tmp").exists());
         conformance(&Store::open(&loc, true).unwrap());
     }
 

@@ -75,6 +75,16 @@ fn wrong_paths_and_snapshots() {
     let line = sb.fails(&["restore", "latest", "--target", target.to_str().unwrap()]);
     assert!(line.contains("not empty"), "{line}");
     assert_eq!(std::fs::read(target.join("keep")).unwrap(), b"precious");
+    let t = sb.path("nothing");
+    let line = sb.fails(&[
+        "restore",
+        "latest",
+        "--target",
+        t.to_str().unwrap(),
+        "--include",
+        "db9/*",
+    ]);
+    assert!(line.contains("nothing in the snapshot matches"), "{line}");
     let _ = src;
 }
 
