@@ -39,6 +39,8 @@ enum Command {
     Init(commands::init::Args),
     /// Back up paths, or a stream from standard input, as a new snapshot.
     Backup(commands::backup::Args),
+    /// Verify the repository: structure, and with --read-data every byte.
+    Check(commands::check::Args),
     /// List snapshots.
     List(commands::list::Args),
     /// List the files of a snapshot.
@@ -84,6 +86,14 @@ fn main() -> ExitCode {
         cache_dir: cli.cache_dir,
     };
     let result = match cli.command {
+        Command::Check(a) => match commands::check::run(&globals, a) {
+            Ok(commands::check::Outcome::Clean) => Ok(()),
+            Ok(commands::check::Outcome::Damaged) => return ExitCode::from(1),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
         Command::Init(a) => commands::init::run(&globals, a),
         Command::Backup(a) => commands::backup::run(&globals, a),
         Command::List(a) => commands::list::run(&globals, a),

@@ -36,6 +36,8 @@
 
 #[cfg(feature = "repository")]
 mod backup;
+#[cfg(feature = "repository")]
+mod check;
 mod chunker;
 mod config;
 mod error;
@@ -56,6 +58,8 @@ mod wire;
 
 #[cfg(feature = "repository")]
 pub use backup::{BackupOptions, BackupResult, backup};
+#[cfg(feature = "repository")]
+pub use check::{Affected, CheckOptions, CheckReport, CheckStats, Problem, ReadData, check};
 pub use config::{Config, DEFAULT_AVG_CHUNK, DEFAULT_PACK_SIZE, FORMAT_VERSION};
 pub use error::{Error, Result};
 pub use id::Id;

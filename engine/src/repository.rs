@@ -162,6 +162,12 @@ impl Repository {
         &self.index
     }
 
+    /// Empties the local index cache, for a caller about to absorb every index file again.
+    pub(crate) fn clear_index(&mut self) -> Result<()> {
+        self.meta_packs.clear();
+        self.index.clear()
+    }
+
     /// Problems met while opening that did not stop it (unreadable index files).
     pub fn warnings(&self) -> &[String] {
         &self.warnings

@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod backup;
+pub mod check;
 pub mod init;
 pub mod list;
 pub mod ls;

@@ -104,7 +104,7 @@ impl IndexCache {
     }
 
     /// Empties the cache.
-    fn clear(&mut self) -> Result<()> {
+    pub(crate) fn clear(&mut self) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.delete_range(&[0u8][..], &[0xffu8; 40][..]);
         batch.put(KEY_VERSION, CACHE_VERSION);

@@ -1,0 +1,935 @@
+//! `check`: prove that snapshots are complete and that every byte is what was written, and say
+//! exactly what is damaged and which snapshots and files that affects.
+//!
+//! ```text
+//! 1. index files:  list index/, read each, check its name and decode it; rebuild the local
+//!                  cache from exactly these files (the cache is never trusted); keep per pack
+//!                  only a summary (size, blob count, digest of its entries)
+//! 2. packs:        list data/, compare sizes with the index; missing and short packs are damage,
+//!                  packs no index mentions are warnings
+//! 3. snapshots:    read each, walk its trees and chunk lists (each tree and list verified once),
+//!                  look up every chunk in the rebuilt index
+//! 4. --read-data:  for each selected pack, in parallel: stream it once, hashing the whole file
+//!                  (its name is its digest), verifying every blob (header, decompression,
+//!                  BLAKE3), and comparing its directory with the index
+//! 5. attribution:  if anything is damaged, walk the snapshots again and name the files that
+//!                  reach a damaged blob or pack
+//! ```
+//!
+//! It never changes the repository; it only rebuilds the local cache.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use rand::seq::IndexedRandom;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{PackRecord, id_from_path, load_index_file, pack_path};
+use crate::manifest::{Content, NodeKind, Tree, decode_list};
+use crate::pack::{
+    BLOB_HEADER_LEN, BlobEntry, BlobKind, PREAMBLE_LEN, TRAILER_LEN, check_blob_header,
+    check_preamble, decode_directory, decode_trailer, open_blob,
+};
+use crate::progress::Progress;
+use crate::repository::Repository;
+use crate::snapshot::Snapshot;
+
+/// Bytes read from a pack at a time when verifying it.
+const SEGMENT: u64 = 8 << 20;
+/// Files named per affected snapshot in a report; the rest are counted.
+const MAX_FILES_NAMED: usize = 50;
+
+/// Which packs `--read-data` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum ReadData {
+    /// Structure only.
+    #[default]
+    No,
+    /// Every pack.
+    All,
+    /// Deterministic part `n` of `m` (1-based): over `1/m … m/m` every pack is read once.
+    Subset {
+        /// Which part.
+        n: u32,
+        /// How many parts.
+        m: u32,
+    },
+    /// A random sample of this percentage of the packs.
+    Percent(f64),
+}
+
+impl FromStr for ReadData {
+    type Err = Error;
+
+    /// Parses `N/M` or `P%`.
+    fn from_str(s: &str) -> Result<ReadData> {
+        let bad = || {
+            Error::InvalidInput(format!(
+                "--read-data-subset {s:?}: give N/M (1 <= N <= M) or a percentage such as 10%"
+            ))
+        };
+        if let Some(p) = s.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !(p > 0.0 && p <= 100.0) {
+                return Err(bad());
+            }
+            return Ok(ReadData::Percent(p));
+        }
+        let (n, m) = s.split_once('/').ok_or_else(bad)?;
+        let (n, m): (u32, u32) = (
+            n.trim().parse().map_err(|_| bad())?,
+            m.trim().parse().map_err(|_| bad())?,
+        );
+        if n == 0 || m == 0 || n > m {
+            return Err(bad());
+        }
+        Ok(ReadData::Subset { n, m })
+    }
+}
+
+/// What to check.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// Which packs to read and verify.
+    pub read_data: ReadData,
+    /// Limit the check to what these snapshots reference (snapshot specs); empty: everything.
+    pub snapshots: Vec<String>,
+}
+
+/// Files of one snapshot affected by a problem.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Affected {
+    /// The snapshot's short id.
+    pub snapshot: String,
+    /// Paths of the affected files (directories end in `/`), at most 50.
+    pub files: Vec<String>,
+    /// How many more were affected than are named.
+    pub more_files: u64,
+}
+
+/// One problem found.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Problem {
+    /// What kind: `index-file`, `pack-missing`, `pack-size`, `pack-header`, `pack-contents`,
+    /// `blob`, `chunk-missing`, `tree`, `list`, `snapshot`; warnings: `unreferenced-pack`,
+    /// `stray-file`.
+    pub kind: &'static str,
+    /// The damaged object, e.g. `data/3f/3fa2…` or `tree 91c0…`.
+    pub object: String,
+    /// What is wrong.
+    pub detail: String,
+    /// The snapshots and files that cannot be restored because of it.
+    pub affected: Vec<Affected>,
+}
+
+/// Figures of a check.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckStats {
+    /// Snapshots checked.
+    pub snapshots: u64,
+    /// Index files read.
+    pub index_files: u64,
+    /// Packs the index lists.
+    pub packs: u64,
+    /// Blobs the index lists.
+    pub blobs: u64,
+    /// Trees and lists walked.
+    pub manifests: u64,
+    /// Packs read by `--read-data`.
+    pub packs_read: u64,
+    /// Blobs verified by `--read-data`.
+    pub blobs_read: u64,
+    /// Bytes read by `--read-data`.
+    pub bytes_read: u64,
+    /// Raw (decompressed) bytes verified by `--read-data`.
+    pub logical_bytes_verified: u64,
+    /// Ids of the packs read, for audits of subset coverage.
+    pub packs_read_ids: Vec<Id>,
+    /// Seconds the check took.
+    pub duration_s: f64,
+}
+
+/// The outcome of a check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    /// True if no damage was found (warnings allowed).
+    pub ok: bool,
+    /// Damage: each makes the check fail.
+    pub errors: Vec<Problem>,
+    /// Oddities that lose no data.
+    pub warnings: Vec<Problem>,
+    /// Figures.
+    pub stats: CheckStats,
+}
+
+/// What the index says about one pack, kept small so that the whole repository fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PackSummary {
+    len: u64,
+    blobs: u32,
+    /// BLAKE3 of the index's entries for this pack, encoded as in a pack directory.
+    digest: Id,
+    /// The index file that lists it (to fetch the entries again when reading the pack).
+    index_file: Id,
+}
+
+fn entries_digest(blobs: &[BlobEntry]) -> Id {
+    let mut h = blake3::Hasher::new();
+    let mut buf = Vec::with_capacity(crate::pack::ENTRY_LEN);
+    for b in blobs {
+        buf.clear();
+        b.encode_into(&mut buf);
+        h.update(&buf);
+    }
+    Id(*h.finalize().as_bytes())
+}
+
+/// Things found damaged, to attribute to snapshots and files.
+#[derive(Debug, Default)]
+struct Findings {
+    errors: Vec<Problem>,
+    warnings: Vec<Problem>,
+    /// Damaged or missing blob id → indexes into `errors`.
+    blobs: HashMap<Id, Vec<usize>>,
+    /// Damaged or missing pack id → indexes into `errors`.
+    packs: HashMap<Id, Vec<usize>>,
+}
+
+impl Findings {
+    fn error(&mut self, kind: &'static str, object: String, detail: String) -> usize {
+        self.errors.push(Problem {
+            kind,
+            object,
+            detail,
+            affected: Vec::new(),
+        });
+        self.errors.len() - 1
+    }
+
+    fn blob(&mut self, id: Id, kind: &'static str, object: String, detail: String) {
+        if self.blobs.contains_key(&id) {
+            return;
+        }
+        let i = self.error(kind, object, detail);
+        self.blobs.entry(id).or_default().push(i);
+    }
+
+    fn pack(&mut self, id: Id, kind: &'static str, detail: String) {
+        let i = self.error(kind, pack_path(&id), detail);
+        self.packs.entry(id).or_default().push(i);
+    }
+
+    fn warn(&mut self, kind: &'static str, object: String, detail: String) {
+        self.warnings.push(Problem {
+            kind,
+            object,
+            detail,
+            affected: Vec::new(),
+        });
+    }
+}
+
+/// Checks the repository. Returns a report whether or not damage was found; an `Err` means
+/// the check itself could not run.
+pub fn check(
+    repo: &mut Repository,
+    opts: &CheckOptions,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
+    let started = Instant::now();
+    let mut f = Findings::default();
+    let mut stats = CheckStats::default();
+
+    // 1. Index files, and a cache rebuilt from exactly them.
+    let (summaries, index_files) = rebuild_index(repo, &mut f)?;
+    stats.index_files = index_files;
+    stats.packs = summaries.len() as u64;
+    stats.blobs = summaries.values().map(|s| u64::from(s.blobs)).sum();
+
+    // 2. Packs present against packs indexed.
+    let present = list_packs(repo, &mut f)?;
+    for (id, s) in &summaries {
+        match present.get(id) {
+            None => f.pack(
+                *id,
+                "pack-missing",
+                "the index lists this pack but it is not in the repository".into(),
+            ),
+            Some(len) if *len != s.len => f.pack(
+                *id,
+                "pack-size",
+                format!(
+                    "{len} bytes, but the index says {} (truncated or extended)",
+                    s.len
+                ),
+            ),
+            Some(_) => {}
+        }
+    }
+    let mut unreferenced: Vec<&Id> = present
+        .keys()
+        .filter(|id| !summaries.contains_key(id))
+        .collect();
+    unreferenced.sort();
+    for id in unreferenced {
+        f.warn(
+            "unreferenced-pack",
+            pack_path(id),
+            "no index file lists this pack (left by an interrupted backup; prune reclaims it)"
+                .into(),
+        );
+    }
+
+    // 3. Snapshots and everything they reference.
+    let snapshots = load_snapshots(repo, &mut f)?;
+    let selected: Vec<(Id, Snapshot)> = if opts.snapshots.is_empty() {
+        snapshots
+    } else {
+        let mut chosen = Vec::new();
+        for spec in &opts.snapshots {
+            let (id, _) = repo.resolve(spec)?;
+            if let Some(s) = snapshots.iter().find(|(i, _)| *i == id) {
+                chosen.push(s.clone());
+            }
+        }
+        chosen
+    };
+    stats.snapshots = selected.len() as u64;
+    let mut walk = Walk::new(repo);
+    for (_, snap) in &selected {
+        walk.tree(&snap.tree, &mut f);
+    }
+    stats.manifests = walk.manifests;
+
+    // 4. Read the data.
+    let mut candidates: Vec<Id> = summaries
+        .keys()
+        .filter(|id| present.get(*id).copied() == summaries.get(*id).map(|s| s.len))
+        .filter(|id| opts.snapshots.is_empty() || walk.packs.contains(*id))
+        .copied()
+        .collect();
+    candidates.sort();
+    let to_read: Vec<Id> = match opts.read_data {
+        ReadData::No => Vec::new(),
+        ReadData::All => candidates,
+        ReadData::Subset { n, m } => candidates
+            .into_iter()
+            .filter(|id| subset_of(id, m) == n - 1)
+            .collect(),
+        ReadData::Percent(p) => {
+            let k = ((candidates.len() as f64) * p / 100.0).ceil() as usize;
+            let mut chosen: Vec<Id> = candidates
+                .choose_multiple(&mut rand::rng(), k)
+                .copied()
+                .collect();
+            chosen.sort();
+            chosen
+        }
+    };
+    if !to_read.is_empty() {
+        let total: u64 = to_read
+            .iter()
+            .filter_map(|id| summaries.get(id))
+            .map(|s| s.len)
+            .sum();
+        progress.total(to_read.len() as u64, total);
+        let verdicts = read_packs(repo, &to_read, &summaries, progress);
+        for (id, v) in to_read.iter().zip(verdicts) {
+            stats.packs_read += 1;
+            stats.blobs_read += v.blobs;
+            stats.bytes_read += v.bytes;
+            stats.logical_bytes_verified += v.logical;
+            stats.packs_read_ids.push(*id);
+            for (blob, detail) in v.bad_blobs {
+                f.blob(
+                    blob.id,
+                    "blob",
+                    format!("{} {} in {}", blob.kind.name(), blob.id, pack_path(id)),
+                    detail,
+                );
+            }
+            for (kind, detail) in v.pack_problems {
+                f.pack(*id, kind, detail);
+            }
+        }
+    }
+
+    // 5. Who is affected.
+    if !f.blobs.is_empty() || !f.packs.is_empty() {
+        attribute(repo, &selected, &mut f);
+    }
+
+    stats.duration_s = started.elapsed().as_secs_f64();
+    Ok(CheckReport {
+        ok: f.errors.is_empty(),
+        errors: f.errors,
+        warnings: f.warnings,
+        stats,
+    })
+}
+
+/// Which of `m` parts a pack belongs to.
+fn subset_of(id: &Id, m: u32) -> u32 {
+    let v = u64::from_le_bytes(id.0[..8].try_into().unwrap_or([0; 8]));
+    (v % u64::from(m)) as u32
+}
+
+fn rebuild_index(
+    repo: &mut Repository,
+    f: &mut Findings,
+) -> Result<(HashMap<Id, PackSummary>, u64)> {
+    let store = repo.store().clone();
+    let mut ids: Vec<Id> = Vec::new();
+    for path in store.list("index/")? {
+        match id_from_path(&path) {
+            Some(id) => ids.push(id),
+            None => f.warn(
+                "stray-file",
+                path,
+                "not a cairn index file name; ignored".into(),
+            ),
+        }
+    }
+    ids.sort();
+    repo.clear_index()?;
+    let mut summaries: HashMap<Id, PackSummary> = HashMap::new();
+    for group in ids.chunks(64) {
+        let loaded: Vec<(Id, Result<Vec<PackRecord>>)> = group
+            .par_iter()
+            .map(|id| (*id, load_index_file(&store, id)))
+            .collect();
+        for (id, res) in loaded {
+            match res {
+                Ok(packs) => {
+                    repo.index().absorb(&id, &packs)?;
+                    for p in &packs {
+                        let s = PackSummary {
+                            len: p.len,
+                            blobs: p.blobs.len() as u32,
+                            digest: entries_digest(&p.blobs),
+                            index_file: id,
+                        };
+                        match summaries.get(&p.id) {
+                            Some(prev)
+                                if (prev.len, prev.blobs, prev.digest)
+                                    != (s.len, s.blobs, s.digest) =>
+                            {
+                                f.pack(
+                                    p.id,
+                                    "pack-header",
+                                    format!(
+                                        "index files {} and {} describe this pack differently",
+                                        prev.index_file.short(),
+                                        id.short()
+                                    ),
+                                );
+                            }
+                            Some(_) => {}
+                            None => {
+                                summaries.insert(p.id, s);
+                            }
+                        }
+                    }
+                }
+                Err(e @ Error::Storage { .. }) => return Err(e),
+                Err(e) => {
+                    f.error("index-file", format!("index/{id}"), short_error(&e));
+                }
+            }
+        }
+    }
+    Ok((summaries, ids.len() as u64))
+}
+
+fn short_error(e: &Error) -> String {
+    match e {
+        Error::Corrupt { detail, .. } => detail.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn list_packs(repo: &Repository, f: &mut Findings) -> Result<HashMap<Id, u64>> {
+    let store = repo.store();
+    let mut paths = Vec::new();
+    for path in store.list("data/")? {
+        match id_from_path(&path) {
+            Some(id) if pack_path(&id) == path => paths.push((id, path)),
+            _ => f.warn(
+                "stray-file",
+                path,
+                "not a cairn pack name or not in its place; ignored".into(),
+            ),
+        }
+    }
+    let sized: Vec<(Id, Option<u64>)> = paths
+        .par_iter()
+        .map(|(id, path)| store.size(path).map(|s| (*id, s)))
+        .collect::<Result<_>>()?;
+    Ok(sized
+        .into_iter()
+        .filter_map(|(id, s)| s.map(|s| (id, s)))
+        .collect())
+}
+
+fn load_snapshots(repo: &Repository, f: &mut Findings) -> Result<Vec<(Id, Snapshot)>> {
+    let mut out = Vec::new();
+    for path in repo.store().list("snapshots/")? {
+        let Some(id) = id_from_path(&path) else {
+            f.warn(
+                "stray-file",
+                path,
+                "not a cairn snapshot name; ignored".into(),
+            );
+            continue;
+        };
+        match repo.load_snapshot(&id) {
+            Ok(s) => out.push((id, s)),
+            Err(e @ Error::Storage { .. }) => return Err(e),
+            Err(e) => {
+                let i = f.error("snapshot", path, short_error(&e));
+                f.errors[i].affected.push(Affected {
+                    snapshot: id.short(),
+                    files: vec!["(the whole snapshot)".into()],
+                    more_files: 0,
+                });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+    Ok(out)
+}
+
+/// The structural walk: every tree and list verified once, every chunk looked up.
+struct Walk<'a> {
+    repo: &'a Repository,
+    seen: HashSet<Id>,
+    packs: HashSet<Id>,
+    manifests: u64,
+}
+
+impl<'a> Walk<'a> {
+    fn new(repo: &'a Repository) -> Self {
+        Walk {
+            repo,
+            seen: HashSet::new(),
+            packs: HashSet::new(),
+            manifests: 0,
+        }
+    }
+
+    /// Loads a tree or list blob, recording damage; `None` if it cannot be read.
+    fn load(&mut self, kind: BlobKind, id: &Id, f: &mut Findings) -> Option<Vec<u8>> {
+        let what = if kind == BlobKind::Tree {
+            "tree"
+        } else {
+            "list"
+        };
+        match self.repo.index().get(kind, id) {
+            Ok(Some(loc)) => {
+                self.packs.insert(loc.pack);
+                if f.packs.contains_key(&loc.pack) {
+                    return None;
+                }
+            }
+            Ok(None) => {
+                f.blob(
+                    *id,
+                    what,
+                    format!("{what} {id}"),
+                    "referenced but not in any index file".into(),
+                );
+                return None;
+            }
+            Err(e) => {
+                f.blob(*id, what, format!("{what} {id}"), short_error(&e));
+                return None;
+            }
+        }
+        match self.repo.load_blob(kind, id) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                f.blob(*id, what, format!("{what} {id}"), short_error(&e));
+                None
+            }
+        }
+    }
+
+    fn tree(&mut self, id: &Id, f: &mut Findings) {
+        if !self.seen.insert(*id) {
+            return;
+        }
+        self.manifests += 1;
+        let Some(bytes) = self.load(BlobKind::Tree, id, f) else {
+            return;
+        };
+        let tree = match Tree::decode(&bytes) {
+            Ok(t) => t,
+            Err(m) => {
+                f.blob(*id, "tree", format!("tree {id}"), m.0);
+                return;
+            }
+        };
+        for node in &tree.nodes {
+            match &node.kind {
+                NodeKind::Dir(sub) => self.tree(sub, f),
+                NodeKind::File(content) => self.content(content, f),
+                NodeKind::Symlink(_) => {}
+            }
+        }
+    }
+
+    fn content(&mut self, c: &Content, f: &mut Findings) {
+        for r in &c.refs {
+            if c.depth == 0 {
+                match self.repo.index().get(BlobKind::Data, &r.id) {
+                    Ok(Some(loc)) => {
+                        self.packs.insert(loc.pack);
+                    }
+                    Ok(None) => f.blob(
+                        r.id,
+                        "chunk-missing",
+                        format!("chunk {}", r.id),
+                        "referenced but not in any index file".into(),
+                    ),
+                    Err(e) => f.blob(
+                        r.id,
+                        "chunk-missing",
+                        format!("chunk {}", r.id),
+                        short_error(&e),
+                    ),
+                }
+                continue;
+            }
+            if !self.seen.insert(r.id) {
+                continue;
+            }
+            self.manifests += 1;
+            let Some(bytes) = self.load(BlobKind::List, &r.id, f) else {
+                continue;
+            };
+            match decode_list(&bytes) {
+                Ok(sub) if sub.depth + 1 == c.depth && sub.len() == r.len => self.content(&sub, f),
+                Ok(_) => f.blob(
+                    r.id,
+                    "list",
+                    format!("list {}", r.id),
+                    "its depth or length does not match the reference to it".into(),
+                ),
+                Err(m) => f.blob(r.id, "list", format!("list {}", r.id), m.0),
+            }
+        }
+    }
+}
+
+/// What reading one pack found.
+#[derive(Debug, Default)]
+struct PackVerdict {
+    bytes: u64,
+    logical: u64,
+    blobs: u64,
+    bad_blobs: Vec<(BlobEntry, String)>,
+    pack_problems: Vec<(&'static str, String)>,
+}
+
+fn read_packs(
+    repo: &Repository,
+    packs: &[Id],
+    summaries: &HashMap<Id, PackSummary>,
+    progress: &dyn Progress,
+) -> Vec<PackVerdict> {
+    // Index files are shared by up to 16 packs; decode each once.
+    let index_files: quick_cache::sync::Cache<Id, Arc<Vec<PackRecord>>> =
+        quick_cache::sync::Cache::new(64);
+    let done = AtomicU64::new(0);
+    packs
+        .par_iter()
+        .map(|id| {
+            let v = match summaries.get(id) {
+                Some(s) => verify_pack(repo, id, s, &index_files, progress),
+                None => PackVerdict::default(),
+            };
+            done.fetch_add(1, Relaxed);
+            progress.file_done();
+            v
+        })
+        .collect()
+}
+
+fn verify_pack(
+    repo: &Repository,
+    id: &Id,
+    summary: &PackSummary,
+    index_files: &quick_cache::sync::Cache<Id, Arc<Vec<PackRecord>>>,
+    progress: &dyn Progress,
+) -> PackVerdict {
+    let mut v = PackVerdict::default();
+    let records = match index_files.get_or_insert_with(&summary.index_file, || {
+        load_index_file(repo.store(), &summary.index_file).map(Arc::new)
+    }) {
+        Ok(r) => r,
+        Err(e) => {
+            v.pack_problems.push((
+                "pack-header",
+                format!("its index file cannot be read again: {e}"),
+            ));
+            return v;
+        }
+    };
+    let Some(record) = records.iter().find(|p| p.id == *id) else {
+        v.pack_problems
+            .push(("pack-header", "its index file no longer lists it".into()));
+        return v;
+    };
+    let mut entries = record.blobs.clone();
+    entries.sort_by_key(|e| e.offset);
+
+    let path = pack_path(id);
+    let len = summary.len;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut buf_start = 0u64;
+    let mut pos = 0u64;
+    let mut next = 0usize;
+    while pos < len {
+        let end = (pos + SEGMENT).min(len);
+        let seg = match repo.store().read_range(&path, pos..end) {
+            Ok(s) => s,
+            Err(e) => {
+                v.pack_problems.push((
+                    "pack-size",
+                    format!("cannot be read to its end: {}", short_error(&e)),
+                ));
+                return v;
+            }
+        };
+        hasher.update(&seg);
+        v.bytes += seg.len() as u64;
+        progress.bytes(seg.len() as u64);
+        if pos == 0
+            && let Err(m) = check_preamble(&seg[..PREAMBLE_LEN.min(seg.len() as u64) as usize])
+        {
+            v.pack_problems.push(("pack-header", m.0));
+        }
+        buf.extend_from_slice(&seg);
+        pos = end;
+        // The blobs complete in this segment are verified in parallel.
+        let first = next;
+        while next < entries.len() && entries[next].end() <= pos {
+            next += 1;
+        }
+        let results: Vec<std::result::Result<u64, String>> = entries[first..next]
+            .par_iter()
+            .map(|e| {
+                let at = (e.offset - buf_start) as usize;
+                let header = &buf[at..at + BLOB_HEADER_LEN as usize];
+                let stored = &buf[at + BLOB_HEADER_LEN as usize..(e.end() - buf_start) as usize];
+                check_blob_header(e, header)
+                    .map_err(|m| m.0)
+                    .and_then(|()| open_blob(e, stored).map_err(|err| short_error(&err)))
+                    .map(|raw| raw.len() as u64)
+            })
+            .collect();
+        for (e, r) in entries[first..next].iter().zip(results) {
+            match r {
+                Ok(n) => v.logical += n,
+                Err(detail) => v.bad_blobs.push((*e, detail)),
+            }
+            v.blobs += 1;
+        }
+        // Keep what the next blob needs; once the blobs are done, keep the directory and
+        // trailer that follow the last one.
+        let keep_from = match entries.get(next) {
+            Some(e) => e.offset.min(pos),
+            None => entries.last().map_or(PREAMBLE_LEN, BlobEntry::end).min(pos),
+        };
+        let drop = (keep_from.saturating_sub(buf_start) as usize).min(buf.len());
+        buf.drain(..drop);
+        buf_start += drop as u64;
+    }
+    if next < entries.len() {
+        v.pack_problems
+            .push(("pack-size", "ends before its last blob".into()));
+    }
+    // The pack's own directory must agree with the index.
+    let tail_ok = (|| {
+        if buf_start + (buf.len() as u64) < len || (buf.len() as u64) < TRAILER_LEN {
+            return Err("the directory could not be located".to_string());
+        }
+        let t = buf.len() - TRAILER_LEN as usize;
+        let dir_len = decode_trailer(&buf[t..], len).map_err(|m| m.0)?;
+        let dir_start = len - TRAILER_LEN - u64::from(dir_len);
+        let from = dir_start
+            .checked_sub(buf_start)
+            .ok_or("the directory length is out of range")? as usize;
+        let dir = decode_directory(&buf[from..t], dir_start).map_err(|m| m.0)?;
+        if entries_digest(&dir) != summary.digest || dir.len() as u32 != summary.blobs {
+            return Err("its directory disagrees with the index".to_string());
+        }
+        Ok(())
+    })();
+    if let Err(detail) = tail_ok {
+        v.pack_problems.push(("pack-header", detail));
+    }
+    if Id(*hasher.finalize().as_bytes()) != *id
+        && v.pack_problems.is_empty()
+        && v.bad_blobs.is_empty()
+    {
+        v.pack_problems.push((
+            "pack-contents",
+            "its contents do not match its name (renamed, or changed outside the blobs)".into(),
+        ));
+    }
+    v
+}
+
+/// Names the snapshots and files that reach damaged blobs or packs.
+fn attribute(repo: &Repository, snapshots: &[(Id, Snapshot)], f: &mut Findings) {
+    // problem index → snapshot short id → files
+    let mut hits: BTreeMap<usize, BTreeMap<String, (Vec<String>, u64)>> = BTreeMap::new();
+    for (id, snap) in snapshots {
+        let mut a = Attribution {
+            repo,
+            f: &*f,
+            snapshot: id.short(),
+            hits: &mut hits,
+        };
+        a.tree(&snap.tree, "");
+    }
+    for (problem, per_snap) in hits {
+        f.errors[problem].affected = per_snap
+            .into_iter()
+            .map(|(snapshot, (files, more))| Affected {
+                snapshot,
+                files,
+                more_files: more,
+            })
+            .collect();
+    }
+}
+
+struct Attribution<'a> {
+    repo: &'a Repository,
+    f: &'a Findings,
+    snapshot: String,
+    hits: &'a mut BTreeMap<usize, BTreeMap<String, (Vec<String>, u64)>>,
+}
+
+impl Attribution<'_> {
+    /// The problems a blob reaches: its own, and its pack's.
+    fn problems(&self, kind: BlobKind, id: &Id) -> Vec<usize> {
+        let mut out = self.f.blobs.get(id).cloned().unwrap_or_default();
+        if let Ok(Some(loc)) = self.repo.index().get(kind, id)
+            && let Some(p) = self.f.packs.get(&loc.pack)
+        {
+            out.extend(p);
+        }
+        out
+    }
+
+    fn hit(&mut self, problems: &[usize], path: &str) {
+        for p in problems {
+            let entry = self
+                .hits
+                .entry(*p)
+                .or_default()
+                .entry(self.snapshot.clone())
+                .or_default();
+            if entry.0.last().map(String::as_str) == Some(path) {
+                continue;
+            }
+            if entry.0.len() < MAX_FILES_NAMED {
+                entry.0.push(path.to_string());
+            } else {
+                entry.1 += 1;
+            }
+        }
+    }
+
+    fn tree(&mut self, id: &Id, dir: &str) {
+        let shown = if dir.is_empty() {
+            "/".to_string()
+        } else {
+            format!("{dir}/")
+        };
+        let p = self.problems(BlobKind::Tree, id);
+        if !p.is_empty() {
+            self.hit(&p, &shown);
+            return;
+        }
+        let Ok(tree) = self.repo.load_tree(id) else {
+            return;
+        };
+        for node in &tree.nodes {
+            let name = String::from_utf8_lossy(&node.name);
+            let path = if dir.is_empty() {
+                name.into_owned()
+            } else {
+                format!("{dir}/{name}")
+            };
+            match &node.kind {
+                NodeKind::Dir(sub) => self.tree(sub, &path),
+                NodeKind::File(c) => {
+                    let mut found = Vec::new();
+                    self.content(c, &mut found);
+                    if !found.is_empty() {
+                        found.sort_unstable();
+                        found.dedup();
+                        self.hit(&found, &path);
+                    }
+                }
+                NodeKind::Symlink(_) => {}
+            }
+        }
+    }
+
+    fn content(&self, c: &Content, found: &mut Vec<usize>) {
+        let kind = if c.depth == 0 {
+            BlobKind::Data
+        } else {
+            BlobKind::List
+        };
+        for r in &c.refs {
+            let p = self.problems(kind, &r.id);
+            if !p.is_empty() {
+                found.extend(p);
+                continue;
+            }
+            if c.depth > 0
+                && let Ok(bytes) = self.repo.load_blob(BlobKind::List, &r.id)
+                && let Ok(sub) = decode_list(&bytes)
+            {
+                self.content(&sub, found);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subsets_parse_and_partition() {
+        assert_eq!(
+            "2/7".parse::<ReadData>().unwrap(),
+            ReadData::Subset { n: 2, m: 7 }
+        );
+        assert_eq!("10%".parse::<ReadData>().unwrap(), ReadData::Percent(10.0));
+        for bad in ["0/3", "4/3", "x", "0%", "101%", "1/0"] {
+            assert!(bad.parse::<ReadData>().is_err(), "{bad}");
+        }
+        let ids: Vec<Id> = (0..300u32).map(|i| Id::of(&i.to_le_bytes())).collect();
+        let mut counts = [0; 3];
+        for id in &ids {
+            counts[subset_of(id, 3) as usize] += 1;
+        }
+        assert_eq!(counts.iter().sum::<i32>(), 300);
+        assert!(counts.iter().all(|c| *c > 60), "{counts:?}");
+    }
+}
