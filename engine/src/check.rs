@@ -38,6 +38,7 @@ use crate::pack::{
 };
 use crate::progress::Progress;
 use crate::repository::Repository;
+use crate::restore::MAX_TREE_DEPTH;
 use crate::snapshot::Snapshot;
 
 /// Bytes read from a pack at a time when verifying it.
@@ -303,7 +304,7 @@ pub fn check(
     stats.snapshots = selected.len() as u64;
     let mut walk = Walk::new(repo);
     for (_, snap) in &selected {
-        walk.tree(&snap.tree, &mut f);
+        walk.tree(&snap.tree, 0, &mut f);
     }
     stats.manifests = walk.manifests;
 
@@ -501,7 +502,7 @@ fn load_snapshots(repo: &Repository, f: &mut Findings) -> Result<Vec<(Id, Snapsh
             }
         }
     }
-    out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+    crate::repository::sort_by_time(&mut out);
     Ok(out)
 }
 
@@ -560,8 +561,17 @@ impl<'a> Walk<'a> {
         }
     }
 
-    fn tree(&mut self, id: &Id, f: &mut Findings) {
+    fn tree(&mut self, id: &Id, depth: usize, f: &mut Findings) {
         if !self.seen.insert(*id) {
+            return;
+        }
+        if depth > MAX_TREE_DEPTH {
+            f.blob(
+                *id,
+                "tree",
+                format!("tree {id}"),
+                format!("nested deeper than {MAX_TREE_DEPTH} directories"),
+            );
             return;
         }
         self.manifests += 1;
@@ -577,7 +587,7 @@ impl<'a> Walk<'a> {
         };
         for node in &tree.nodes {
             match &node.kind {
-                NodeKind::Dir(sub) => self.tree(sub, f),
+                NodeKind::Dir(sub) => self.tree(sub, depth + 1, f),
                 NodeKind::File(content) => self.content(content, f),
                 NodeKind::Symlink(_) => {}
             }

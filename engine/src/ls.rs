@@ -67,6 +67,12 @@ fn walk_tree(
         };
         f(&path, node)?;
         if let NodeKind::Dir(id) = &node.kind {
+            if path.matches('/').count() >= crate::restore::MAX_TREE_DEPTH {
+                return Err(Error::corrupt(
+                    format!("snapshot path {path}"),
+                    "directories nested too deep",
+                ));
+            }
             walk_tree(repo, &repo.load_tree(id)?, &path, f)?;
         }
     }

@@ -20,8 +20,12 @@ use crate::wire::{DecodeResult, Malformed, Put, Reader};
 pub const MANIFEST_VERSION: u8 = 1;
 /// Longest entry name accepted.
 pub const MAX_NAME_LEN: usize = 4096;
-/// Deepest list nesting accepted (2^(6*8) chunks is beyond any file).
-pub const MAX_DEPTH: u8 = 8;
+/// Deepest list nesting written or accepted; with the default split (8 references per list)
+/// depth 32 covers 2^96 chunks, beyond any file.
+pub const MAX_DEPTH: u8 = 32;
+/// Smallest encoding of a tree entry (a one-byte name and the fixed-width fields); bounds the
+/// entry count a tree may claim.
+const MIN_NODE_LEN: usize = 34;
 
 /// One reference in a chunk list: a chunk (depth 0) or a sub-list, and the bytes it covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -214,7 +218,7 @@ impl Tree {
     pub fn decode(bytes: &[u8]) -> DecodeResult<Tree> {
         let mut r = Reader::new(bytes);
         check_version(&mut r)?;
-        let n = r.count(40)?;
+        let n = r.count(MIN_NODE_LEN)?;
         let mut nodes: Vec<Node> = Vec::with_capacity(n);
         for _ in 0..n {
             let name = r.bytes()?.to_vec();
@@ -343,6 +347,11 @@ impl ContentBuilder {
         r: ContentRef,
         store: &mut dyn FnMut(Vec<u8>) -> Result<Id>,
     ) -> Result<()> {
+        if level > usize::from(MAX_DEPTH) {
+            return Err(crate::Error::InvalidInput(format!(
+                "a file needs chunk lists nested deeper than {MAX_DEPTH}; use a larger chunk size"
+            )));
+        }
         if self.levels.len() <= level {
             self.levels.push(Level::default());
         }
@@ -493,6 +502,32 @@ mod tests {
         build(&refs, &mut blobs);
         let added = blobs.len() - before;
         assert!(added <= 6, "{added} new list blobs for one changed chunk");
+    }
+
+    #[test]
+    fn smallest_entries_decode() {
+        let tiny = |name: &[u8], kind| Node {
+            name: name.to_vec(),
+            kind,
+            mode: 0,
+            mtime: 0,
+            mtime_ns: 0,
+            ctime: 0,
+            ctime_ns: 0,
+            uid: 0,
+            gid: 0,
+            inode: 0,
+            dev: 0,
+            size: 0,
+        };
+        for node in [
+            tiny(b"a", NodeKind::File(Content::default())),
+            tiny(b"l", NodeKind::Symlink(Vec::new())),
+        ] {
+            let mut t = Tree { nodes: vec![node] };
+            let bytes = t.encode();
+            assert_eq!(Tree::decode(&bytes).unwrap(), t, "{} bytes", bytes.len());
+        }
     }
 
     #[test]

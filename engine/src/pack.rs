@@ -37,6 +37,8 @@ pub const ENTRY_LEN: usize = 52;
 pub const TRAILER_LEN: u64 = 12;
 /// Largest blob (raw or stored) a reader accepts; bounds memory on corrupt input.
 pub const MAX_BLOB_LEN: u32 = 1 << 30;
+/// Largest data chunk a reader accepts (the config allows chunker maxima up to 16 MiB).
+pub const MAX_CHUNK_LEN: u32 = 16 << 20;
 
 /// What a blob holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -240,6 +242,14 @@ pub fn compress(raw: &[u8], zstd_level: Option<i32>) -> (Compression, Vec<u8>) {
 /// This is the one place where blob contents are verified; every reader goes through it.
 pub fn open_blob(entry: &BlobEntry, stored: &[u8]) -> Result<Vec<u8>> {
     let what = || format!("{} {}", entry.kind.name(), entry.id.short());
+    // Chunks are at most 16 MiB (the largest chunker maximum); a bigger claim is hostile and
+    // must not make us allocate it.
+    if entry.kind == BlobKind::Data && entry.raw_len > MAX_CHUNK_LEN {
+        return Err(Error::corrupt(
+            what(),
+            format!("claims {} raw bytes, more than any chunk", entry.raw_len),
+        ));
+    }
     if stored.len() != entry.stored_len as usize {
         return Err(Error::corrupt(
             what(),

@@ -72,6 +72,12 @@ impl std::fmt::Debug for Repository {
     }
 }
 
+/// Sorts snapshots oldest first, by their parsed start time (timestamps print a varying number
+/// of fractional digits, so their strings do not sort), then by id.
+pub(crate) fn sort_by_time(snaps: &mut [(Id, Snapshot)]) {
+    snaps.sort_by(|a, b| a.1.start().cmp(&b.1.start()).then(a.0.cmp(&b.0)));
+}
+
 /// The default local cache directory: `$CAIRN_CACHE_DIR`, else `$XDG_CACHE_HOME/cairn`, else
 /// `~/.cache/cairn`.
 pub fn default_cache_dir() -> PathBuf {
@@ -260,7 +266,7 @@ impl Repository {
             .par_iter()
             .map(|id| self.load_snapshot(id).map(|s| (*id, s)))
             .collect::<Result<Vec<_>>>()?;
-        out.sort_by(|a, b| a.1.time.cmp(&b.1.time).then(a.0.cmp(&b.0)));
+        sort_by_time(&mut out);
         Ok(out)
     }
 

@@ -37,6 +37,11 @@ use crate::snapshot::Snapshot;
 
 /// Gaps between needed blobs up to this size are read rather than skipped.
 const COALESCE_GAP: u64 = 256 * 1024;
+/// Files each restoring thread keeps open.
+const MAX_OPEN_FILES: usize = 64;
+/// Deepest directory nesting restored; deeper trees are refused as hostile (paths that deep
+/// exceed what the kernel accepts anyway).
+pub(crate) const MAX_TREE_DEPTH: usize = 2048;
 
 /// What to restore and where.
 #[derive(Debug, Clone, Default)]
@@ -291,6 +296,12 @@ fn plan_node(
 ) -> Result<()> {
     let included = parent_included || matches(include, &rel);
     match &node.kind {
+        NodeKind::Dir(_) if rel.components().count() > MAX_TREE_DEPTH => {
+            return Err(Error::corrupt(
+                format!("snapshot path {}", rel.display()),
+                format!("directories nested deeper than {MAX_TREE_DEPTH}"),
+            ));
+        }
         NodeKind::Dir(id) => {
             let tree = repo.load_tree(id)?;
             let before = plan.files.len() + plan.symlinks.len() + plan.dirs.len();
@@ -360,7 +371,7 @@ fn restore_pack(
         let start = wanted[i].0.offset;
         let mut j = i + 1;
         let mut end = wanted[i].0.end();
-        while j < wanted.len() && wanted[j].0.offset <= end + COALESCE_GAP {
+        while j < wanted.len() && wanted[j].0.offset <= end.saturating_add(COALESCE_GAP) {
             end = end.max(wanted[j].0.end());
             j += 1;
         }
@@ -374,6 +385,10 @@ fn restore_pack(
             let raw = open_blob(entry, stored)?;
             for place in places {
                 let (rel, _) = &files[place.file as usize];
+                // Bound the open files: a pack can feed thousands of small files.
+                if open.len() >= MAX_OPEN_FILES && !open.contains_key(&place.file) {
+                    open.clear();
+                }
                 let f = match open.entry(place.file) {
                     std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
                     std::collections::hash_map::Entry::Vacant(v) => {

@@ -72,7 +72,7 @@ pub struct Summary {
     pub metadata_blobs_added: u64,
     /// Raw bytes of the tree and list blobs newly stored.
     pub metadata_bytes_added: u64,
-    /// Entries skipped (sockets, devices, unreadable files), with the reason.
+    /// Entries skipped (sockets, pipes, devices, entries that vanished), with the reason.
     #[serde(default)]
     pub skipped: Vec<String>,
     /// Files that changed while they were being read.

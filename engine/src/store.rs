@@ -197,11 +197,11 @@ impl Store {
         Ok(data)
     }
 
-    /// Writes a whole file and waits until it is stored.
+    /// Writes a whole file and waits until it is stored durably.
     pub fn write(&self, path: &str, data: Vec<u8>) -> Result<()> {
         self.block_on(self.op.write(path, data))
-            .map(|_| ())
-            .map_err(|e| storage("write", path, e))
+            .map_err(|e| storage("write", path, e))?;
+        sync_dirs(self.location.local_path(), path)
     }
 
     /// Starts writing a file in the background. At most a few uploads run at once; this call
@@ -211,9 +211,14 @@ impl Store {
         let permit = self.block_on(sem.acquire_owned()).ok();
         let op = self.op.clone();
         let p = path.to_string();
+        let root = self.location.local_path().map(Path::to_path_buf);
         let handle = self.rt.spawn(async move {
             let _permit = permit;
-            op.write(&p, data).await.map(|_| ())
+            op.write(&p, data).await?;
+            tokio::task::spawn_blocking(move || sync_dirs(root.as_deref(), &p))
+                .await
+                .map_err(|e| opendal::Error::new(ErrorKind::Unexpected, e.to_string()))?
+                .map_err(|e| opendal::Error::new(ErrorKind::Unexpected, e.to_string()))
         });
         Upload {
             path: path.to_string(),
@@ -275,6 +280,23 @@ impl Store {
         self.block_on(self.op.delete(path))
             .map_err(|e| storage("delete", path, e))
     }
+}
+
+/// Makes a rename into `path` durable on a local disk: the file itself was synced before its
+/// rename, but the directory entries on the way to it must be synced too (POSIX does not order
+/// renames across a crash otherwise). Object stores need nothing: a PUT is durable when it returns.
+fn sync_dirs(root: Option<&Path>, path: &str) -> Result<()> {
+    let Some(root) = root else { return Ok(()) };
+    let mut dir = root.join(path);
+    while dir.pop() && dir.starts_with(root) {
+        let f = std::fs::File::open(&dir).map_err(|e| Error::io("cannot open", &dir, e))?;
+        f.sync_all()
+            .map_err(|e| Error::io("cannot sync", &dir, e))?;
+        if dir == root {
+            break;
+        }
+    }
+    Ok(())
 }
 
 fn storage(op: &'static str, path: &str, source: opendal::Error) -> Error {

@@ -41,6 +41,8 @@ use packer::Packer;
 
 /// Bytes of a file read and processed as one batch.
 const SEGMENT: usize = 8 << 20;
+/// A file changed less than this many seconds before it was read is read again next time.
+const RACY_SECONDS: i64 = 2;
 
 /// What to back up and how.
 #[derive(Debug, Clone, Default)]
@@ -449,6 +451,14 @@ impl Run<'_> {
             c.push(shown);
         }
         node.size = content.len();
+        // A file modified within the timestamp granularity of this read could change again
+        // without its size, mtime or ctime changing; record it so that the next backup reads it
+        // again instead of trusting the metadata (ctime 0 never matches a real file).
+        let read_at = jiff::Timestamp::now().as_second();
+        if read_at - node.mtime.max(node.ctime) < RACY_SECONDS {
+            node.ctime = 0;
+            node.ctime_ns = 0;
+        }
         self.progress.file_done();
         Ok(content)
     }

@@ -61,6 +61,9 @@ struct Inner {
     sealed: Vec<PackRecord>,
     uploads: Vec<Upload>,
     packed: Packed,
+    /// Set by the first failure to store a pack or index file. From then on nothing more is
+    /// written: an index file must never list a pack whose upload was not seen to succeed.
+    failed: bool,
 }
 
 impl<'a> Packer<'a> {
@@ -74,14 +77,20 @@ impl<'a> Packer<'a> {
                 sealed: Vec::new(),
                 uploads: Vec::new(),
                 packed: Packed::default(),
+                failed: false,
             }),
         }
     }
 
+    /// The packer's state, unless an earlier failure stopped it.
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>> {
-        self.inner
-            .lock()
-            .map_err(|_| Error::InvalidInput("a backup worker failed; see the error above".into()))
+        let stopped =
+            || Error::InvalidInput("the backup stopped after an earlier storage error".into());
+        let inner = self.inner.lock().map_err(|_| stopped())?;
+        if inner.failed {
+            return Err(stopped());
+        }
+        Ok(inner)
     }
 
     fn known(&self, kind: BlobKind, id: &Id) -> Result<bool> {
@@ -183,8 +192,23 @@ impl<'a> Packer<'a> {
 
     /// Waits for the sealed packs to be stored, then writes the index file listing them.
     fn checkpoint(&self, inner: &mut Inner) -> Result<()> {
+        let result = self.write_index(inner);
+        if result.is_err() {
+            inner.failed = true;
+        }
+        result
+    }
+
+    fn write_index(&self, inner: &mut Inner) -> Result<()> {
+        // Wait for every upload, even after one failed, so that none is left running.
+        let mut first_error = None;
         for upload in inner.uploads.drain(..) {
-            self.repo.store().finish(upload)?;
+            if let Err(e) = self.repo.store().finish(upload) {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
         }
         if inner.sealed.is_empty() {
             return Ok(());

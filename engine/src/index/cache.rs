@@ -63,9 +63,12 @@ impl IndexCache {
         };
         std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
         let shared = dir.join("index");
+        remove_stale_private_caches(dir);
         let (db, path, private) = match open_db(&shared) {
             Ok(db) => (db, shared, false),
-            Err(e) if e.contains("lock") => {
+            // A cache held by another process (or handle) is reported as a failure to lock its
+            // LOCK file; other errors (a damaged cache) do not name that file.
+            Err(e) if e.contains("/LOCK") => {
                 let private = dir.join(format!("index-private-{}", std::process::id()));
                 let _ = std::fs::remove_dir_all(&private);
                 (open_db(&private).map_err(cache_err)?, private, true)
@@ -210,6 +213,26 @@ impl IndexCache {
             }
         }
         Ok(warnings)
+    }
+}
+
+/// Removes private caches left by processes that are gone (killed before they could clean up).
+fn remove_stale_private_caches(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("index-private-"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
