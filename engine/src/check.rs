@@ -34,7 +34,7 @@ use crate::index::{PackRecord, id_from_path, load_index_file, pack_path};
 use crate::manifest::{Content, NodeKind, Tree, decode_list};
 use crate::pack::{
     BLOB_HEADER_LEN, BlobEntry, BlobKind, PREAMBLE_LEN, TRAILER_LEN, check_blob_header,
-    check_preamble, decode_directory, decode_trailer, open_blob,
+    check_preamble, decode_directory, decode_trailer, verify_blob,
 };
 use crate::progress::Progress;
 use crate::repository::Repository;
@@ -302,62 +302,67 @@ pub fn check(
         chosen
     };
     stats.snapshots = selected.len() as u64;
-    let mut walk = Walk::new(repo);
-    for (_, snap) in &selected {
-        walk.tree(&snap.tree, 0, &mut f);
-    }
-    stats.manifests = walk.manifests;
 
-    // 4. Read the data.
-    let mut candidates: Vec<Id> = summaries
-        .keys()
-        .filter(|id| present.get(*id).copied() == summaries.get(*id).map(|s| s.len))
-        .filter(|id| opts.snapshots.is_empty() || walk.packs.contains(*id))
-        .copied()
-        .collect();
-    candidates.sort();
-    let to_read: Vec<Id> = match opts.read_data {
-        ReadData::No => Vec::new(),
-        ReadData::All => candidates,
-        ReadData::Subset { n, m } => candidates
-            .into_iter()
-            .filter(|id| subset_of(id, m) == n - 1)
-            .collect(),
-        ReadData::Percent(p) => {
-            let k = ((candidates.len() as f64) * p / 100.0).ceil() as usize;
-            let mut chosen: Vec<Id> = candidates
-                .choose_multiple(&mut rand::rng(), k)
-                .copied()
-                .collect();
-            chosen.sort();
-            chosen
-        }
+    // 3 and 4. Walk the snapshots, and read the data. Without a snapshot filter every pack is a
+    // candidate, so the reading runs alongside the walk, keeping both cores busy; with a filter,
+    // the walk decides which packs to read and must come first.
+    let repo: &Repository = repo;
+    let candidates = |walked: Option<&HashSet<Id>>| -> Vec<Id> {
+        let mut c: Vec<Id> = summaries
+            .keys()
+            .filter(|id| present.get(*id).copied() == summaries.get(*id).map(|s| s.len))
+            .filter(|id| walked.is_none_or(|w| w.contains(*id)))
+            .copied()
+            .collect();
+        c.sort();
+        select(c, opts.read_data)
     };
-    if !to_read.is_empty() {
+    let walk_all = |f: &mut Findings| {
+        let mut walk = Walk::new(repo);
+        for (_, snap) in &selected {
+            walk.tree(&snap.tree, 0, f);
+        }
+        walk
+    };
+    let read = |to_read: &[Id]| {
+        if to_read.is_empty() {
+            return Vec::new();
+        }
         let total: u64 = to_read
             .iter()
             .filter_map(|id| summaries.get(id))
             .map(|s| s.len)
             .sum();
         progress.total(to_read.len() as u64, total);
-        let verdicts = read_packs(repo, &to_read, &summaries, progress);
-        for (id, v) in to_read.iter().zip(verdicts) {
-            stats.packs_read += 1;
-            stats.blobs_read += v.blobs;
-            stats.bytes_read += v.bytes;
-            stats.logical_bytes_verified += v.logical;
-            stats.packs_read_ids.push(*id);
-            for (blob, detail) in v.bad_blobs {
-                f.blob(
-                    blob.id,
-                    "blob",
-                    format!("{} {} in {}", blob.kind.name(), blob.id, pack_path(id)),
-                    detail,
-                );
-            }
-            for (kind, detail) in v.pack_problems {
-                f.pack(*id, kind, detail);
-            }
+        read_packs(repo, to_read, &summaries, progress)
+    };
+    let (walk, to_read, verdicts) = if opts.snapshots.is_empty() {
+        let to_read = candidates(None);
+        let (walk, verdicts) = rayon::join(|| walk_all(&mut f), || read(&to_read));
+        (walk, to_read, verdicts)
+    } else {
+        let walk = walk_all(&mut f);
+        let to_read = candidates(Some(&walk.packs));
+        let verdicts = read(&to_read);
+        (walk, to_read, verdicts)
+    };
+    stats.manifests = walk.manifests;
+    for (id, v) in to_read.iter().zip(verdicts) {
+        stats.packs_read += 1;
+        stats.blobs_read += v.blobs;
+        stats.bytes_read += v.bytes;
+        stats.logical_bytes_verified += v.logical;
+        stats.packs_read_ids.push(*id);
+        for (blob, detail) in v.bad_blobs {
+            f.blob(
+                blob.id,
+                "blob",
+                format!("{} {} in {}", blob.kind.name(), blob.id, pack_path(id)),
+                detail,
+            );
+        }
+        for (kind, detail) in v.pack_problems {
+            f.pack(*id, kind, detail);
         }
     }
 
@@ -373,6 +378,27 @@ pub fn check(
         warnings: f.warnings,
         stats,
     })
+}
+
+/// The packs `--read-data` reads among the candidates.
+fn select(candidates: Vec<Id>, read_data: ReadData) -> Vec<Id> {
+    match read_data {
+        ReadData::No => Vec::new(),
+        ReadData::All => candidates,
+        ReadData::Subset { n, m } => candidates
+            .into_iter()
+            .filter(|id| subset_of(id, m) == n - 1)
+            .collect(),
+        ReadData::Percent(p) => {
+            let k = ((candidates.len() as f64) * p / 100.0).ceil() as usize;
+            let mut chosen: Vec<Id> = candidates
+                .choose_multiple(&mut rand::rng(), k)
+                .copied()
+                .collect();
+            chosen.sort();
+            chosen
+        }
+    }
 }
 
 /// Which of `m` parts a pack belongs to.
@@ -741,8 +767,8 @@ fn verify_pack(
                 let stored = &buf[at + BLOB_HEADER_LEN as usize..(e.end() - buf_start) as usize];
                 check_blob_header(e, header)
                     .map_err(|m| m.0)
-                    .and_then(|()| open_blob(e, stored).map_err(|err| short_error(&err)))
-                    .map(|raw| raw.len() as u64)
+                    .and_then(|()| verify_blob(e, stored).map_err(|err| short_error(&err)))
+                    .map(u64::from)
             })
             .collect();
         for (e, r) in entries[first..next].iter().zip(results) {
