@@ -150,6 +150,8 @@ pub struct CheckStats {
     pub bytes_read: u64,
     /// Raw (decompressed) bytes verified by `--read-data`.
     pub logical_bytes_verified: u64,
+    /// Seconds from the first pack read to the last pack verified.
+    pub read_duration_s: f64,
     /// Ids of the packs read, for audits of subset coverage.
     pub packs_read_ids: Vec<Id>,
     /// Seconds the check took.
@@ -326,7 +328,7 @@ pub fn check(
     };
     let read = |to_read: &[Id]| {
         if to_read.is_empty() {
-            return Vec::new();
+            return (Vec::new(), 0.0);
         }
         let total: u64 = to_read
             .iter()
@@ -334,9 +336,11 @@ pub fn check(
             .map(|s| s.len)
             .sum();
         progress.total(to_read.len() as u64, total);
-        read_packs(repo, to_read, &summaries, progress)
+        let t = Instant::now();
+        let verdicts = read_packs(repo, to_read, &summaries, progress);
+        (verdicts, t.elapsed().as_secs_f64())
     };
-    let (walk, to_read, verdicts) = if opts.snapshots.is_empty() {
+    let (walk, to_read, (verdicts, read_duration)) = if opts.snapshots.is_empty() {
         let to_read = candidates(None);
         let (walk, verdicts) = rayon::join(|| walk_all(&mut f), || read(&to_read));
         (walk, to_read, verdicts)
@@ -347,6 +351,7 @@ pub fn check(
         (walk, to_read, verdicts)
     };
     stats.manifests = walk.manifests;
+    stats.read_duration_s = read_duration;
     for (id, v) in to_read.iter().zip(verdicts) {
         stats.packs_read += 1;
         stats.blobs_read += v.blobs;
@@ -621,27 +626,33 @@ impl<'a> Walk<'a> {
     }
 
     fn content(&mut self, c: &Content, f: &mut Findings) {
-        for r in &c.refs {
-            if c.depth == 0 {
-                match self.repo.index().get(BlobKind::Data, &r.id) {
-                    Ok(Some(loc)) => {
-                        self.packs.insert(loc.pack);
+        if c.depth == 0 {
+            let ids: Vec<Id> = c.refs.iter().map(|r| r.id).collect();
+            match self.repo.index().get_many(BlobKind::Data, &ids) {
+                Ok(found) => {
+                    for (id, loc) in ids.iter().zip(found) {
+                        match loc {
+                            Some(loc) => {
+                                self.packs.insert(loc.pack);
+                            }
+                            None => f.blob(
+                                *id,
+                                "chunk-missing",
+                                format!("chunk {id}"),
+                                "referenced but not in any index file".into(),
+                            ),
+                        }
                     }
-                    Ok(None) => f.blob(
-                        r.id,
-                        "chunk-missing",
-                        format!("chunk {}", r.id),
-                        "referenced but not in any index file".into(),
-                    ),
-                    Err(e) => f.blob(
-                        r.id,
-                        "chunk-missing",
-                        format!("chunk {}", r.id),
-                        short_error(&e),
-                    ),
                 }
-                continue;
+                Err(e) => {
+                    for id in ids {
+                        f.blob(id, "chunk-missing", format!("chunk {id}"), short_error(&e));
+                    }
+                }
             }
+            return;
+        }
+        for r in &c.refs {
             if !self.seen.insert(r.id) {
                 continue;
             }
@@ -724,18 +735,39 @@ fn verify_pack(
     };
     let mut entries = record.blobs.clone();
     entries.sort_by_key(|e| e.offset);
+    // Writers lay blobs end to end from the preamble on; anything else in an index is damage,
+    // and the segment arithmetic below relies on it.
+    let mut expect = PREAMBLE_LEN;
+    for e in &entries {
+        if e.offset != expect {
+            v.pack_problems.push((
+                "pack-header",
+                format!(
+                    "the index places blob {} at {}, where {expect} was expected",
+                    e.id.short(),
+                    e.offset
+                ),
+            ));
+            return v;
+        }
+        expect = e.end();
+    }
 
     let path = pack_path(id);
     let len = summary.len;
     let mut hasher = blake3::Hasher::new();
-    let mut buf: Vec<u8> = Vec::new();
-    let mut buf_start = 0u64;
-    let mut pos = 0u64;
-    let mut next = 0usize;
-    while pos < len {
-        let end = (pos + SEGMENT).min(len);
-        let seg = match repo.store().read_range(&path, pos..end) {
-            Ok(s) => s,
+    // Read the pack front to back in segments that end on blob boundaries, so that every
+    // segment verifies on its own, without copying blobs across segments.
+    let mut start = 0u64;
+    let mut i = 0usize;
+    while i < entries.len() {
+        let mut j = i + 1;
+        while j < entries.len() && entries[j].end() - start <= SEGMENT {
+            j += 1;
+        }
+        let end = entries[j - 1].end();
+        let seg = match repo.store().read_range(&path, start..end) {
+            Ok(seg) => seg,
             Err(e) => {
                 v.pack_problems.push((
                     "pack-size",
@@ -747,63 +779,58 @@ fn verify_pack(
         hasher.update(&seg);
         v.bytes += seg.len() as u64;
         progress.bytes(seg.len() as u64);
-        if pos == 0
+        if start == 0
             && let Err(m) = check_preamble(&seg[..PREAMBLE_LEN.min(seg.len() as u64) as usize])
         {
             v.pack_problems.push(("pack-header", m.0));
         }
-        buf.extend_from_slice(&seg);
-        pos = end;
-        // The blobs complete in this segment are verified in parallel.
-        let first = next;
-        while next < entries.len() && entries[next].end() <= pos {
-            next += 1;
-        }
-        let results: Vec<std::result::Result<u64, String>> = entries[first..next]
+        let results: Vec<std::result::Result<u64, String>> = entries[i..j]
             .par_iter()
             .map(|e| {
-                let at = (e.offset - buf_start) as usize;
-                let header = &buf[at..at + BLOB_HEADER_LEN as usize];
-                let stored = &buf[at + BLOB_HEADER_LEN as usize..(e.end() - buf_start) as usize];
+                let at = (e.offset - start) as usize;
+                let header = &seg[at..at + BLOB_HEADER_LEN as usize];
+                let stored = &seg[at + BLOB_HEADER_LEN as usize..(e.end() - start) as usize];
                 check_blob_header(e, header)
                     .map_err(|m| m.0)
                     .and_then(|()| verify_blob(e, stored).map_err(|err| short_error(&err)))
                     .map(u64::from)
             })
             .collect();
-        for (e, r) in entries[first..next].iter().zip(results) {
+        for (e, r) in entries[i..j].iter().zip(results) {
             match r {
                 Ok(n) => v.logical += n,
                 Err(detail) => v.bad_blobs.push((*e, detail)),
             }
             v.blobs += 1;
         }
-        // Keep what the next blob needs; once the blobs are done, keep the directory and
-        // trailer that follow the last one.
-        let keep_from = match entries.get(next) {
-            Some(e) => e.offset.min(pos),
-            None => entries.last().map_or(PREAMBLE_LEN, BlobEntry::end).min(pos),
-        };
-        let drop = (keep_from.saturating_sub(buf_start) as usize).min(buf.len());
-        buf.drain(..drop);
-        buf_start += drop as u64;
+        start = end;
+        i = j;
     }
-    if next < entries.len() {
-        v.pack_problems
-            .push(("pack-size", "ends before its last blob".into()));
-    }
-    // The pack's own directory must agree with the index.
-    let tail_ok = (|| {
-        if buf_start + (buf.len() as u64) < len || (buf.len() as u64) < TRAILER_LEN {
-            return Err("the directory could not be located".to_string());
+    // What follows the last blob is the directory and the trailer; they must agree with the
+    // index.
+    let tail = match repo.store().read_range(&path, start..len) {
+        Ok(t) => t,
+        Err(e) => {
+            v.pack_problems.push(("pack-size", short_error(&e)));
+            return v;
         }
-        let t = buf.len() - TRAILER_LEN as usize;
-        let dir_len = decode_trailer(&buf[t..], len).map_err(|m| m.0)?;
+    };
+    hasher.update(&tail);
+    v.bytes += tail.len() as u64;
+    progress.bytes(tail.len() as u64);
+    let tail_ok = (|| {
+        if (tail.len() as u64) < TRAILER_LEN {
+            return Err("too short to hold a directory".to_string());
+        }
+        let t = tail.len() - TRAILER_LEN as usize;
+        let dir_len = decode_trailer(&tail[t..], len).map_err(|m| m.0)?;
         let dir_start = len - TRAILER_LEN - u64::from(dir_len);
-        let from = dir_start
-            .checked_sub(buf_start)
-            .ok_or("the directory length is out of range")? as usize;
-        let dir = decode_directory(&buf[from..t], dir_start).map_err(|m| m.0)?;
+        if dir_start != start {
+            return Err(format!(
+                "its directory starts at {dir_start}, but its last blob ends at {start}"
+            ));
+        }
+        let dir = decode_directory(&tail[..t], dir_start).map_err(|m| m.0)?;
         if entries_digest(&dir) != summary.digest || dir.len() as u32 != summary.blobs {
             return Err("its directory disagrees with the index".to_string());
         }

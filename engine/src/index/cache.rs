@@ -154,15 +154,32 @@ impl IndexCache {
         else {
             return Ok(None);
         };
-        let mut r = Reader::new(&v);
-        let decoded = r.id().and_then(|pack| {
-            let entry = BlobEntry::decode_from(&mut r)?;
-            Ok(BlobLocation { pack, entry })
-        });
-        decoded.map(Some).map_err(|m| Error::Cache {
+        decode_location(&v).map(Some).map_err(|m| Error::Cache {
             path: self.path.clone(),
             detail: format!("entry for {} unreadable: {}", id.short(), m.0),
         })
+    }
+
+    /// Where each of many blobs of one kind is, in one batched lookup.
+    pub fn get_many(&self, kind: BlobKind, ids: &[Id]) -> Result<Vec<Option<BlobLocation>>> {
+        let Some(cf) = self.db.cf_handle("default") else {
+            return ids.iter().map(|id| self.get(kind, id)).collect();
+        };
+        let keys: Vec<[u8; 34]> = ids.iter().map(|id| blob_key(kind, id)).collect();
+        self.db
+            .batched_multi_get_cf(&cf, &keys, false)
+            .into_iter()
+            .zip(ids)
+            .map(|(r, id)| {
+                let Some(v) = r.map_err(|e| self.err(e))? else {
+                    return Ok(None);
+                };
+                decode_location(&v).map(Some).map_err(|m| Error::Cache {
+                    path: self.path.clone(),
+                    detail: format!("entry for {} unreadable: {}", id.short(), m.0),
+                })
+            })
+            .collect()
     }
 
     /// True if the repository has the blob.
@@ -214,6 +231,13 @@ impl IndexCache {
         }
         Ok(warnings)
     }
+}
+
+fn decode_location(v: &[u8]) -> crate::wire::DecodeResult<BlobLocation> {
+    let mut r = Reader::new(v);
+    let pack = r.id()?;
+    let entry = BlobEntry::decode_from(&mut r)?;
+    Ok(BlobLocation { pack, entry })
 }
 
 /// Removes private caches left by processes that are gone (killed before they could clean up).
