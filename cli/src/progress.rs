@@ -1,6 +1,7 @@
 //! Progress reports: a bar on a terminal, nothing otherwise.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -9,11 +10,16 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 #[derive(Debug)]
 pub struct Bar {
     bar: Option<ProgressBar>,
+    /// What `file_done` counts: files, packs…
+    unit: &'static str,
+    done: AtomicU64,
+    total: AtomicU64,
 }
 
 impl Bar {
-    /// A bar for a job whose size is not known in advance (backup).
-    pub fn new(enabled: bool) -> Bar {
+    /// A bar for a job whose size is not known in advance (backup); `unit` names what
+    /// `file_done` counts.
+    pub fn new(enabled: bool, unit: &'static str) -> Bar {
         let bar = (enabled && std::io::stderr().is_terminal()).then(|| {
             let b = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
             b.set_style(
@@ -25,7 +31,12 @@ impl Bar {
             b.enable_steady_tick(Duration::from_millis(200));
             b
         });
-        Bar { bar }
+        Bar {
+            bar,
+            unit,
+            done: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+        }
     }
 
     /// Clears the bar.
@@ -47,7 +58,17 @@ impl cairn_engine::Progress for Bar {
             b.inc(n);
         }
     }
-    fn total(&self, _files: u64, bytes: u64) {
+    fn file_done(&self) {
+        let done = self.done.fetch_add(1, Relaxed) + 1;
+        if let Some(b) = &self.bar {
+            let total = self.total.load(Relaxed);
+            if total > 0 {
+                b.set_message(format!("{done}/{total} {}", self.unit));
+            }
+        }
+    }
+    fn total(&self, files: u64, bytes: u64) {
+        self.total.store(files, Relaxed);
         if let Some(b) = &self.bar {
             b.set_length(bytes);
             b.set_style(

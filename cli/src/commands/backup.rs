@@ -54,7 +54,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         force_read: a.force_read,
         hostname: a.host,
     };
-    let bar = Bar::new(!a.json);
+    let bar = Bar::new(!a.json, "files");
     let mut stdin = std::io::stdin();
     let reader: Option<&mut (dyn std::io::Read + Send)> =
         if a.stdin { Some(&mut stdin) } else { None };

@@ -36,7 +36,7 @@ pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
         (None, false) => ReadData::No,
     };
     let mut repo = g.open()?;
-    let bar = Bar::new(!a.json);
+    let bar = Bar::new(!a.json, "packs");
     let opts = CheckOptions {
         read_data,
         snapshots: a.snapshots,

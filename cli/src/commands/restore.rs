@@ -36,7 +36,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         include: a.include,
         subpath: sub.map(str::to_string),
     };
-    let bar = Bar::new(!a.json);
+    let bar = Bar::new(!a.json, "files");
     let result = restore(&repo, &snap, &opts, &bar);
     bar.finish();
     let s = result.map_err(|e| match e {
