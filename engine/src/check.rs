@@ -255,23 +255,33 @@ pub fn check(
     stats.packs = summaries.len() as u64;
     stats.blobs = summaries.values().map(|s| u64::from(s.blobs)).sum();
 
-    // 2. Packs present against packs indexed.
+    // 2. Packs present against packs indexed. Damaged packs are reported after the walk, which
+    // skips them and tells which of them the checked snapshots need.
     let present = list_packs(repo, &mut f)?;
+    let mut bad_packs: BTreeMap<Id, (&'static str, String)> = BTreeMap::new();
     for (id, s) in &summaries {
         match present.get(id) {
-            None => f.pack(
-                *id,
-                "pack-missing",
-                "the index lists this pack but it is not in the repository".into(),
-            ),
-            Some(len) if *len != s.len => f.pack(
-                *id,
-                "pack-size",
-                format!(
-                    "{len} bytes, but the index says {} (truncated or extended)",
-                    s.len
-                ),
-            ),
+            None => {
+                bad_packs.insert(
+                    *id,
+                    (
+                        "pack-missing",
+                        "the index lists this pack but it is not in the repository".into(),
+                    ),
+                );
+            }
+            Some(len) if *len != s.len => {
+                bad_packs.insert(
+                    *id,
+                    (
+                        "pack-size",
+                        format!(
+                            "{len} bytes, but the index says {} (truncated or extended)",
+                            s.len
+                        ),
+                    ),
+                );
+            }
             Some(_) => {}
         }
     }
@@ -320,7 +330,7 @@ pub fn check(
         select(c, opts.read_data)
     };
     let walk_all = |f: &mut Findings| {
-        let mut walk = Walk::new(repo);
+        let mut walk = Walk::new(repo, &bad_packs);
         for (_, snap) in &selected {
             walk.tree(&snap.tree, 0, f);
         }
@@ -352,6 +362,12 @@ pub fn check(
     };
     stats.manifests = walk.manifests;
     stats.read_duration_s = read_duration;
+    // A snapshot filter limits the audit to what those snapshots need.
+    for (id, (kind, detail)) in &bad_packs {
+        if opts.snapshots.is_empty() || walk.packs.contains(id) {
+            f.pack(*id, kind, detail.clone());
+        }
+    }
     for (id, v) in to_read.iter().zip(verdicts) {
         stats.packs_read += 1;
         stats.blobs_read += v.blobs;
@@ -540,15 +556,18 @@ fn load_snapshots(repo: &Repository, f: &mut Findings) -> Result<Vec<(Id, Snapsh
 /// The structural walk: every tree and list verified once, every chunk looked up.
 struct Walk<'a> {
     repo: &'a Repository,
+    /// Packs missing or of the wrong size: not read, reported later.
+    bad_packs: &'a BTreeMap<Id, (&'static str, String)>,
     seen: HashSet<Id>,
     packs: HashSet<Id>,
     manifests: u64,
 }
 
 impl<'a> Walk<'a> {
-    fn new(repo: &'a Repository) -> Self {
+    fn new(repo: &'a Repository, bad_packs: &'a BTreeMap<Id, (&'static str, String)>) -> Self {
         Walk {
             repo,
+            bad_packs,
             seen: HashSet::new(),
             packs: HashSet::new(),
             manifests: 0,
@@ -565,7 +584,7 @@ impl<'a> Walk<'a> {
         match self.repo.index().get(kind, id) {
             Ok(Some(loc)) => {
                 self.packs.insert(loc.pack);
-                if f.packs.contains_key(&loc.pack) {
+                if self.bad_packs.contains_key(&loc.pack) {
                     return None;
                 }
             }

@@ -251,6 +251,25 @@ fn deleted_pack() {
 }
 
 #[test]
+fn a_snapshot_filter_limits_the_audit() {
+    let fx = fixture();
+    // A pack only the second snapshot needs (it holds nothing but table4).
+    let (pack, _) = data_packs(&fx)
+        .into_iter()
+        .find(|(_, f)| f.len() == 1 && f.contains("table4"))
+        .unwrap();
+    std::fs::remove_file(&pack).unwrap();
+    assert_eq!(check(&fx.sb, &["--read-data", &fx.snaps[0]]).0, 0);
+    let (code, v) = check(&fx.sb, &["--read-data", &fx.snaps[1]]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        affected(&v["errors"][0], &fx.snaps[1]),
+        BTreeSet::from(["table4".to_string()])
+    );
+    assert_eq!(check(&fx.sb, &[]).0, 1);
+}
+
+#[test]
 fn renamed_pack() {
     let fx = fixture();
     let (pack, files) = data_packs(&fx).remove(0);
