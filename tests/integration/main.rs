@@ -11,4 +11,5 @@ mod crafted;
 mod dedup;
 mod errors;
 mod fixture;
+mod restore;
 mod roundtrip;

@@ -22,6 +22,19 @@ pub struct Args {
     /// `db1/*/2024-01-*`); may be repeated.
     #[arg(long = "include", value_name = "GLOB")]
     include: Vec<String>,
+    /// Leave out paths matching this glob, and everything below them; may be repeated.
+    #[arg(long = "exclude", value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Restore over an existing copy (e.g. yesterday's data directory), rewriting only the
+    /// chunks that differ; also finishes an interrupted restore.
+    #[arg(long)]
+    delta: bool,
+    /// With --delta, remove files of the target that the snapshot does not have.
+    #[arg(long)]
+    delete: bool,
+    /// Read every restored file back and compare it with the snapshot.
+    #[arg(long)]
+    verify: bool,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
@@ -34,7 +47,11 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let opts = RestoreOptions {
         target: a.target,
         include: a.include,
+        exclude: a.exclude,
         subpath: sub.map(str::to_string),
+        delta: a.delta,
+        delete: a.delete,
+        verify: a.verify,
     };
     let bar = Bar::new(!a.json, "files");
     let result = restore(&repo, &snap, &opts, &bar);
@@ -54,7 +71,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         println!("{v}");
     } else {
         println!(
-            "restored snapshot {} to {}: {} files, {} directories, {} symlinks, {} in {:.2}s",
+            "restored snapshot {} to {}: {} files, {} directories, {} symlinks, {} written in {:.2}s",
             id.short(),
             opts.target.display(),
             s.files_restored,
@@ -63,6 +80,16 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             human_bytes(s.bytes_written),
             s.duration_s
         );
+        if opts.delta {
+            println!(
+                "{} already correct and kept, {} entries deleted",
+                human_bytes(s.bytes_skipped_delta),
+                s.entries_deleted
+            );
+        }
+        if opts.verify {
+            println!("{} files read back and verified", s.files_verified);
+        }
     }
     Ok(())
 }

@@ -1,0 +1,169 @@
+//! Restore over existing copies (--delta, --delete), resumed restores, --exclude, sparse
+//! output and --verify.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common::{Rng, Sandbox, snapshot_of};
+
+fn database(sb: &Sandbox, files: u64, pages: u64) -> std::path::PathBuf {
+    let src = sb.path("pgdata");
+    let mut rng = Rng(21);
+    for db in ["db1", "db2"] {
+        let dir = src.join(db);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..files {
+            let data: Vec<u8> = (0..pages).flat_map(|p| rng.page(8192, p)).collect();
+            std::fs::write(dir.join(format!("{}", 16384 + f)), data).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink("db1/16384", src.join("link")).unwrap();
+    src
+}
+
+fn restore_json(sb: &Sandbox, args: &[&str]) -> serde_json::Value {
+    let mut a = vec!["restore", "--json"];
+    a.extend_from_slice(args);
+    serde_json::from_str(&sb.ok(&a)).unwrap()
+}
+
+#[test]
+fn delta_rewrites_only_what_differs() {
+    let sb = Sandbox::new();
+    let src = database(&sb, 4, 600);
+    sb.ok(&["init"]);
+    sb.backup(&[], &[&src]);
+    let t = sb.path("copy");
+    let t_s = t.to_str().unwrap();
+    restore_json(&sb, &["latest", "--target", t_s]);
+    // Yesterday's copy: 1% of its pages differ, a file is extra, a file is gone.
+    let mut rng = Rng(5);
+    let mut changed = 0;
+    for f in 0..4u64 {
+        let p = t.join("db2").join(format!("{}", 16384 + f));
+        let mut file = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        for _ in 0..6 {
+            file.seek(SeekFrom::Start(rng.below(600) * 8192)).unwrap();
+            file.write_all(&rng.page(8192, 0)).unwrap();
+            changed += 8192;
+        }
+    }
+    std::fs::write(t.join("db1/stale"), b"not in the snapshot").unwrap();
+    std::fs::remove_file(t.join("db1/16385")).unwrap();
+    let v = restore_json(&sb, &["latest", "--target", t_s, "--delta"]);
+    let written = v["bytes_written"].as_u64().unwrap();
+    assert!(written < 600 * 8192 + changed * 4, "{v}");
+    assert!(
+        v["bytes_skipped_delta"].as_u64().unwrap() > 6 * 600 * 8192,
+        "{v}"
+    );
+    assert!(t.join("db1/stale").exists(), "kept without --delete");
+    let v = restore_json(
+        &sb,
+        &["latest", "--target", t_s, "--delta", "--delete", "--verify"],
+    );
+    assert_eq!(v["entries_deleted"], 1, "{v}");
+    assert_eq!(v["bytes_written"], 0, "{v}");
+    assert_eq!(v["files_verified"], 8);
+    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+}
+
+#[test]
+fn killed_restore_finishes_with_delta() {
+    let sb = Sandbox::new();
+    let src = database(&sb, 6, 4000);
+    sb.ok(&["init"]);
+    sb.backup(&[], &[&src]);
+    let t = sb.path("restore");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["restore", "latest", "--target", t.to_str().unwrap()])
+        .env("CAIRN_REPO", sb.repo())
+        .env("CAIRN_CACHE_DIR", sb.cache())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = child.kill();
+    let _ = child.wait();
+    // Refused without --delta, finished with it.
+    if t.exists() && std::fs::read_dir(&t).unwrap().next().is_some() {
+        assert!(
+            sb.fails(&["restore", "latest", "--target", t.to_str().unwrap()])
+                .contains("not empty")
+        );
+    }
+    restore_json(
+        &sb,
+        &[
+            "latest",
+            "--target",
+            t.to_str().unwrap(),
+            "--delta",
+            "--verify",
+        ],
+    );
+    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+}
+
+#[test]
+fn delta_never_follows_a_planted_symlink() {
+    let sb = Sandbox::new();
+    let src = database(&sb, 1, 10);
+    sb.ok(&["init"]);
+    sb.backup(&[], &[&src]);
+    let outside = sb.path("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let t = sb.path("t");
+    std::fs::create_dir_all(&t).unwrap();
+    std::os::unix::fs::symlink(&outside, t.join("db1")).unwrap();
+    restore_json(&sb, &["latest", "--target", t.to_str().unwrap(), "--delta"]);
+    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
+    assert!(std::fs::symlink_metadata(t.join("db1")).unwrap().is_dir());
+    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+}
+
+#[test]
+fn exclude_and_sparse_files() {
+    let sb = Sandbox::new();
+    let src = database(&sb, 2, 10);
+    // A file with a large run of zeros, as preallocated WAL segments have.
+    let mut sparse = vec![0u8; 4 << 20];
+    sparse[..5000].copy_from_slice(&[7u8; 5000]);
+    std::fs::write(src.join("db1/wal"), &sparse).unwrap();
+    sb.ok(&["init"]);
+    sb.backup(&[], &[&src]);
+    let t = sb.path("t");
+    let v = restore_json(
+        &sb,
+        &[
+            "latest",
+            "--target",
+            t.to_str().unwrap(),
+            "--exclude",
+            "db2",
+            "--verify",
+        ],
+    );
+    assert!(!t.join("db2").exists());
+    assert!(t.join("db1/16384").exists());
+    assert!(v["bytes_sparse"].as_u64().unwrap() > 3 << 20, "{v}");
+    assert_eq!(std::fs::read(t.join("db1/wal")).unwrap(), sparse);
+    let blocks = std::fs::metadata(t.join("db1/wal")).unwrap().blocks() * 512;
+    assert!(
+        blocks < 1 << 20,
+        "zeros were written: {blocks} bytes allocated"
+    );
+    assert!(
+        sb.fails(&[
+            "restore",
+            "latest",
+            "--target",
+            sb.path("x").to_str().unwrap(),
+            "--delete"
+        ])
+        .contains("--delta")
+    );
+}
