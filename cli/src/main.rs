@@ -118,7 +118,11 @@ fn main() -> ExitCode {
         Command::Backup(a) => commands::backup::run(&globals, a),
         Command::List(a) => commands::list::run(&globals, a),
         Command::Ls(a) => commands::ls::run(&globals, a),
-        Command::Restore(a) => commands::restore::run(&globals, a),
+        Command::Restore(a) => match commands::restore::run(&globals, a) {
+            Ok(commands::restore::Outcome::Complete) => Ok(()),
+            Ok(commands::restore::Outcome::Incomplete) => return ExitCode::from(3),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

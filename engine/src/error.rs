@@ -151,6 +151,18 @@ pub enum Error {
         snapshot: String,
     },
 
+    /// Files cannot be restored because data they need is damaged or missing.
+    #[error(
+        "cannot restore {files}: data they need is damaged or missing; restore the rest with --skip-damaged, and run `cairn check`"
+    )]
+    Unrestorable {
+        /// The files, named (a few, then a count).
+        files: String,
+        /// What is damaged.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A restore target already holds files.
     #[error("restore target {0} is not empty; restore into a new or empty directory")]
     TargetNotEmpty(PathBuf),
@@ -165,6 +177,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// True if this error means repository data is damaged or missing (as opposed to a
+    /// local problem or a passing storage fault).
+    pub fn is_damage(&self) -> bool {
+        match self {
+            Error::Corrupt { .. } | Error::MissingBlob { .. } => true,
+            Error::Storage { source, .. } => source.kind() == opendal::ErrorKind::NotFound,
+            _ => false,
+        }
+    }
+
     /// Builds an [`Error::Corrupt`].
     pub fn corrupt(object: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Corrupt {

@@ -167,3 +167,72 @@ fn exclude_and_sparse_files() {
         .contains("--delta")
     );
 }
+
+#[test]
+fn damaged_pack_names_files_and_skip_damaged_restores_the_rest() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rng = Rng(77);
+    for i in 0..6 {
+        let data: Vec<u8> = (0..90_000).flat_map(|_| rng.next().to_le_bytes()).collect();
+        std::fs::write(src.join(format!("t{i}")), data).unwrap();
+    }
+    sb.ok(&["init", "--compression", "none", "--pack-size", "1MiB"]);
+    sb.backup(&[], &[&src]);
+    // Flip a byte in the middle of the largest data pack.
+    let mut packs: Vec<std::path::PathBuf> = std::fs::read_dir(sb.repo().join("data"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .collect();
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let pack = packs.last().unwrap();
+    let mut bytes = std::fs::read(pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(pack, bytes).unwrap();
+
+    let t = sb.path("t");
+    let line = sb.fails(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert!(line.contains("cannot restore t"), "{line}");
+
+    let t2 = sb.path("t2");
+    let out = sb.cairn(&[
+        "restore",
+        "latest",
+        "--target",
+        t2.to_str().unwrap(),
+        "--skip-damaged",
+        "--verify",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let damaged: Vec<String> = v["files_damaged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().split(':').next().unwrap().to_string())
+        .collect();
+    assert_eq!(damaged.len(), 1, "{v}");
+    // The damaged file is left out; every other file is restored exactly.
+    for i in 0..6 {
+        let name = format!("t{i}");
+        let restored = t2.join(&name);
+        if damaged.contains(&name) {
+            assert!(!restored.exists(), "a damaged file was left behind");
+        } else {
+            assert_eq!(
+                std::fs::read(&restored).unwrap(),
+                std::fs::read(src.join(&name)).unwrap()
+            );
+        }
+    }
+    assert_eq!(v["files_verified"], 5);
+}

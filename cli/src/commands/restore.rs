@@ -35,12 +35,22 @@ pub struct Args {
     /// Read every restored file back and compare it with the snapshot.
     #[arg(long)]
     verify: bool,
+    /// If data is damaged, restore everything else and list the files left out (exit
+    /// status 3) instead of stopping.
+    #[arg(long)]
+    skip_damaged: bool,
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
 }
 
-pub fn run(g: &Globals, a: Args) -> Result<()> {
+/// Whether every file was restored.
+pub enum Outcome {
+    Complete,
+    Incomplete,
+}
+
+pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
     let (spec, sub) = split_spec(&a.snapshot);
     let repo = g.open()?;
     let (id, snap) = repo.resolve(spec)?;
@@ -52,6 +62,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         delta: a.delta,
         delete: a.delete,
         verify: a.verify,
+        skip_damaged: a.skip_damaged,
     };
     let bar = Bar::new(!a.json, "files");
     let result = restore(&repo, &snap, &opts, &bar);
@@ -90,6 +101,19 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         if opts.verify {
             println!("{} files read back and verified", s.files_verified);
         }
+        if !s.files_damaged.is_empty() {
+            println!(
+                "{} files could not be restored and were left out:",
+                s.files_damaged.len()
+            );
+            for f in &s.files_damaged {
+                println!("  {f}");
+            }
+        }
     }
-    Ok(())
+    Ok(if s.files_damaged.is_empty() {
+        Outcome::Complete
+    } else {
+        Outcome::Incomplete
+    })
 }

@@ -29,6 +29,7 @@ use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
@@ -71,6 +72,9 @@ pub struct RestoreOptions {
     pub delete: bool,
     /// After writing, read every restored file back and compare it with the snapshot.
     pub verify: bool,
+    /// When data is damaged, restore every file that does not need it and list the others
+    /// (which are left out of the target) instead of stopping.
+    pub skip_damaged: bool,
 }
 
 /// What a restore did.
@@ -92,6 +96,8 @@ pub struct RestoreSummary {
     pub entries_deleted: u64,
     /// Files read back and found identical to the snapshot (`verify`).
     pub files_verified: u64,
+    /// Files left out because data they need is damaged (`skip_damaged`), with the reason.
+    pub files_damaged: Vec<String>,
     /// Seconds it took.
     pub duration_s: f64,
 }
@@ -118,7 +124,10 @@ pub fn restore(
     let target = &opts.target;
     check_target(repo, target, opts.delta)?;
 
-    let mut plan = Plan::default();
+    let mut plan = Plan {
+        skip_damaged: opts.skip_damaged,
+        ..Plan::default()
+    };
     let root = repo.load_tree(&snapshot.tree)?;
     match &opts.subpath {
         None => plan_tree(repo, &root, Path::new(""), &filter, false, &mut plan)?,
@@ -150,6 +159,7 @@ pub fn restore(
 
     let written = AtomicU64::new(0);
     let sparse = AtomicU64::new(0);
+    let damaged = Mutex::new(std::mem::take(&mut plan.damaged));
     let mut packs: Vec<_> = plan.packs.iter().collect();
     packs.sort_by_key(|(id, _)| **id);
     let ctx = WriteCtx {
@@ -161,11 +171,24 @@ pub fn restore(
         written: &written,
         sparse: &sparse,
         progress,
+        skip_damaged: opts.skip_damaged,
+        damaged: &damaged,
     };
     packs
         .par_iter()
         .map(|(pack, blobs)| ctx.restore_pack(pack, blobs))
         .collect::<Result<Vec<()>>>()?;
+
+    // Files that could not be restored are not left behind half written.
+    let damaged = damaged.into_inner().unwrap_or_default();
+    for (file, reason) in &damaged {
+        let rel = &plan.files[*file as usize].0;
+        remove_any(&target.join(rel))?;
+        summary
+            .files_damaged
+            .push(format!("{}: {reason}", rel.display()));
+    }
+    let intact = |i: usize| !damaged.contains_key(&(i as u32));
 
     for (rel, node) in &plan.symlinks {
         let p = target.join(rel);
@@ -185,8 +208,10 @@ pub fn restore(
             .map_err(|e| Error::io("cannot create symlink", &p, e))?;
         set_meta(&p, node, true)?;
     }
-    for (rel, node) in &plan.files {
-        set_meta(&target.join(rel), node, false)?;
+    for (i, (rel, node)) in plan.files.iter().enumerate() {
+        if intact(i) {
+            set_meta(&target.join(rel), node, false)?;
+        }
     }
     if opts.delete {
         summary.entries_deleted = delete_extras(target, &plan)?;
@@ -203,6 +228,9 @@ pub fn restore(
             .files
             .par_iter()
             .zip(&plan.chunks)
+            .enumerate()
+            .filter(|(i, _)| intact(*i))
+            .map(|(_, pair)| pair)
             .filter(|((rel, node), chunks)| {
                 let p = target.join(rel);
                 let size_ok = fs::symlink_metadata(&p).is_ok_and(|m| m.len() == node.size);
@@ -220,10 +248,10 @@ pub fn restore(
                 ),
             ));
         }
-        summary.files_verified = plan.files.len() as u64;
+        summary.files_verified = (plan.files.len() - damaged.len()) as u64;
     }
 
-    summary.files_restored = plan.files.len() as u64;
+    summary.files_restored = (plan.files.len() - damaged.len()) as u64;
     summary.dirs_restored = plan.dirs.len() as u64;
     summary.symlinks_restored = plan.symlinks.len() as u64;
     summary.bytes_written = written.load(Relaxed);
@@ -465,9 +493,40 @@ struct WriteCtx<'a> {
     written: &'a AtomicU64,
     sparse: &'a AtomicU64,
     progress: &'a dyn Progress,
+    skip_damaged: bool,
+    /// Files that cannot be restored, and why; shared by the writers.
+    damaged: &'a Mutex<std::collections::BTreeMap<u32, String>>,
 }
 
 impl WriteCtx<'_> {
+    /// Records that the files of `places` cannot be restored because of `e`, or, without
+    /// `skip_damaged`, stops the restore naming them. Errors that are not damage always stop.
+    fn damage<'p>(&self, places: impl Iterator<Item = &'p Placement>, e: Error) -> Result<()> {
+        let mut files: Vec<u32> = places.map(|p| p.file).collect();
+        files.sort_unstable();
+        files.dedup();
+        if !e.is_damage() {
+            return Err(e);
+        }
+        if !self.skip_damaged {
+            return Err(Error::Unrestorable {
+                files: name_files(self.files, &files),
+                source: Box::new(e),
+            });
+        }
+        let reason = e.to_string();
+        if let Ok(mut d) = self.damaged.lock() {
+            for f in files {
+                d.entry(f).or_insert_with(|| reason.clone());
+            }
+        }
+        Ok(())
+    }
+
+    fn is_damaged(&self, file: u32) -> bool {
+        self.damaged.lock().is_ok_and(|d| d.contains_key(&file))
+    }
+
     fn restore_pack(
         &self,
         pack: &Id,
@@ -497,16 +556,34 @@ impl WriteCtx<'_> {
                 end = end.max(wanted[j].0.end());
                 j += 1;
             }
-            let bytes = self.repo.store().read_range(&path, start..end)?;
+            let bytes = match self.repo.store().read_range(&path, start..end) {
+                Ok(b) => b,
+                Err(e) => {
+                    let places = wanted[i..j].iter().flat_map(|(_, p)| p.iter().copied());
+                    self.damage(places, e)?;
+                    i = j;
+                    continue;
+                }
+            };
             for (entry, places) in &wanted[i..j] {
                 let at = (entry.offset - start) as usize;
                 let header = &bytes[at..at + BLOB_HEADER_LEN as usize];
                 let stored = &bytes[at + BLOB_HEADER_LEN as usize..(entry.end() - start) as usize];
-                check_blob_header(entry, header)
-                    .map_err(|m| m.about(format!("pack {}", pack.short())))?;
-                let raw = open_blob(entry, stored)?;
+                let raw = match check_blob_header(entry, header)
+                    .map_err(|m| m.about(format!("pack {}", pack.short())))
+                    .and_then(|()| open_blob(entry, stored))
+                {
+                    Ok(raw) => raw,
+                    Err(e) => {
+                        self.damage(places.iter().copied(), e)?;
+                        continue;
+                    }
+                };
                 let zero = raw.iter().all(|b| *b == 0);
                 for place in places {
+                    if self.is_damaged(place.file) {
+                        continue;
+                    }
                     let n = raw.len() as u64;
                     self.progress.bytes(n);
                     // A new file was sized with set_len: its unwritten ranges read as zeros
@@ -535,6 +612,19 @@ impl WriteCtx<'_> {
         }
         Ok(())
     }
+}
+
+/// A few file names, then a count.
+fn name_files(files: &[(PathBuf, Node)], which: &[u32]) -> String {
+    let mut names: Vec<String> = which
+        .iter()
+        .take(5)
+        .map(|i| files[*i as usize].0.display().to_string())
+        .collect();
+    if which.len() > 5 {
+        names.push(format!("and {} more files", which.len() - 5));
+    }
+    names.join(", ")
 }
 
 /// Sets mode, times, and (as root) owner. Symlinks get owner and times, never a mode.

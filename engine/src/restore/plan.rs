@@ -41,6 +41,10 @@ pub(super) struct Plan {
     /// pack → blob → places.
     pub(super) packs: HashMap<Id, HashMap<Id, (BlobEntry, Vec<Placement>)>>,
     pub(super) bytes: u64,
+    /// Restore what can be restored when data is damaged, instead of stopping.
+    pub(super) skip_damaged: bool,
+    /// Files that cannot be restored (index into `files`), and why.
+    pub(super) damaged: std::collections::BTreeMap<u32, String>,
 }
 
 impl Plan {
@@ -167,7 +171,7 @@ pub(super) fn plan_node(
             let file = plan.files.len() as u32;
             let mut offset = 0u64;
             let mut chunks = Vec::new();
-            repo.for_each_chunk(content, &mut |r| {
+            let walked = repo.for_each_chunk(content, &mut |r| {
                 let loc = repo.locate(BlobKind::Data, &r.id)?;
                 if u64::from(loc.entry.raw_len) != r.len {
                     return Err(Error::corrupt(
@@ -189,7 +193,20 @@ pub(super) fn plan_node(
                 });
                 offset += r.len;
                 Ok(())
-            })?;
+            });
+            match walked {
+                Ok(()) => {}
+                Err(e) if e.is_damage() && plan.skip_damaged => {
+                    plan.damaged.insert(file, e.to_string());
+                }
+                Err(e) if e.is_damage() => {
+                    return Err(Error::Unrestorable {
+                        files: rel.display().to_string(),
+                        source: Box::new(e),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
             plan.bytes += node.size;
             plan.files.push((rel, node));
             plan.chunks.push(chunks);
