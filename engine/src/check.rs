@@ -198,8 +198,10 @@ fn entries_digest(blobs: &[BlobEntry]) -> Id {
 struct Findings {
     errors: Vec<Problem>,
     warnings: Vec<Problem>,
-    /// Damaged or missing blob id → indexes into `errors`.
-    blobs: HashMap<Id, Vec<usize>>,
+    /// Damaged or missing blob id → (the pack of the damaged copy, if known; index into
+    /// `errors`). A blob may be stored in several packs; only damage to the copy the index
+    /// uses costs a restore anything.
+    blobs: HashMap<Id, Vec<(Option<Id>, usize)>>,
     /// Damaged or missing pack id → indexes into `errors`.
     packs: HashMap<Id, Vec<usize>>,
 }
@@ -215,12 +217,29 @@ impl Findings {
         self.errors.len() - 1
     }
 
+    /// Damage to the copy of a blob that the index uses (or to every copy).
     fn blob(&mut self, id: Id, kind: &'static str, object: String, detail: String) {
-        if self.blobs.contains_key(&id) {
+        self.blob_in(id, None, kind, object, detail);
+    }
+
+    /// Damage to a blob, in `pack` if only that copy is known to be damaged.
+    fn blob_in(
+        &mut self,
+        id: Id,
+        pack: Option<Id>,
+        kind: &'static str,
+        object: String,
+        detail: String,
+    ) {
+        if self
+            .blobs
+            .get(&id)
+            .is_some_and(|v| v.iter().any(|(p, _)| *p == pack))
+        {
             return;
         }
         let i = self.error(kind, object, detail);
-        self.blobs.entry(id).or_default().push(i);
+        self.blobs.entry(id).or_default().push((pack, i));
     }
 
     fn pack(&mut self, id: Id, kind: &'static str, detail: String) {
@@ -306,7 +325,9 @@ pub fn check(
     } else {
         let mut chosen = Vec::new();
         for spec in &opts.snapshots {
-            let (id, _) = repo.resolve(spec)?;
+            // Resolved among the snapshots that could be read: a damaged one is reported,
+            // not a reason to stop.
+            let (id, _) = crate::repository::resolve_in(snapshots.clone(), spec)?;
             if let Some(s) = snapshots.iter().find(|(i, _)| *i == id) {
                 chosen.push(s.clone());
             }
@@ -375,8 +396,9 @@ pub fn check(
         stats.logical_bytes_verified += v.logical;
         stats.packs_read_ids.push(*id);
         for (blob, detail) in v.bad_blobs {
-            f.blob(
+            f.blob_in(
                 blob.id,
+                Some(*id),
                 "blob",
                 format!("{} {} in {}", blob.kind.name(), blob.id, pack_path(id)),
                 detail,
@@ -649,8 +671,17 @@ impl<'a> Walk<'a> {
             let ids: Vec<Id> = c.refs.iter().map(|r| r.id).collect();
             match self.repo.index().get_many(BlobKind::Data, &ids) {
                 Ok(found) => {
-                    for (id, loc) in ids.iter().zip(found) {
+                    for ((id, loc), r) in ids.iter().zip(found).zip(&c.refs) {
                         match loc {
+                            Some(loc) if u64::from(loc.entry.raw_len) != r.len => f.blob(
+                                *id,
+                                "chunk",
+                                format!("chunk {id}"),
+                                format!(
+                                    "indexed as {} bytes, but a chunk list says {}",
+                                    loc.entry.raw_len, r.len
+                                ),
+                            ),
                             Some(loc) => {
                                 self.packs.insert(loc.pack);
                             }
@@ -905,10 +936,23 @@ struct Attribution<'a> {
 impl Attribution<'_> {
     /// The problems a blob reaches: its own, and its pack's.
     fn problems(&self, kind: BlobKind, id: &Id) -> Vec<usize> {
-        let mut out = self.f.blobs.get(id).cloned().unwrap_or_default();
-        if let Ok(Some(loc)) = self.repo.index().get(kind, id)
-            && let Some(p) = self.f.packs.get(&loc.pack)
-        {
+        let used = self
+            .repo
+            .index()
+            .get(kind, id)
+            .ok()
+            .flatten()
+            .map(|l| l.pack);
+        let mut out: Vec<usize> = self
+            .f
+            .blobs
+            .get(id)
+            .into_iter()
+            .flatten()
+            .filter(|(pack, _)| pack.is_none() || *pack == used)
+            .map(|(_, i)| *i)
+            .collect();
+        if let Some(p) = used.and_then(|pack| self.f.packs.get(&pack)) {
             out.extend(p);
         }
         out
@@ -942,8 +986,8 @@ impl Attribution<'_> {
         let p = self.problems(BlobKind::Tree, id);
         if !p.is_empty() {
             self.hit(&p, &shown);
-            return;
         }
+        // A tree in a pack with a problem may still be readable, and lead to other damage.
         let Ok(tree) = self.repo.load_tree(id) else {
             return;
         };

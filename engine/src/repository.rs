@@ -288,38 +288,42 @@ impl Repository {
     /// Finds the snapshot `spec` names: `latest`, a full id, a unique id prefix, or a name
     /// given with `--name` (the latest snapshot of that name).
     pub fn resolve(&self, spec: &str) -> Result<(Id, Snapshot)> {
-        let all = self.snapshots()?;
-        if spec == "latest" {
-            return all
-                .into_iter()
-                .last()
-                .ok_or_else(|| Error::SnapshotNotFound(spec.into()));
-        }
-        let lower = spec.to_ascii_lowercase();
-        if !spec.is_empty() && spec.len() <= 64 && spec.bytes().all(|b| b.is_ascii_hexdigit()) {
-            let matches: Vec<&(Id, Snapshot)> = all
-                .iter()
-                .filter(|(id, _)| id.to_hex().starts_with(&lower))
-                .collect();
-            match matches.len() {
-                1 => return Ok(matches[0].clone()),
-                0 => {}
-                n => {
-                    let mut ids: Vec<String> =
-                        matches.iter().take(4).map(|(id, _)| id.short()).collect();
-                    if n > 4 {
-                        ids.push(format!("and {} more", n - 4));
-                    }
-                    return Err(Error::AmbiguousSnapshot {
-                        prefix: spec.into(),
-                        candidates: ids.join(", "),
-                    });
+        resolve_in(self.snapshots()?, spec)
+    }
+}
+
+/// Finds the snapshot `spec` names among `all` (oldest first).
+pub(crate) fn resolve_in(all: Vec<(Id, Snapshot)>, spec: &str) -> Result<(Id, Snapshot)> {
+    if spec == "latest" {
+        return all
+            .into_iter()
+            .last()
+            .ok_or_else(|| Error::SnapshotNotFound(spec.into()));
+    }
+    let lower = spec.to_ascii_lowercase();
+    if !spec.is_empty() && spec.len() <= 64 && spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let matches: Vec<&(Id, Snapshot)> = all
+            .iter()
+            .filter(|(id, _)| id.to_hex().starts_with(&lower))
+            .collect();
+        match matches.len() {
+            1 => return Ok(matches[0].clone()),
+            0 => {}
+            n => {
+                let mut ids: Vec<String> =
+                    matches.iter().take(4).map(|(id, _)| id.short()).collect();
+                if n > 4 {
+                    ids.push(format!("and {} more", n - 4));
                 }
+                return Err(Error::AmbiguousSnapshot {
+                    prefix: spec.into(),
+                    candidates: ids.join(", "),
+                });
             }
         }
-        all.into_iter()
-            .rev()
-            .find(|(_, s)| s.name.as_deref() == Some(spec))
-            .ok_or_else(|| Error::SnapshotNotFound(spec.into()))
     }
+    all.into_iter()
+        .rev()
+        .find(|(_, s)| s.name.as_deref() == Some(spec))
+        .ok_or_else(|| Error::SnapshotNotFound(spec.into()))
 }

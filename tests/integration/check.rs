@@ -393,16 +393,19 @@ fn snapshot_whose_tree_is_gone() {
 fn damaged_snapshot_file() {
     let fx = fixture();
     let snap_dir = fx.sb.repo().join("snapshots");
-    let first = std::fs::read_dir(&snap_dir)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    std::fs::write(&first, b"{\"version\":1}").unwrap();
+    let damaged_one = snap_dir.join(
+        std::fs::read_dir(&snap_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|n| n.starts_with(&fx.snaps[0]))
+            .unwrap(),
+    );
+    std::fs::write(&damaged_one, b"{\"version\":1}").unwrap();
     let errors = damaged(&fx);
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert_eq!(errors[0]["kind"], "snapshot");
+    // A check of another snapshot still runs.
+    assert_eq!(check(&fx.sb, &[&fx.snaps[1]]).0, 1);
 }
 
 #[test]

@@ -236,3 +236,38 @@ fn damaged_pack_names_files_and_skip_damaged_restores_the_rest() {
     }
     assert_eq!(v["files_verified"], 5);
 }
+
+#[test]
+fn delta_never_writes_through_a_hard_link() {
+    let sb = Sandbox::new();
+    let src = database(&sb, 1, 10);
+    sb.ok(&["init"]);
+    sb.backup(&[], &[&src]);
+    let outside = sb.path("outside-file");
+    std::fs::write(&outside, b"precious, elsewhere").unwrap();
+    let t = sb.path("t");
+    std::fs::create_dir_all(t.join("db1")).unwrap();
+    std::fs::hard_link(&outside, t.join("db1/16384")).unwrap();
+    restore_json(
+        &sb,
+        &[
+            "latest",
+            "--target",
+            t.to_str().unwrap(),
+            "--delta",
+            "--verify",
+        ],
+    );
+    assert_eq!(std::fs::read(&outside).unwrap(), b"precious, elsewhere");
+    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+    // --delete refuses to mirror a single file over a directory.
+    let line = sb.fails(&[
+        "restore",
+        "latest:db1/16384",
+        "--target",
+        t.to_str().unwrap(),
+        "--delta",
+        "--delete",
+    ]);
+    assert!(line.contains("--delete needs a directory"), "{line}");
+}

@@ -27,7 +27,7 @@ use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -140,6 +140,11 @@ pub fn restore(
                     plan_tree(repo, &tree, Path::new(""), &filter, false, &mut plan)?;
                     plan.dirs.push((PathBuf::new(), node));
                 }
+                _ if opts.delete => {
+                    return Err(Error::InvalidInput(format!(
+                        "--delete needs a directory to mirror, and {sub} is not one: it would remove everything else in the target"
+                    )));
+                }
                 _ => plan_node(repo, node, name, &filter, false, &mut plan)?,
             }
         }
@@ -190,6 +195,35 @@ pub fn restore(
     }
     let intact = |i: usize| !damaged.contains_key(&(i as u32));
 
+    // Verify before the final modes are set: a restored file may end up unreadable to us.
+    if opts.verify {
+        let bad: Vec<String> = plan
+            .files
+            .par_iter()
+            .zip(&plan.chunks)
+            .enumerate()
+            .filter(|(i, _)| intact(*i))
+            .map(|(_, pair)| pair)
+            .filter(|((rel, node), chunks)| {
+                let p = target.join(rel);
+                let size_ok = fs::symlink_metadata(&p).is_ok_and(|m| m.len() == node.size);
+                !size_ok || compare::matching_chunks(&p, chunks).contains(&false)
+            })
+            .map(|((rel, _), _)| rel.display().to_string())
+            .collect();
+        if !bad.is_empty() {
+            return Err(Error::corrupt(
+                format!("restored files in {}", target.display()),
+                format!(
+                    "{} differ from the snapshot after writing: {}",
+                    bad.len(),
+                    bad.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        summary.files_verified = (plan.files.len() - damaged.len()) as u64;
+    }
+
     for (rel, node) in &plan.symlinks {
         let p = target.join(rel);
         let NodeKind::Symlink(t) = &node.kind else {
@@ -221,34 +255,6 @@ pub fn restore(
     dirs.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
     for (rel, node) in dirs {
         set_meta(&target.join(rel), node, false)?;
-    }
-
-    if opts.verify {
-        let bad: Vec<String> = plan
-            .files
-            .par_iter()
-            .zip(&plan.chunks)
-            .enumerate()
-            .filter(|(i, _)| intact(*i))
-            .map(|(_, pair)| pair)
-            .filter(|((rel, node), chunks)| {
-                let p = target.join(rel);
-                let size_ok = fs::symlink_metadata(&p).is_ok_and(|m| m.len() == node.size);
-                !size_ok || compare::matching_chunks(&p, chunks).contains(&false)
-            })
-            .map(|((rel, _), _)| rel.display().to_string())
-            .collect();
-        if !bad.is_empty() {
-            return Err(Error::corrupt(
-                format!("restored files in {}", target.display()),
-                format!(
-                    "{} differ from the snapshot after writing: {}",
-                    bad.len(),
-                    bad.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
-        summary.files_verified = (plan.files.len() - damaged.len()) as u64;
     }
 
     summary.files_restored = (plan.files.len() - damaged.len()) as u64;
@@ -338,7 +344,14 @@ fn prepare(
         }
         let p = target.join(rel);
         match fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => {}
+            // An existing directory may have been left read-only by an earlier restore; its
+            // final mode is set at the end.
+            Ok(m) if m.is_dir() => {
+                if m.mode() & 0o700 != 0o700 {
+                    fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
+                        .map_err(|e| Error::io("cannot set the mode of", &p, e))?;
+                }
+            }
             Ok(_) => {
                 remove_any(&p)?;
                 make_dir(&p)?;
@@ -358,7 +371,11 @@ fn prepare(
             .map(|((rel, _), chunks)| {
                 let p = target.join(rel);
                 match fs::symlink_metadata(&p) {
-                    Ok(m) if m.is_file() => Some(compare::matching_chunks(&p, chunks)),
+                    // A file hard-linked elsewhere is not ours to change in place: writing it
+                    // would change the other names too (which may lie outside the target).
+                    Ok(m) if m.is_file() && m.nlink() == 1 => {
+                        Some(compare::matching_chunks(&p, chunks))
+                    }
                     _ => None,
                 }
             })
@@ -644,6 +661,6 @@ fn set_meta(p: &Path, node: &Node, symlink: bool) -> Result<()> {
 
 fn is_root() -> bool {
     fs::metadata("/proc/self")
-        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .map(|m| m.uid() == 0)
         .unwrap_or(false)
 }
