@@ -8,8 +8,10 @@ need_apt=()
 if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang[-.]'; then
   need_apt+=(libclang-dev)
 fi
-for pkg in "$@"; do
-  command -v "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+# Arguments name commands the caller needs, as COMMAND or COMMAND:DEBIAN_PACKAGE.
+for spec in "$@"; do
+  cmd="${spec%%:*}"; pkg="${spec#*:}"
+  command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}" >&2

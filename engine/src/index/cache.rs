@@ -31,6 +31,9 @@ pub struct IndexCache {
 
 impl Drop for IndexCache {
     fn drop(&mut self) {
+        // Leave nothing in the write-ahead log: replaying it would cost the next command
+        // more than this flush costs now.
+        let _ = self.db.flush();
         if self.private {
             let _ = DB::destroy(&Options::default(), &self.path);
             let _ = std::fs::remove_dir_all(&self.path);
