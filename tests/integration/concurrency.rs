@@ -69,6 +69,53 @@ fn two_backups_at_once() {
 }
 
 #[test]
+fn backup_killed_after_checkpoints_is_not_uploaded_again() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    // About 600 MiB of pages, compressible to about 150 MiB; 1 MiB packs, so the backup writes
+    // an index file (a checkpoint) every 16 MiB of packs.
+    fill(&src, 24, 3200, 8);
+    sb.ok(&["init", "--pack-size", "1MiB"]);
+    let mut child = spawn_backup(&sb, &src);
+    let index = sb.repo().join("index");
+    let started = std::time::Instant::now();
+    // Kill -9 once at least 6 checkpoints (~96 MiB of packs) are in.
+    loop {
+        let n = std::fs::read_dir(&index).map(|d| d.count()).unwrap_or(0);
+        if n >= 6 || started.elapsed() > Duration::from_secs(120) {
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let kept: u64 = std::fs::read_dir(sb.repo().join("data"))
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    let done = sb.backup(&[], &[&src]);
+    let added = done["bytes_added"].as_u64().unwrap();
+    let total = kept + added;
+    eprintln!("kept {kept} bytes of packs, the next backup added {added}");
+    assert!(added * 2 < total, "re-uploaded {added} of {total}");
+    // And the repository is whole: every byte verifies.
+    let out = sb.cairn(&["check", "--read-data"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let t = sb.path("restored");
+    sb.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+}
+
+#[test]
 fn killed_backup_leaves_a_valid_repository() {
     let sb = Sandbox::new();
     let src = sb.path("src");
