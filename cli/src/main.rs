@@ -127,6 +127,15 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e)
+            if matches!(
+                e.downcast_ref::<cairn_engine::Error>(),
+                Some(cairn_engine::Error::Interrupted { .. })
+            ) =>
+        {
+            eprintln!("{e}");
+            ExitCode::from(130)
+        }
         Err(e) => {
             let _ = std::io::stdout().flush();
             eprintln!("error: {e:#}");

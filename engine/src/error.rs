@@ -171,9 +171,14 @@ pub enum Error {
     #[error("{0}")]
     InvalidInput(String),
 
-    /// The operation was stopped by the user.
-    #[error("interrupted")]
-    Interrupted,
+    /// The operation was stopped by the user. For a backup, what it had uploaded is indexed.
+    #[error(
+        "interrupted: {kept} bytes of new data were stored and indexed before stopping; the next backup will not upload them again"
+    )]
+    Interrupted {
+        /// Bytes of packs and index files kept in the repository.
+        kept: u64,
+    },
 }
 
 impl Error {

@@ -149,3 +149,39 @@ fn killed_backup_leaves_a_valid_repository() {
     ]);
     assert_eq!(snapshot_of(&src), snapshot_of(&t));
 }
+
+#[test]
+fn ctrl_c_stops_cleanly_and_keeps_what_was_uploaded() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    fill(&src, 24, 3200, 9);
+    sb.ok(&["init", "--pack-size", "1MiB"]);
+    let child = spawn_backup(&sb, &src);
+    let data = sb.repo().join("data");
+    let started = std::time::Instant::now();
+    // Interrupt once some packs are stored.
+    while std::fs::read_dir(&data).map(|d| d.count()).unwrap_or(0) < 20
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("interrupted:") && err.contains("the next backup will not upload them again"),
+        "{err}"
+    );
+    // Nothing is left unindexed: check finds no unreferenced pack.
+    let check = sb.cairn(&["check", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["warnings"].as_array().unwrap().is_empty(), "{v}");
+    let done = sb.backup(&[], &[&src]);
+    assert!(done["bytes_added"].as_u64().unwrap() > 0);
+    let t = sb.path("restored");
+    sb.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+}

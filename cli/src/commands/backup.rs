@@ -1,6 +1,8 @@
 //! `cairn backup`.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Result, bail};
 use cairn_engine::{BackupOptions, backup};
@@ -45,6 +47,16 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         bail!("--stdin-name needs --stdin");
     }
     let repo = g.open()?;
+    // Ctrl-C stops the backup cleanly: what was uploaded is indexed, so the next backup does
+    // not upload it again. A second Ctrl-C quits at once (still safe: see the write ordering).
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let flag = interrupt.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("stopping: indexing what was uploaded (Ctrl-C again to quit at once)");
+    });
     let opts = BackupOptions {
         paths: a.paths,
         stdin_name: a.stdin_name,
@@ -53,6 +65,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         parent: a.parent,
         force_read: a.force_read,
         hostname: a.host,
+        interrupt: Some(interrupt),
     };
     let bar = Bar::new(!a.json, "files");
     let mut stdin = std::io::stdin();

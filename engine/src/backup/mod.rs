@@ -22,8 +22,8 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -63,6 +63,9 @@ pub struct BackupOptions {
     pub force_read: bool,
     /// Host name to record; by default this machine's.
     pub hostname: Option<String>,
+    /// Set (from a signal handler, say) to stop the backup early; what was uploaded so far
+    /// is then indexed, and the backup returns [`Error::Interrupted`].
+    pub interrupt: Option<Arc<AtomicBool>>,
 }
 
 /// The result of a backup.
@@ -92,6 +95,7 @@ struct Run<'a> {
     packer: Packer<'a>,
     progress: &'a dyn Progress,
     force_read: bool,
+    interrupt: Option<Arc<AtomicBool>>,
     counters: Counters,
     skipped: Mutex<Vec<String>>,
     changed_during: Mutex<Vec<String>>,
@@ -154,14 +158,26 @@ pub fn backup(
         packer: Packer::new(repo),
         progress,
         force_read: opts.force_read,
+        interrupt: opts.interrupt.clone(),
         counters: Counters::default(),
         skipped: Mutex::new(Vec::new()),
         changed_during: Mutex::new(Vec::new()),
     };
 
     let root = match sources {
-        Sources::Stdin(name, reader) => run.stdin_root(&name, reader)?,
-        Sources::Paths(abs) => run.paths_root(&abs, parent_tree.as_ref())?,
+        Sources::Stdin(name, reader) => run.stdin_root(&name, reader),
+        Sources::Paths(abs) => run.paths_root(&abs, parent_tree.as_ref()),
+    };
+    let root = match root {
+        Ok(root) => root,
+        Err(Error::Interrupted { .. }) => {
+            // Keep what was uploaded: seal, upload and index it, then report.
+            let packed = run.packer.finish()?;
+            return Err(Error::Interrupted {
+                kept: packed.bytes_added,
+            });
+        }
+        Err(e) => return Err(e),
     };
     let packed = run.packer.finish()?;
 
@@ -270,6 +286,13 @@ fn check_sources(repo: &Repository, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 impl Run<'_> {
+    fn check_interrupt(&self) -> Result<()> {
+        if self.interrupt.as_ref().is_some_and(|f| f.load(Relaxed)) {
+            return Err(Error::Interrupted { kept: 0 });
+        }
+        Ok(())
+    }
+
     fn stdin_root(&self, name: &str, reader: &mut (dyn Read + Send)) -> Result<Id> {
         let now = jiff::Timestamp::now();
         let content = self.chunk_stream(reader, name)?;
@@ -342,6 +365,7 @@ impl Run<'_> {
         let nodes: Vec<Option<Node>> = entries
             .par_iter()
             .map(|name| {
+                self.check_interrupt()?;
                 let p = path.join(name);
                 let meta = match fs::symlink_metadata(&p) {
                     Ok(m) => m,
