@@ -6,6 +6,75 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+/// Prints progress as JSON lines on standard output, at most one a second (for `--json`).
+#[derive(Debug)]
+pub struct JsonLines {
+    started: std::time::Instant,
+    last: std::sync::Mutex<std::time::Instant>,
+    bytes: AtomicU64,
+    files: AtomicU64,
+    total_bytes: AtomicU64,
+}
+
+impl JsonLines {
+    /// Starts counting now.
+    pub fn new() -> JsonLines {
+        let now = std::time::Instant::now();
+        JsonLines {
+            started: now,
+            last: std::sync::Mutex::new(now),
+            bytes: AtomicU64::new(0),
+            files: AtomicU64::new(0),
+            total_bytes: AtomicU64::new(0),
+        }
+    }
+
+    fn maybe_print(&self) {
+        let Ok(mut last) = self.last.lock() else {
+            return;
+        };
+        if last.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        *last = std::time::Instant::now();
+        let secs = self.started.elapsed().as_secs_f64();
+        let bytes = self.bytes.load(Relaxed);
+        let total = self.total_bytes.load(Relaxed);
+        let line = serde_json::json!({
+            "type": "progress",
+            "elapsed_s": secs,
+            "files_done": self.files.load(Relaxed),
+            "bytes_done": bytes,
+            "bytes_total": (total > 0).then_some(total),
+            "bytes_per_s": bytes as f64 / secs.max(1e-9),
+        });
+        println!("{line}");
+    }
+}
+
+impl Default for JsonLines {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl cairn_engine::Progress for JsonLines {
+    fn bytes(&self, n: u64) {
+        self.bytes.fetch_add(n, Relaxed);
+        self.maybe_print();
+    }
+    fn file_done(&self) {
+        self.files.fetch_add(1, Relaxed);
+        self.maybe_print();
+    }
+    fn total(&self, _files: u64, bytes: u64) {
+        self.total_bytes.store(bytes, Relaxed);
+    }
+    fn warn(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
+}
+
 /// Reports engine progress on standard error when it is a terminal.
 #[derive(Debug)]
 pub struct Bar {

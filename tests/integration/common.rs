@@ -69,8 +69,18 @@ impl Sandbox {
         args.extend_from_slice(extra);
         let ps: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         args.extend(ps.iter().map(String::as_str));
-        serde_json::from_str(&self.ok(&args)).expect("backup --json prints JSON")
+        last_json(&self.ok(&args))
     }
+}
+
+/// The last JSON line of an output (progress lines may come before it).
+pub fn last_json(out: &str) -> serde_json::Value {
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    serde_json::from_str(line).expect("the last line is JSON")
 }
 
 /// What a restore must reproduce of one entry.

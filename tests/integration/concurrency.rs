@@ -43,8 +43,8 @@ fn two_backups_at_once() {
     for o in [&oa, &ob] {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    let ida: serde_json::Value = serde_json::from_slice(&oa.stdout).unwrap();
-    let idb: serde_json::Value = serde_json::from_slice(&ob.stdout).unwrap();
+    let ida: serde_json::Value = crate::common::last_json(&String::from_utf8_lossy(&oa.stdout));
+    let idb: serde_json::Value = crate::common::last_json(&String::from_utf8_lossy(&ob.stdout));
     for (src, id) in [(&a, &ida), (&b, &idb)] {
         let t = sb.path(&format!("r-{}", id["snapshot_id"].as_str().unwrap()));
         sb.ok(&[
@@ -63,7 +63,7 @@ fn two_backups_at_once() {
         cb.wait_with_output().unwrap(),
     ] {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let v = crate::common::last_json(&String::from_utf8_lossy(&o.stdout));
         assert_eq!(v["chunks_added"], 0, "{v}");
     }
 }

@@ -64,7 +64,21 @@ fn one_percent_change_costs_little() {
     let (files, pages) = (40, 3200);
     make_db(&src.join("base"), files, pages, &mut rng);
     sb.ok(&["init"]);
-    let first = sb.backup(&[], &[&src]);
+    let out = sb.ok(&["backup", "--json", src.to_str().unwrap()]);
+    let first = crate::common::last_json(&out);
+    assert_eq!(first["type"], "summary");
+    // A backup of several seconds reports its progress as JSON lines first.
+    let progress: Vec<serde_json::Value> = out
+        .lines()
+        .filter(|l| l.contains("\"progress\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!progress.is_empty(), "{out}");
+    assert!(
+        progress
+            .iter()
+            .all(|p| p["bytes_done"].as_u64().unwrap() <= 1000 << 20)
+    );
 
     update_pages(&src.join("base"), files, pages, &mut rng);
     let mut f = std::fs::OpenOptions::new()

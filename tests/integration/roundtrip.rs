@@ -161,7 +161,7 @@ fn stdin_stream_round_trips() {
     child.stdin.take().unwrap().write_all(&dump).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = crate::common::last_json(&String::from_utf8_lossy(&out.stdout));
     assert_eq!(v["bytes_read"], dump.len() as u64);
     let t = sb.path("out");
     sb.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);

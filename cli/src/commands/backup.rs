@@ -9,7 +9,7 @@ use cairn_engine::{BackupOptions, backup};
 use serde_json::json;
 
 use crate::Globals;
-use crate::progress::Bar;
+use crate::progress::{Bar, JsonLines};
 use crate::units::human_bytes;
 
 #[derive(Debug, clap::Args)]
@@ -37,7 +37,8 @@ pub struct Args {
     /// Host name to record.
     #[arg(long)]
     host: Option<String>,
-    /// Print the summary as one JSON object.
+    /// Print progress as JSON lines (at most one a second) and end with one JSON summary
+    /// object (`"type": "summary"`).
     #[arg(long)]
     json: bool,
 }
@@ -68,10 +69,12 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         interrupt: Some(interrupt),
     };
     let bar = Bar::new(!a.json, "files");
+    let lines = JsonLines::new();
+    let progress: &dyn cairn_engine::Progress = if a.json { &lines } else { &bar };
     let mut stdin = std::io::stdin();
     let reader: Option<&mut (dyn std::io::Read + Send)> =
         if a.stdin { Some(&mut stdin) } else { None };
-    let result = backup(&repo, &opts, reader, &bar);
+    let result = backup(&repo, &opts, reader, progress);
     bar.finish();
     let done = result?;
     let s = &done.snapshot.summary;
@@ -82,6 +85,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     };
     if a.json {
         let out = json!({
+            "type": "summary",
             "snapshot_id": done.id,
             "files_new": s.files_new,
             "files_changed": s.files_changed,
