@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded default, a local repository: builds cairn, makes a sample
 # database directory (SQLite databases with a few tables), backs it up, changes it, backs it
-# up again, lists the snapshots, restores both, and checks the restores byte for byte.
+# up again, lists the snapshots, audits every byte of the repository, restores both, and
+# checks the restores byte for byte.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh sqlite3
@@ -34,6 +35,7 @@ sqlite3 "$data/db1/main.sqlite" "UPDATE orders SET amount = amount + 1 WHERE id 
 "$cairn" backup --tag after-update "$data"
 "$cairn" list
 "$cairn" ls latest db1
+"$cairn" check --read-data
 
 "$cairn" restore first --target "$work/restore-first"
 "$cairn" restore latest --target "$work/restore-latest"
