@@ -74,13 +74,18 @@ pub use restore::{RestoreOptions, RestoreSummary, restore};
 pub use snapshot::{Snapshot, Summary};
 pub use store::Location;
 
-/// Decoders of untrusted bytes, exposed for the fuzz targets and format tests. Not a stable API.
+/// Decoders of untrusted bytes and the pipeline's stages, exposed for the fuzz targets, format
+/// tests and micro-benchmarks. Not a stable API.
 #[doc(hidden)]
 pub mod decode {
     pub use crate::chunker::Chunker;
-    pub use crate::config::{ChunkerParams, Config};
+    pub use crate::config::{ChunkerParams, Config, ListSplitParams};
+    #[cfg(feature = "repository")]
+    pub use crate::index::IndexCache;
     pub use crate::index::{PackRecord, decode_index, encode_index};
     pub use crate::manifest::{Content, ContentRef, Tree, decode_list, encode_list};
-    pub use crate::pack::{BlobKind, Compression, PackWriter, decode_pack};
+    pub use crate::pack::{
+        BlobEntry, BlobKind, Compression, PackWriter, compress, decode_pack, open_blob, verify_blob,
+    };
     pub use crate::snapshot::Snapshot;
 }
