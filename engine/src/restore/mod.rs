@@ -563,6 +563,7 @@ impl WriteCtx<'_> {
         wanted.sort_by_key(|(e, _)| e.offset);
         let path = pack_path(pack);
         let mut open: HashMap<u32, File> = HashMap::new();
+        let mut pending: Option<PendingWrite> = None;
         // Coalesce neighbouring blobs into ranges, then read each range once.
         let mut i = 0;
         while i < wanted.len() {
@@ -609,27 +610,58 @@ impl WriteCtx<'_> {
                         self.sparse.fetch_add(n, Relaxed);
                         continue;
                     }
-                    let (rel, _) = &self.files[place.file as usize];
-                    // Bound the open files: a pack can feed thousands of small files.
-                    if open.len() >= MAX_OPEN_FILES && !open.contains_key(&place.file) {
-                        open.clear();
+                    // Neighbouring chunks of one file are written with one call.
+                    if let Some(w) = pending.as_mut()
+                        && w.file == place.file
+                        && w.offset + w.bytes.len() as u64 == place.offset
+                        && w.bytes.len() < MAX_WRITE
+                    {
+                        w.bytes.extend_from_slice(&raw);
+                        continue;
                     }
-                    let f = match open.entry(place.file) {
-                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            v.insert(open_existing(&self.target.join(rel))?)
-                        }
-                    };
-                    f.write_all_at(&raw, place.offset)
-                        .map_err(|e| Error::io("cannot write", self.target.join(rel), e))?;
-                    self.written.fetch_add(n, Relaxed);
+                    self.flush(&mut open, pending.take())?;
+                    pending = Some(PendingWrite {
+                        file: place.file,
+                        offset: place.offset,
+                        bytes: raw.clone(),
+                    });
                 }
             }
             i = j;
         }
+        self.flush(&mut open, pending.take())
+    }
+
+    /// Writes one run of bytes to its file.
+    fn flush(&self, open: &mut HashMap<u32, File>, w: Option<PendingWrite>) -> Result<()> {
+        let Some(w) = w else { return Ok(()) };
+        let (rel, _) = &self.files[w.file as usize];
+        // Bound the open files: a pack can feed thousands of small files.
+        if open.len() >= MAX_OPEN_FILES && !open.contains_key(&w.file) {
+            open.clear();
+        }
+        let f = match open.entry(w.file) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(open_existing(&self.target.join(rel))?)
+            }
+        };
+        f.write_all_at(&w.bytes, w.offset)
+            .map_err(|e| Error::io("cannot write", self.target.join(rel), e))?;
+        self.written.fetch_add(w.bytes.len() as u64, Relaxed);
         Ok(())
     }
 }
+
+/// Bytes for one file, at one offset, not yet written.
+struct PendingWrite {
+    file: u32,
+    offset: u64,
+    bytes: Vec<u8>,
+}
+
+/// Largest run of bytes gathered for one write.
+const MAX_WRITE: usize = 4 << 20;
 
 /// A few file names, then a count.
 fn name_files(files: &[(PathBuf, Node)], which: &[u32]) -> String {

@@ -123,6 +123,57 @@ pub(super) fn find_path(repo: &Repository, root: Tree, sub: &str) -> Result<Node
     Err(not_found())
 }
 
+/// Maps every chunk of a file to its pack, looking chunks up in batches.
+fn locate_chunks(
+    repo: &Repository,
+    content: &crate::manifest::Content,
+    file: u32,
+    plan: &mut Plan,
+    chunks: &mut Vec<FileChunk>,
+) -> Result<()> {
+    const BATCH: usize = 1024;
+    let mut refs: Vec<crate::manifest::ContentRef> = Vec::new();
+    let mut offset = 0u64;
+    let mut flush = |refs: &mut Vec<crate::manifest::ContentRef>| -> Result<()> {
+        let ids: Vec<Id> = refs.iter().map(|r| r.id).collect();
+        let found = repo.index().get_many(BlobKind::Data, &ids)?;
+        for (r, loc) in refs.drain(..).zip(found) {
+            let loc = loc.ok_or_else(|| Error::MissingBlob {
+                kind: BlobKind::Data.name(),
+                id: r.id.to_hex(),
+            })?;
+            if u64::from(loc.entry.raw_len) != r.len {
+                return Err(Error::corrupt(
+                    format!("chunk {}", r.id.short()),
+                    "its indexed length differs from the file's chunk list",
+                ));
+            }
+            plan.packs
+                .entry(loc.pack)
+                .or_default()
+                .entry(r.id)
+                .or_insert_with(|| (loc.entry, Vec::new()))
+                .1
+                .push(Placement { file, offset });
+            chunks.push(FileChunk {
+                offset,
+                len: loc.entry.raw_len,
+                id: r.id,
+            });
+            offset += r.len;
+        }
+        Ok(())
+    };
+    repo.for_each_chunk(content, &mut |r| {
+        refs.push(*r);
+        if refs.len() >= BATCH {
+            flush(&mut refs)?;
+        }
+        Ok(())
+    })?;
+    flush(&mut refs)
+}
+
 pub(super) fn plan_tree(
     repo: &Repository,
     tree: &Tree,
@@ -169,31 +220,8 @@ pub(super) fn plan_node(
         }
         NodeKind::File(content) if included => {
             let file = plan.files.len() as u32;
-            let mut offset = 0u64;
             let mut chunks = Vec::new();
-            let walked = repo.for_each_chunk(content, &mut |r| {
-                let loc = repo.locate(BlobKind::Data, &r.id)?;
-                if u64::from(loc.entry.raw_len) != r.len {
-                    return Err(Error::corrupt(
-                        format!("chunk {}", r.id.short()),
-                        "its indexed length differs from the file's chunk list",
-                    ));
-                }
-                plan.packs
-                    .entry(loc.pack)
-                    .or_default()
-                    .entry(r.id)
-                    .or_insert_with(|| (loc.entry, Vec::new()))
-                    .1
-                    .push(Placement { file, offset });
-                chunks.push(FileChunk {
-                    offset,
-                    len: loc.entry.raw_len,
-                    id: r.id,
-                });
-                offset += r.len;
-                Ok(())
-            });
+            let walked = locate_chunks(repo, content, file, plan, &mut chunks);
             match walked {
                 Ok(()) => {}
                 Err(e) if e.is_damage() && plan.skip_damaged => {
