@@ -108,6 +108,11 @@ impl Bar {
         }
     }
 
+    /// True if a bar is shown.
+    pub fn enabled(&self) -> bool {
+        self.bar.is_some()
+    }
+
     /// Clears the bar.
     pub fn finish(&self) {
         if let Some(b) = &self.bar {
@@ -127,12 +132,17 @@ impl cairn_engine::Progress for Bar {
             b.inc(n);
         }
     }
+    fn reused(&self, n: u64) {
+        if let Some(b) = &self.bar {
+            b.inc(n);
+        }
+    }
     fn file_done(&self) {
         let done = self.done.fetch_add(1, Relaxed) + 1;
         if let Some(b) = &self.bar {
             let total = self.total.load(Relaxed);
             if total > 0 {
-                b.set_message(format!("{done}/{total} {}", self.unit));
+                b.set_prefix(format!("{done}/{total} {}", self.unit));
             }
         }
     }
@@ -142,7 +152,7 @@ impl cairn_engine::Progress for Bar {
             b.set_length(bytes);
             b.set_style(
                 ProgressStyle::with_template(
-                    "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec}, ETA {eta} {wide_msg}",
+                    "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec}, ETA {eta}, {prefix} {wide_msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );

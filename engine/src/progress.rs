@@ -7,6 +7,8 @@ pub trait Progress: Sync {
     fn file_started(&self, _path: &str) {}
     /// `n` more bytes were read (backup) or written (restore).
     fn bytes(&self, _n: u64) {}
+    /// A file of `n` bytes was reused from the parent snapshot without being read (backup).
+    fn reused(&self, _n: u64) {}
     /// One more file is done.
     fn file_done(&self) {}
     /// The total amount of work is known (restore).

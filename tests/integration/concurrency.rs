@@ -72,17 +72,17 @@ fn two_backups_at_once() {
 fn backup_killed_after_checkpoints_is_not_uploaded_again() {
     let sb = Sandbox::new();
     let src = sb.path("src");
-    // About 600 MiB of pages, compressible to about 150 MiB; 1 MiB packs, so the backup writes
-    // an index file (a checkpoint) every 16 MiB of packs.
-    fill(&src, 24, 3200, 8);
+    // 2.1 GiB of pages, compressible to about 560 MiB; 1 MiB packs, so the backup writes an
+    // index file (a checkpoint) every 16 MiB of packs.
+    fill(&src, 64, 4200, 8);
     sb.ok(&["init", "--pack-size", "1MiB"]);
     let mut child = spawn_backup(&sb, &src);
     let index = sb.repo().join("index");
     let started = std::time::Instant::now();
-    // Kill -9 once at least 6 checkpoints (~96 MiB of packs) are in.
+    // Kill -9 once at least 20 checkpoints (~320 MiB of packs) are in.
     loop {
         let n = std::fs::read_dir(&index).map(|d| d.count()).unwrap_or(0);
-        if n >= 6 || started.elapsed() > Duration::from_secs(120) {
+        if n >= 20 || started.elapsed() > Duration::from_secs(120) {
             break;
         }
         if child.try_wait().unwrap().is_some() {
@@ -184,4 +184,31 @@ fn ctrl_c_stops_cleanly_and_keeps_what_was_uploaded() {
     let t = sb.path("restored");
     sb.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
     assert_eq!(snapshot_of(&src), snapshot_of(&t));
+}
+
+#[test]
+fn a_file_that_changes_while_read_is_reported() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    fill(&src, 1, 100_000, 12); // one file of 780 MiB: reading it takes a while
+    sb.ok(&["init"]);
+    let child = spawn_backup(&sb, &src);
+    std::thread::sleep(Duration::from_millis(150));
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(src.join("0"))
+            .unwrap();
+        std::io::Write::write_all(&mut f, b"a row written during the backup").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = crate::common::last_json(&String::from_utf8_lossy(&out.stdout));
+    let changed = v["changed_during_backup"].as_array().unwrap();
+    assert_eq!(changed.len(), 1, "{v}");
+    assert!(changed[0].as_str().unwrap().ends_with("/0"), "{v}");
 }

@@ -74,15 +74,23 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let mut stdin = std::io::stdin();
     let reader: Option<&mut (dyn std::io::Read + Send)> =
         if a.stdin { Some(&mut stdin) } else { None };
-    let result = backup(&repo, &opts, reader, progress);
+    // On a terminal, size the job in the background, so that the bar can show an ETA.
+    let result = std::thread::scope(|scope| {
+        if bar.enabled() && !a.stdin {
+            let paths = opts.paths.clone();
+            let bar = &bar;
+            scope.spawn(move || {
+                let (files, bytes) = scan(&paths);
+                cairn_engine::Progress::total(bar, files, bytes);
+            });
+        }
+        backup(&repo, &opts, reader, progress)
+    });
     bar.finish();
     let done = result?;
     let s = &done.snapshot.summary;
-    let dedup = if s.bytes_added > 0 {
-        s.bytes_read as f64 / s.bytes_added as f64
-    } else {
-        0.0
-    };
+    // How many times less the snapshot cost than a full, uncompressed copy of its files.
+    let dedup = s.logical_bytes as f64 / s.bytes_added.max(1) as f64;
     if a.json {
         let out = json!({
             "type": "summary",
@@ -107,7 +115,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         println!("{out}");
     } else {
         println!(
-            "snapshot {} saved: {} files ({} new, {} changed, {} unchanged), {} read, {} added, in {:.2}s",
+            "snapshot {} saved: {} files ({} new, {} changed, {} unchanged), {} read, {} added (dedup ratio {:.1}), in {:.2}s",
             done.id.short(),
             s.files,
             s.files_new,
@@ -115,6 +123,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             s.files_unchanged,
             human_bytes(s.bytes_read),
             human_bytes(s.bytes_added),
+            dedup,
             s.duration_s
         );
         if !s.changed_during_backup.is_empty() {
@@ -128,4 +137,24 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Counts the regular files below `paths` and their bytes, without following symlinks.
+fn scan(paths: &[PathBuf]) -> (u64, u64) {
+    let (mut files, mut bytes) = (0, 0);
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if m.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        } else if m.is_file() {
+            files += 1;
+            bytes += m.len();
+        }
+    }
+    (files, bytes)
 }

@@ -451,6 +451,8 @@ impl Run<'_> {
                 && p.dev == node.dev;
             if same && !self.force_read {
                 self.counters.files_unchanged.fetch_add(1, Relaxed);
+                self.progress.reused(p.size);
+                self.progress.file_done();
                 return Ok(content.clone());
             }
             self.counters.files_changed.fetch_add(1, Relaxed);
