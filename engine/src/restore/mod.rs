@@ -363,27 +363,39 @@ fn prepare(
     let mut fresh = vec![true; plan.files.len()];
     let mut skip = HashSet::new();
     if opts.delta {
-        // Compare existing files with their chunk lists, in parallel.
-        let matches: Vec<Option<Vec<bool>>> = plan
+        // Which existing files can be reused in place. A file hard-linked elsewhere cannot:
+        // writing it would change the other names too (which may lie outside the target).
+        let reusable: Vec<bool> = plan
             .files
             .par_iter()
-            .zip(&plan.chunks)
-            .map(|((rel, _), chunks)| {
-                let p = target.join(rel);
-                match fs::symlink_metadata(&p) {
-                    // A file hard-linked elsewhere is not ours to change in place: writing it
-                    // would change the other names too (which may lie outside the target).
-                    Ok(m) if m.is_file() && m.nlink() == 1 => {
-                        Some(compare::matching_chunks(&p, chunks))
-                    }
-                    _ => None,
-                }
+            .map(|(rel, _)| {
+                fs::symlink_metadata(target.join(rel)).is_ok_and(|m| m.is_file() && m.nlink() == 1)
             })
             .collect();
-        for (i, m) in matches.into_iter().enumerate() {
-            let Some(m) = m else { continue };
-            fresh[i] = false;
-            for (c, ok) in plan.chunks[i].iter().zip(m) {
+        // Compare them with their chunk lists in parallel, large files cut into runs so that
+        // both cores share them.
+        const RUN: usize = 4096; // chunks: about 32 MiB
+        let runs: Vec<(usize, usize)> = plan
+            .chunks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| reusable[*i])
+            .flat_map(|(i, chunks)| (0..chunks.len()).step_by(RUN).map(move |s| (i, s)))
+            .collect();
+        let matched: Vec<Vec<bool>> = runs
+            .par_iter()
+            .map(|&(i, s)| {
+                let chunks = &plan.chunks[i][s..(s + RUN).min(plan.chunks[i].len())];
+                compare::matching_chunks(&target.join(&plan.files[i].0), chunks)
+            })
+            .collect();
+        for (i, ok) in reusable.iter().enumerate() {
+            if *ok {
+                fresh[i] = false;
+            }
+        }
+        for (&(i, s), m) in runs.iter().zip(matched) {
+            for (c, ok) in plan.chunks[i][s..].iter().zip(m) {
                 if ok {
                     skip.insert((i as u32, c.offset));
                     summary.bytes_skipped_delta += u64::from(c.len);
