@@ -496,9 +496,21 @@ impl Run<'_> {
         let mut store_list = |bytes: Vec<u8>| self.packer.add_raw(BlobKind::List, bytes, level);
         self.chunker
             .for_each_batch(reader, SEGMENT, |buf, ranges| {
+                // Hash in parallel, look the batch up at once, compress what is new in parallel.
+                let ids: Vec<Id> = ranges.par_iter().map(|r| Id::of(&buf[r.clone()])).collect();
+                let known = self.packer.known_many(BlobKind::Data, &ids)?;
                 let prepared = ranges
                     .par_iter()
-                    .map(|r| self.packer.prepare(BlobKind::Data, &buf[r.clone()], level))
+                    .zip(ids.par_iter().zip(known.par_iter()))
+                    .map(|(r, (id, known))| {
+                        self.packer.prepare_known(
+                            BlobKind::Data,
+                            *id,
+                            &buf[r.clone()],
+                            *known,
+                            level,
+                        )
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 for p in prepared {
                     let len = p.raw_len();

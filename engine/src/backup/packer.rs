@@ -108,6 +108,44 @@ impl<'a> Packer<'a> {
         level: Option<i32>,
     ) -> Result<Prepared> {
         let id = Id::of(raw);
+        let known = self.known(kind, &id)?;
+        self.prepare_known(kind, id, raw, known, level)
+    }
+
+    /// Which of `ids` the repository or this backup already has: one lock and one batched
+    /// index lookup for a whole batch of chunks.
+    pub(super) fn known_many(&self, kind: BlobKind, ids: &[Id]) -> Result<Vec<bool>> {
+        let mut out = vec![false; ids.len()];
+        let mut ask = Vec::new();
+        {
+            let inner = self.lock()?;
+            for (i, id) in ids.iter().enumerate() {
+                if inner.pending.contains(&(kind, *id)) {
+                    out[i] = true;
+                } else {
+                    ask.push(i);
+                }
+            }
+        }
+        let asked: Vec<Id> = ask.iter().map(|i| ids[*i]).collect();
+        for (i, found) in ask
+            .into_iter()
+            .zip(self.repo.index().get_many(kind, &asked)?)
+        {
+            out[i] = found.is_some();
+        }
+        Ok(out)
+    }
+
+    /// Like [`Packer::prepare`], for a blob already hashed and looked up.
+    pub(super) fn prepare_known(
+        &self,
+        kind: BlobKind,
+        id: Id,
+        raw: &[u8],
+        known: bool,
+        level: Option<i32>,
+    ) -> Result<Prepared> {
         let raw_len = u32::try_from(raw.len())
             .ok()
             .filter(|n| *n <= crate::pack::MAX_BLOB_LEN)
@@ -118,7 +156,7 @@ impl<'a> Packer<'a> {
                     raw.len()
                 ))
             })?;
-        let stored = if self.known(kind, &id)? {
+        let stored = if known {
             None
         } else {
             Some(compress(raw, level))
