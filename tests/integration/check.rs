@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use cairn_engine::decode::{BlobKind, decode_pack};
 use serde_json::Value;
 
-use crate::common::{Rng, Sandbox};
+use crate::common::{Rng, Sandbox, pack_files};
 
 /// A repository of two snapshots over files of incompressible data, stored uncompressed in
 /// 1 MiB packs, so that each fault hits known files.
@@ -48,17 +48,6 @@ fn fixture() -> Fixture {
     Fixture { sb, src, snaps }
 }
 
-fn packs(repo: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for d in std::fs::read_dir(repo.join("data")).unwrap() {
-        for p in std::fs::read_dir(d.unwrap().path()).unwrap() {
-            out.push(p.unwrap().path());
-        }
-    }
-    out.sort();
-    out
-}
-
 /// The data packs, each with the source files whose bytes it holds.
 fn data_packs(fx: &Fixture) -> Vec<(PathBuf, BTreeSet<String>)> {
     let sources: Vec<(String, Vec<u8>)> = [
@@ -73,7 +62,7 @@ fn data_packs(fx: &Fixture) -> Vec<(PathBuf, BTreeSet<String>)> {
     .map(|n| (n.to_string(), std::fs::read(fx.src.join(n)).unwrap()))
     .collect();
     let mut out = Vec::new();
-    for p in packs(&fx.sb.repo()) {
+    for p in pack_files(&fx.sb.repo()) {
         let bytes = std::fs::read(&p).unwrap();
         let entries = decode_pack(&bytes).unwrap();
         if entries.iter().any(|e| e.kind != BlobKind::Data) {
@@ -333,7 +322,7 @@ fn corrupted_tree() {
     let listing = fx.sb.ok(&["ls", "--json", "latest", "shared"]);
     assert!(listing.contains("catalog"));
     let mut hit = false;
-    for p in packs(&fx.sb.repo()) {
+    for p in pack_files(&fx.sb.repo()) {
         let mut bytes = std::fs::read(&p).unwrap();
         let entries = decode_pack(&bytes).unwrap();
         for e in entries.iter().filter(|e| e.kind == BlobKind::Tree) {
@@ -411,7 +400,7 @@ fn damaged_snapshot_file() {
 #[test]
 fn subsets_read_every_pack_once() {
     let fx = fixture();
-    let all: BTreeSet<String> = packs(&fx.sb.repo())
+    let all: BTreeSet<String> = pack_files(&fx.sb.repo())
         .iter()
         .map(|p| p.file_name().unwrap().to_str().unwrap().to_string())
         .collect();

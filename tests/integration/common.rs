@@ -73,6 +73,28 @@ impl Sandbox {
     }
 }
 
+/// Every file below `dir`, sorted; a missing directory has none.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd {
+            let p = e.expect("entry").path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The pack files of a repository.
+pub fn pack_files(repo: &Path) -> Vec<PathBuf> {
+    files_under(&repo.join("data"))
+}
+
 /// The last JSON line of an output (progress lines may come before it).
 pub fn last_json(out: &str) -> serde_json::Value {
     let line = out

@@ -92,10 +92,9 @@ fn backup_killed_after_checkpoints_is_not_uploaded_again() {
     }
     let _ = child.kill();
     let _ = child.wait();
-    let kept: u64 = std::fs::read_dir(sb.repo().join("data"))
-        .unwrap()
-        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
-        .map(|e| e.unwrap().metadata().unwrap().len())
+    let kept: u64 = crate::common::pack_files(&sb.repo())
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
         .sum();
     let done = sb.backup(&[], &[&src]);
     let added = done["bytes_added"].as_u64().unwrap();

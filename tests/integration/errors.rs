@@ -133,7 +133,7 @@ fn ambiguous_prefix() {
 
 fn only_pack(sb: &Sandbox, metadata: bool) -> PathBuf {
     // Metadata packs are the small ones; data packs hold the 300 KB file.
-    let mut packs: Vec<(u64, PathBuf)> = walkdir(&sb.repo().join("data"))
+    let mut packs: Vec<(u64, PathBuf)> = crate::common::pack_files(&sb.repo())
         .into_iter()
         .map(|p| (std::fs::metadata(&p).unwrap().len(), p))
         .collect();
@@ -143,19 +143,6 @@ fn only_pack(sb: &Sandbox, metadata: bool) -> PathBuf {
     } else {
         packs.last().unwrap().1.clone()
     }
-}
-
-fn walkdir(dir: &std::path::Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walkdir(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]
@@ -205,7 +192,7 @@ fn damaged_manifest() {
 #[test]
 fn malformed_index_and_snapshot() {
     let (sb, _) = small_repo();
-    let index = walkdir(&sb.repo().join("index")).remove(0);
+    let index = crate::common::files_under(&sb.repo().join("index")).remove(0);
     std::fs::write(&index, b"CAIRNIDX garbage").unwrap();
     std::fs::remove_dir_all(sb.cache()).unwrap();
     // The index is unreadable, so the snapshot's trees cannot be found.
@@ -215,7 +202,7 @@ fn malformed_index_and_snapshot() {
     assert!(err.contains("warning: skipped index file"), "{err}");
     assert!(!err.contains("panicked"));
 
-    let snap = walkdir(&sb.repo().join("snapshots")).remove(0);
+    let snap = crate::common::files_under(&sb.repo().join("snapshots")).remove(0);
     std::fs::write(&snap, b"{\"version\":1,").unwrap();
     assert!(sb.fails(&["list"]).contains("damaged"));
     std::fs::write(&snap, b"").unwrap();

@@ -181,11 +181,7 @@ fn damaged_pack_names_files_and_skip_damaged_restores_the_rest() {
     sb.ok(&["init", "--compression", "none", "--pack-size", "1MiB"]);
     sb.backup(&[], &[&src]);
     // Flip a byte in the middle of the largest data pack.
-    let mut packs: Vec<std::path::PathBuf> = std::fs::read_dir(sb.repo().join("data"))
-        .unwrap()
-        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
-        .map(|e| e.unwrap().path())
-        .collect();
+    let mut packs = crate::common::pack_files(&sb.repo());
     packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
     let pack = packs.last().unwrap();
     let mut bytes = std::fs::read(pack).unwrap();
