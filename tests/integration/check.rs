@@ -2,7 +2,7 @@
 //! positive, and gives the same verdict without the local cache.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use cairn_engine::decode::{BlobKind, decode_pack};
 use serde_json::Value;
