@@ -21,7 +21,6 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Instant;
 
 use rand::seq::IndexedRandom;
@@ -743,7 +742,6 @@ fn read_packs(
     // Index files are shared by up to 16 packs; decode each once.
     let index_files: quick_cache::sync::Cache<Id, Arc<Vec<PackRecord>>> =
         quick_cache::sync::Cache::new(64);
-    let done = AtomicU64::new(0);
     packs
         .par_iter()
         .map(|id| {
@@ -751,7 +749,6 @@ fn read_packs(
                 Some(s) => verify_pack(repo, id, s, &index_files, progress),
                 None => PackVerdict::default(),
             };
-            done.fetch_add(1, Relaxed);
             progress.file_done();
             v
         })
