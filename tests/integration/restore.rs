@@ -267,3 +267,84 @@ fn delta_never_writes_through_a_hard_link() {
     ]);
     assert!(line.contains("--delete needs a directory"), "{line}");
 }
+
+#[test]
+fn small_batches_cut_files_and_restore_them_exactly() {
+    let sb = Sandbox::new();
+    let src = database(&sb, 4, 600);
+    sb.ok(&["init", "--pack-size", "1MiB"]);
+    sb.backup(&[], &[&src]);
+    let t = sb.path("copy");
+    let t_s = t.to_str().unwrap();
+    // About 600 chunks a file: every file is cut into pieces restored in separate batches.
+    let small = ["--batch-chunks", "97"];
+    let v = restore_json(
+        &sb,
+        &["latest", "--target", t_s, "--verify", small[0], small[1]],
+    );
+    assert_eq!(v["files_verified"], 8, "{v}");
+    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+    // A delta restore over a copy whose pages differ in every piece keeps the rest.
+    let mut rng = Rng(9);
+    for f in 0..4u64 {
+        let p = t.join("db1").join(format!("{}", 16384 + f));
+        let mut file = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        for page in (0..600).step_by(60) {
+            file.seek(SeekFrom::Start(page * 8192)).unwrap();
+            file.write_all(&rng.page(8192, 0)).unwrap();
+        }
+    }
+    let v = restore_json(
+        &sb,
+        &[
+            "latest", "--target", t_s, "--delta", "--verify", small[0], small[1],
+        ],
+    );
+    let written = v["bytes_written"].as_u64().unwrap();
+    assert!(written > 0 && written < 4 * 10 * 3 * 65536, "{v}");
+    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+
+    // Damage in the second half of a file that was cut: the half already written goes too.
+    let mut packs = crate::common::pack_files(&sb.repo());
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let pack = packs.last().unwrap();
+    let mut bytes = std::fs::read(pack).unwrap();
+    let at = bytes.len() * 3 / 4;
+    bytes[at] ^= 0xff;
+    std::fs::write(pack, bytes).unwrap();
+    let t2 = sb.path("t2");
+    let out = sb.cairn(&[
+        "restore",
+        "latest",
+        "--target",
+        t2.to_str().unwrap(),
+        "--skip-damaged",
+        "--json",
+        small[0],
+        small[1],
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let damaged: Vec<String> = v["files_damaged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().split(':').next().unwrap().to_string())
+        .collect();
+    assert!(!damaged.is_empty(), "{v}");
+    for db in ["db1", "db2"] {
+        for f in 0..4u64 {
+            let rel = format!("{db}/{}", 16384 + f);
+            let restored = t2.join(&rel);
+            if damaged.contains(&rel) {
+                assert!(!restored.exists(), "damaged {rel} was left behind");
+            } else {
+                assert_eq!(
+                    std::fs::read(&restored).unwrap(),
+                    std::fs::read(src.join(&rel)).unwrap(),
+                    "{rel}"
+                );
+            }
+        }
+    }
+}

@@ -42,6 +42,15 @@ pub struct Args {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Chunks planned and written at a time (default 65536, about 512 MiB of content):
+    /// smaller uses less memory.
+    #[arg(
+        long,
+        value_name = "CHUNKS",
+        default_value_t = 0,
+        hide_default_value = true
+    )]
+    batch_chunks: usize,
 }
 
 /// Whether every file was restored.
@@ -63,6 +72,7 @@ pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
         delete: a.delete,
         verify: a.verify,
         skip_damaged: a.skip_damaged,
+        batch_chunks: a.batch_chunks,
     };
     let bar = Bar::new(!a.json, "files");
     let result = restore(&repo, &snap, &opts, &bar);

@@ -1,17 +1,28 @@
-//! Restore: plan every chunk to the places that need it, then read each pack once.
+//! Restore: walk the snapshot in order, cut its files into bounded batches, and restore each
+//! batch pack by pack.
 //!
 //! ```text
-//! walk the snapshot's trees (with --include / --exclude filters)
-//!   -> directories, files and symlinks, and for every chunk: pack, blob, (file, offset)
-//! prepare the target: a new or empty directory; or, with --delta, the existing copy:
-//!   compare each existing file with its chunk list and drop the chunks that already match
-//! for each pack, in parallel (rayon):
-//!   read the needed ranges (coalesced) -> check blob header -> decompress -> verify BLAKE3
-//!   -> write at every (file, offset) that needs the chunk (all-zero chunks of new files are
-//!      left as holes)
-//! symlinks, then file metadata, then directory metadata deepest first
-//! --delete: remove what the snapshot does not have;  --verify: re-read and compare every file
+//! walker thread: walk the trees (with --include / --exclude filters) in order
+//!   make each directory when reached (parents first; --delete removes what the tree lacks)
+//!   expand each file's chunk list into the current batch; a file too large for one batch is
+//!   cut into pieces that follow each other
+//!   batch full (64 Ki chunks or 16 Ki files) -> hand it to the writer (at most one waits)
+//! writer, for each batch:
+//!   create each file (or, with --delta, reuse an existing one and drop the chunks it already
+//!   holds, compared in parallel)
+//!   look the remaining chunks up in the index (parallel), group them by pack
+//!   for each pack segment of a few MiB, in parallel (rayon):
+//!     read the needed ranges (coalesced) -> check blob header -> decompress -> verify BLAKE3
+//!     -> write at every (file, offset) that needs the chunk (all-zero chunks of new files are
+//!        left as holes)
+//!   remove files found damaged; --verify: re-read and compare; set the metadata of the
+//!   files this batch finished
+//! symlinks, then directory metadata deepest first
 //! ```
+//!
+//! Memory is bounded by the batch, not by the snapshot: a snapshot of millions of files or a
+//! file of hundreds of GiB is restored in as many batches as it takes, while the walker
+//! prepares the next batch during the writing of this one.
 //!
 //! Safety invariants: no byte is written before its chunk's hash is verified; every path
 //! written is the target joined with names that the tree decoder checked to be single, safe
@@ -37,15 +48,28 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::index::BlobLocation;
 use crate::index::pack_path;
 use crate::manifest::{Node, NodeKind};
-use crate::pack::{BLOB_HEADER_LEN, BlobEntry, check_blob_header, open_blob};
+use crate::pack::{BLOB_HEADER_LEN, BlobEntry, BlobKind, check_blob_header, open_blob};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::snapshot::Snapshot;
 
-use plan::{Filter, Placement, Plan, find_path, plan_node, plan_tree};
+use plan::{Batch, FileChunk, Filter, Piece, WalkOutcome, Walker, find_path};
 
+/// A blob of a pack to restore, and the places it goes.
+type Wanted<'a> = (&'a BlobEntry, &'a [Placement]);
+
+/// One place a chunk goes: a piece of the batch, and the offset in its file.
+#[derive(Debug, Clone, Copy)]
+struct Placement {
+    file: u32,
+    offset: u64,
+}
+
+/// Stored bytes of a pack restored as one unit of parallel work.
+const SEGMENT: u64 = 4 << 20;
 /// Gaps between needed blobs up to this size are read rather than skipped.
 const COALESCE_GAP: u64 = 256 * 1024;
 /// Files each restoring thread keeps open.
@@ -75,6 +99,9 @@ pub struct RestoreOptions {
     /// When data is damaged, restore every file that does not need it and list the others
     /// (which are left out of the target) instead of stopping.
     pub skip_damaged: bool,
+    /// Chunks planned and written together (0: the default, about 512 MiB of content). The
+    /// plan's memory grows with it; smaller batches re-read packs shared across them.
+    pub batch_chunks: usize,
 }
 
 /// What a restore did.
@@ -123,108 +150,96 @@ pub fn restore(
     }
     let target = &opts.target;
     check_target(repo, target, opts.delta)?;
-
-    let mut plan = Plan {
-        skip_damaged: opts.skip_damaged,
-        ..Plan::default()
-    };
     let root = repo.load_tree(&snapshot.tree)?;
-    match &opts.subpath {
-        None => plan_tree(repo, &root, Path::new(""), &filter, false, &mut plan)?,
+    // Resolve the subpath before touching the target.
+    let sub = match &opts.subpath {
+        None => None,
         Some(sub) => {
-            let node = find_path(repo, root, sub)?;
-            let name = PathBuf::from(OsStr::from_bytes(&node.name));
-            match &node.kind {
-                NodeKind::Dir(id) => {
-                    let tree = repo.load_tree(id)?;
-                    plan_tree(repo, &tree, Path::new(""), &filter, false, &mut plan)?;
-                    plan.dirs.push((PathBuf::new(), node));
-                }
+            let node = find_path(repo, root.clone(), sub)?;
+            let tree = match &node.kind {
+                NodeKind::Dir(id) => Some(repo.load_tree(id)?),
                 _ if opts.delete => {
                     return Err(Error::InvalidInput(format!(
                         "--delete needs a directory to mirror, and {sub} is not one: it would remove everything else in the target"
                     )));
                 }
-                _ => plan_node(repo, node, name, &filter, false, &mut plan)?,
+                _ => None,
+            };
+            Some((node, tree))
+        }
+    };
+    let whole = sub.is_none() && filter.is_trivial();
+    if whole {
+        progress.total(snapshot.summary.files, snapshot.summary.logical_bytes);
+    }
+    let created = !target.exists();
+    fs::create_dir_all(target).map_err(|e| Error::io("cannot create", target, e))?;
+
+    // The walk runs on its own thread and hands bounded batches to the writer, so that
+    // planning overlaps writing and memory stays bounded whatever the snapshot's size.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(1);
+    let mut state = WriteState::default();
+    let (written, walked) = std::thread::scope(|s| {
+        let walker = s.spawn(|| -> Result<WalkOutcome> {
+            let mut w = Walker {
+                repo,
+                filter: &filter,
+                opts,
+                progress,
+                report_totals: !whole,
+                batch_chunks: if opts.batch_chunks == 0 {
+                    BATCH_CHUNKS
+                } else {
+                    opts.batch_chunks
+                },
+                tx,
+                batch: Batch::default(),
+                ancestors: Vec::new(),
+                out: WalkOutcome::default(),
+            };
+            match sub {
+                None => w.walk_tree(&root, Path::new(""), false)?,
+                Some((node, Some(tree))) => w.walk_root_dir(node, &tree)?,
+                Some((node, None)) => {
+                    let name = PathBuf::from(OsStr::from_bytes(&node.name));
+                    w.walk_node(&node, name, false)?;
+                }
+            }
+            w.finish()?;
+            Ok(w.out)
+        });
+        let mut written = Ok(());
+        for batch in &rx {
+            written = write_batch(repo, opts, progress, batch, &mut state);
+            if written.is_err() {
+                break;
             }
         }
-    }
-    if !filter.is_trivial() && plan.is_empty() {
+        // A stopped writer makes the walker stop at its next batch.
+        drop(rx);
+        let walked = walker
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (written, walked)
+    });
+    written?;
+    let walked = walked?;
+    if !filter.is_trivial()
+        && walked.files == 0
+        && walked.dirs.is_empty()
+        && walked.symlinks.is_empty()
+    {
+        if created {
+            let _ = fs::remove_dir(target);
+        }
         return Err(Error::InvalidInput(format!(
             "nothing in the snapshot matches --include {} --exclude {}; run `cairn ls` to see its paths",
             opts.include.join(" "),
             opts.exclude.join(" ")
         )));
     }
-    progress.total(plan.files.len() as u64, plan.bytes);
 
-    let mut summary = RestoreSummary::default();
-    let prepared = prepare(target, &mut plan, opts, &mut summary)?;
-    progress.bytes(summary.bytes_skipped_delta);
-
-    let written = AtomicU64::new(0);
-    let sparse = AtomicU64::new(0);
-    let damaged = Mutex::new(std::mem::take(&mut plan.damaged));
-    let mut packs: Vec<_> = plan.packs.iter().collect();
-    packs.sort_by_key(|(id, _)| **id);
-    let ctx = WriteCtx {
-        repo,
-        target,
-        files: &plan.files,
-        fresh: &prepared.fresh,
-        skip: &prepared.skip,
-        written: &written,
-        sparse: &sparse,
-        progress,
-        skip_damaged: opts.skip_damaged,
-        damaged: &damaged,
-    };
-    packs
-        .par_iter()
-        .map(|(pack, blobs)| ctx.restore_pack(pack, blobs))
-        .collect::<Result<Vec<()>>>()?;
-
-    // Files that could not be restored are not left behind half written.
-    let damaged = damaged.into_inner().unwrap_or_default();
-    for (file, reason) in &damaged {
-        let rel = &plan.files[*file as usize].0;
-        remove_any(&target.join(rel))?;
-        summary
-            .files_damaged
-            .push(format!("{}: {reason}", rel.display()));
-    }
-    let intact = |i: usize| !damaged.contains_key(&(i as u32));
-
-    // Verify before the final modes are set: a restored file may end up unreadable to us.
-    if opts.verify {
-        let bad: Vec<String> = plan
-            .files
-            .par_iter()
-            .zip(&plan.chunks)
-            .enumerate()
-            .filter(|(i, _)| intact(*i))
-            .map(|(_, pair)| pair)
-            .filter(|((rel, node), chunks)| {
-                let p = target.join(rel);
-                let size_ok = fs::symlink_metadata(&p).is_ok_and(|m| m.len() == node.size);
-                !size_ok || compare::matching_chunks(&p, chunks).contains(&false)
-            })
-            .map(|((rel, _), _)| rel.display().to_string())
-            .collect();
-        if !bad.is_empty() {
-            return Err(Error::corrupt(
-                format!("restored files in {}", target.display()),
-                format!(
-                    "{} differ from the snapshot after writing: {}",
-                    bad.len(),
-                    bad.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
-        summary.files_verified = (plan.files.len() - damaged.len()) as u64;
-    }
-
-    for (rel, node) in &plan.symlinks {
+    for (rel, node) in &walked.symlinks {
         let p = target.join(rel);
         let NodeKind::Symlink(t) = &node.kind else {
             continue;
@@ -242,28 +257,301 @@ pub fn restore(
             .map_err(|e| Error::io("cannot create symlink", &p, e))?;
         set_meta(&p, node, true)?;
     }
-    for (i, (rel, node)) in plan.files.iter().enumerate() {
-        if intact(i) {
-            set_meta(&target.join(rel), node, false)?;
-        }
-    }
-    if opts.delete {
-        summary.entries_deleted = delete_extras(target, &plan)?;
-    }
     // Deepest first, so that setting a parent's mtime comes after its children changed it.
-    let mut dirs: Vec<_> = plan.dirs.iter().collect();
+    let mut dirs: Vec<_> = walked.dirs.iter().collect();
     dirs.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
     for (rel, node) in dirs {
         set_meta(&target.join(rel), node, false)?;
     }
 
-    summary.files_restored = (plan.files.len() - damaged.len()) as u64;
-    summary.dirs_restored = plan.dirs.len() as u64;
-    summary.symlinks_restored = plan.symlinks.len() as u64;
-    summary.bytes_written = written.load(Relaxed);
-    summary.bytes_sparse = sparse.load(Relaxed);
+    let mut summary = state.summary;
+    summary.files_damaged = state
+        .damaged
+        .values()
+        .map(|(rel, reason)| format!("{}: {reason}", rel.display()))
+        .collect();
+    summary.dirs_restored = walked.dirs.len() as u64;
+    summary.symlinks_restored = walked.symlinks.len() as u64;
+    summary.entries_deleted = walked.deleted;
     summary.duration_s = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Chunks per batch by default: about 512 MiB of file content, a few tens of MiB of plan.
+const BATCH_CHUNKS: usize = 64 * 1024;
+
+/// What the writer carries from one batch to the next.
+#[derive(Default)]
+struct WriteState {
+    summary: RestoreSummary,
+    /// Files cut across batches and not finished yet: whether each was created by this restore.
+    open_fresh: HashMap<u32, bool>,
+    /// Files that cannot be restored: their number, path, and why.
+    damaged: std::collections::BTreeMap<u32, (PathBuf, String)>,
+}
+
+/// Compares runs of this many chunks (about 32 MiB) at a time, so both cores share large files.
+const COMPARE_RUN: usize = 4096;
+
+/// Restores one batch: opens or creates its files, keeps (with `--delta`) the chunks already
+/// right, locates the others, reads each pack once, verifies, writes, and finishes the files
+/// whose last piece this is.
+fn write_batch(
+    repo: &Repository,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+    batch: Batch,
+    st: &mut WriteState,
+) -> Result<()> {
+    let target = &opts.target;
+    let pieces: Vec<Piece> = batch
+        .pieces
+        .into_iter()
+        .filter(|p| !st.damaged.contains_key(&p.file))
+        .collect();
+    let fresh: Vec<bool> = pieces
+        .par_iter()
+        .map(|p| {
+            if !p.first {
+                // Unknown means not created here: zeros are then written, never assumed.
+                return Ok(st.open_fresh.get(&p.file).copied().unwrap_or(false));
+            }
+            if p.damaged.is_some() {
+                return Ok(true);
+            }
+            open_target_file(target, &p.rel, p.node.size, opts.delta)
+        })
+        .collect::<Result<_>>()?;
+    for (p, f) in pieces.iter().zip(&fresh) {
+        if p.first && !p.last {
+            st.open_fresh.insert(p.file, *f);
+        } else if p.last {
+            st.open_fresh.remove(&p.file);
+        }
+    }
+
+    // With --delta, which chunks the existing files already hold.
+    let runs: Vec<(usize, usize)> = pieces
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| !fresh[*i] && p.damaged.is_none())
+        .flat_map(|(i, p)| {
+            (0..p.chunks.len())
+                .step_by(COMPARE_RUN)
+                .map(move |s| (i, s))
+        })
+        .collect();
+    let matched: Vec<Vec<bool>> = runs
+        .par_iter()
+        .map(|&(i, s)| {
+            let chunks = &pieces[i].chunks;
+            let run = &chunks[s..(s + COMPARE_RUN).min(chunks.len())];
+            compare::matching_chunks(&target.join(&pieces[i].rel), run)
+        })
+        .collect();
+    let mut kept: HashSet<(u32, u64)> = HashSet::new();
+    let mut skipped = 0u64;
+    for (&(i, s), m) in runs.iter().zip(matched) {
+        for (c, ok) in pieces[i].chunks[s..].iter().zip(m) {
+            if ok {
+                kept.insert((i as u32, c.offset));
+                skipped += u64::from(c.len);
+            }
+        }
+    }
+    st.summary.bytes_skipped_delta += skipped;
+    progress.bytes(skipped);
+
+    // Locate every chunk still to write, in parallel batches of lookups.
+    let mut damaged: std::collections::BTreeMap<u32, String> = pieces
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| Some((i as u32, p.damaged.clone()?)))
+        .collect();
+    let todo: Vec<(u32, FileChunk)> = pieces
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| p.damaged.is_none() && !damaged.contains_key(&(*i as u32)))
+        .flat_map(|(i, p)| p.chunks.iter().map(move |c| (i as u32, *c)))
+        .filter(|(i, c)| !kept.contains(&(*i, c.offset)))
+        .collect();
+    drop(kept);
+    const LOOKUPS: usize = 1024;
+    let found: Vec<Vec<Option<BlobLocation>>> = todo
+        .par_chunks(LOOKUPS)
+        .map(|group| {
+            let ids: Vec<Id> = group.iter().map(|(_, c)| c.id).collect();
+            repo.index().get_many(BlobKind::Data, &ids)
+        })
+        .collect::<Result<_>>()?;
+    let mut packs: HashMap<Id, HashMap<Id, (BlobEntry, Vec<Placement>)>> = HashMap::new();
+    for ((piece, c), loc) in todo.iter().zip(found.into_iter().flatten()) {
+        let problem = match loc {
+            None => Some(Error::MissingBlob {
+                kind: BlobKind::Data.name(),
+                id: c.id.to_hex(),
+            }),
+            Some(loc) if loc.entry.raw_len != c.len => Some(Error::corrupt(
+                format!("chunk {}", c.id.short()),
+                "its indexed length differs from the file's chunk list",
+            )),
+            Some(loc) => {
+                packs
+                    .entry(loc.pack)
+                    .or_default()
+                    .entry(c.id)
+                    .or_insert_with(|| (loc.entry, Vec::new()))
+                    .1
+                    .push(Placement {
+                        file: *piece,
+                        offset: c.offset,
+                    });
+                None
+            }
+        };
+        if let Some(e) = problem {
+            if !opts.skip_damaged {
+                return Err(Error::Unrestorable {
+                    files: pieces[*piece as usize].rel.display().to_string(),
+                    source: Box::new(e),
+                });
+            }
+            damaged.entry(*piece).or_insert_with(|| e.to_string());
+        }
+    }
+
+    let written = AtomicU64::new(0);
+    let sparse = AtomicU64::new(0);
+    let damaged = Mutex::new(damaged);
+    // Each pack's wanted blobs in pack order, cut into segments that the cores share: one
+    // pack holds tens of MiB of content, and a batch only a handful of packs.
+    let mut packs: Vec<_> = packs.into_iter().collect();
+    packs.sort_by_key(|(id, _)| *id);
+    let mut segments: Vec<(&Id, Vec<Wanted>)> = Vec::new();
+    for (pack, blobs) in &packs {
+        let mut wanted: Vec<Wanted> = blobs
+            .values()
+            .map(|(e, places)| (e, places.as_slice()))
+            .collect();
+        wanted.sort_by_key(|(e, _)| e.offset);
+        let mut seg: Vec<Wanted> = Vec::new();
+        for w in wanted {
+            if seg
+                .first()
+                .is_some_and(|(first, _)| w.0.end() - first.offset > SEGMENT)
+            {
+                segments.push((pack, std::mem::take(&mut seg)));
+            }
+            seg.push(w);
+        }
+        if !seg.is_empty() {
+            segments.push((pack, seg));
+        }
+    }
+    let ctx = WriteCtx {
+        repo,
+        target,
+        pieces: &pieces,
+        fresh: &fresh,
+        written: &written,
+        sparse: &sparse,
+        progress,
+        skip_damaged: opts.skip_damaged,
+        damaged: &damaged,
+    };
+    segments
+        .par_iter()
+        .map(|(pack, wanted)| ctx.restore_segment(pack, wanted))
+        .collect::<Result<Vec<()>>>()?;
+    st.summary.bytes_written += written.load(Relaxed);
+    st.summary.bytes_sparse += sparse.load(Relaxed);
+
+    // Files that could not be restored are not left behind half written.
+    let damaged = damaged.into_inner().unwrap_or_default();
+    for (i, reason) in damaged {
+        let p = &pieces[i as usize];
+        remove_any(&target.join(&p.rel))?;
+        st.open_fresh.remove(&p.file);
+        st.damaged.insert(p.file, (p.rel.clone(), reason));
+    }
+    let intact = |p: &Piece| !st.damaged.contains_key(&p.file);
+
+    // Verify before the final modes are set: a restored file may end up unreadable to us.
+    if opts.verify {
+        let bad: Vec<String> = pieces
+            .par_iter()
+            .filter(|p| intact(p))
+            .filter(|p| {
+                let path = target.join(&p.rel);
+                let size_ok = fs::symlink_metadata(&path).is_ok_and(|m| m.len() == p.node.size);
+                !size_ok || compare::matching_chunks(&path, &p.chunks).contains(&false)
+            })
+            .map(|p| p.rel.display().to_string())
+            .collect();
+        if !bad.is_empty() {
+            return Err(Error::corrupt(
+                format!("restored files in {}", target.display()),
+                format!(
+                    "{} differ from the snapshot after writing: {}",
+                    bad.len(),
+                    bad.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    let finished: Vec<&Piece> = pieces.iter().filter(|p| p.last && intact(p)).collect();
+    finished
+        .par_iter()
+        .map(|p| set_meta(&target.join(&p.rel), &p.node, false))
+        .collect::<Result<Vec<()>>>()?;
+    for _ in &finished {
+        progress.file_done();
+    }
+    st.summary.files_restored += finished.len() as u64;
+    if opts.verify {
+        st.summary.files_verified += finished.len() as u64;
+    }
+    Ok(())
+}
+
+/// Opens the file a restore writes at `target/rel`, sized to `size`. With `delta`, an
+/// existing regular file is reused in place (returns false: it is not fresh); anything else
+/// in the way is replaced, and a new file is created (returns true: unwritten ranges are
+/// zeros).
+fn open_target_file(target: &Path, rel: &Path, size: u64, delta: bool) -> Result<bool> {
+    let p = target.join(rel);
+    let (f, fresh) = if delta {
+        match fs::symlink_metadata(&p) {
+            // A file hard-linked elsewhere cannot be reused: writing it would change the other
+            // names too (which may lie outside the target).
+            Ok(m) if m.is_file() && m.nlink() == 1 => {
+                // The final mode is set after writing; until then the owner must write.
+                if m.mode() & 0o600 != 0o600 {
+                    fs::set_permissions(&p, fs::Permissions::from_mode(0o600))
+                        .map_err(|e| Error::io("cannot set the mode of", &p, e))?;
+                }
+                let f = open_existing(&p)?;
+                // Truncating to the same length is not free: the filesystem zeroes the tail
+                // of the last block, reading it from disk if it is not cached.
+                if m.len() != size {
+                    f.set_len(size)
+                        .map_err(|e| Error::io("cannot size", &p, e))?;
+                }
+                return Ok(false);
+            }
+            Ok(_) => {
+                remove_any(&p)?;
+                (create_file(&p)?, true)
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => (create_file(&p)?, true),
+            Err(e) => return Err(Error::io("cannot use", &p, e)),
+        }
+    } else {
+        (create_file(&p)?, true)
+    };
+    f.set_len(size)
+        .map_err(|e| Error::io("cannot size", &p, e))?;
+    Ok(fresh)
 }
 
 /// Lexically absolute, then with its longest existing ancestor resolved through symlinks.
@@ -318,122 +606,13 @@ fn check_target(repo: &Repository, target: &Path, delta: bool) -> Result<()> {
     }
 }
 
-/// What preparing the target decided for the write phase.
-struct Prepared {
-    /// Per file: true if created empty by this restore (zeros need not be written).
-    fresh: Vec<bool>,
-    /// Places already holding the right bytes.
-    skip: HashSet<(u32, u64)>,
-}
-
-/// Makes the directories and files of the plan. With `delta`, reuses what is already right.
-fn prepare(
-    target: &Path,
-    plan: &mut Plan,
-    opts: &RestoreOptions,
-    summary: &mut RestoreSummary,
-) -> Result<Prepared> {
-    fs::create_dir_all(target).map_err(|e| Error::io("cannot create", target, e))?;
-    // Parents before children; in a delta restore, anything in the way of a directory (a
-    // file, or a symlink that could lead outside) is replaced by a real directory.
-    let mut dirs: Vec<&PathBuf> = plan.dirs.iter().map(|(rel, _)| rel).collect();
-    dirs.sort_by_key(|rel| rel.components().count());
-    for rel in dirs {
-        if rel.as_os_str().is_empty() {
-            continue;
-        }
-        let p = target.join(rel);
-        match fs::symlink_metadata(&p) {
-            // An existing directory may have been left read-only by an earlier restore; its
-            // final mode is set at the end.
-            Ok(m) if m.is_dir() => {
-                if m.mode() & 0o700 != 0o700 {
-                    fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
-                        .map_err(|e| Error::io("cannot set the mode of", &p, e))?;
-                }
-            }
-            Ok(_) => {
-                remove_any(&p)?;
-                make_dir(&p)?;
-            }
-            Err(e) if e.kind() == ErrorKind::NotFound => make_dir_all_real(target, rel)?,
-            Err(e) => return Err(Error::io("cannot use", &p, e)),
-        }
-    }
-    let mut fresh = vec![true; plan.files.len()];
-    let mut skip = HashSet::new();
-    if opts.delta {
-        // Which existing files can be reused in place. A file hard-linked elsewhere cannot:
-        // writing it would change the other names too (which may lie outside the target).
-        let reusable: Vec<bool> = plan
-            .files
-            .par_iter()
-            .map(|(rel, _)| {
-                fs::symlink_metadata(target.join(rel)).is_ok_and(|m| m.is_file() && m.nlink() == 1)
-            })
-            .collect();
-        // Compare them with their chunk lists in parallel, large files cut into runs so that
-        // both cores share them.
-        const RUN: usize = 4096; // chunks: about 32 MiB
-        let runs: Vec<(usize, usize)> = plan
-            .chunks
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| reusable[*i])
-            .flat_map(|(i, chunks)| (0..chunks.len()).step_by(RUN).map(move |s| (i, s)))
-            .collect();
-        let matched: Vec<Vec<bool>> = runs
-            .par_iter()
-            .map(|&(i, s)| {
-                let chunks = &plan.chunks[i][s..(s + RUN).min(plan.chunks[i].len())];
-                compare::matching_chunks(&target.join(&plan.files[i].0), chunks)
-            })
-            .collect();
-        for (i, ok) in reusable.iter().enumerate() {
-            if *ok {
-                fresh[i] = false;
-            }
-        }
-        for (&(i, s), m) in runs.iter().zip(matched) {
-            for (c, ok) in plan.chunks[i][s..].iter().zip(m) {
-                if ok {
-                    skip.insert((i as u32, c.offset));
-                    summary.bytes_skipped_delta += u64::from(c.len);
-                }
-            }
-        }
-    }
-    for (i, (rel, node)) in plan.files.iter().enumerate() {
-        let p = target.join(rel);
-        let f = if fresh[i] {
-            if opts.delta {
-                // Whatever is in the way (a directory, a symlink) goes.
-                match fs::symlink_metadata(&p) {
-                    Ok(_) => remove_any(&p)?,
-                    Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) => return Err(Error::io("cannot use", &p, e)),
-                }
-            }
-            create_file(&p)?
-        } else {
-            // The final mode is set after writing; until then the owner must be able to write.
-            fs::set_permissions(&p, fs::Permissions::from_mode(0o600))
-                .map_err(|e| Error::io("cannot set the mode of", &p, e))?;
-            open_existing(&p)?
-        };
-        f.set_len(node.size)
-            .map_err(|e| Error::io("cannot size", &p, e))?;
-    }
-    Ok(Prepared { fresh, skip })
-}
-
-fn make_dir(p: &Path) -> Result<()> {
+pub(super) fn make_dir(p: &Path) -> Result<()> {
     fs::create_dir(p).map_err(|e| Error::io("cannot create", p, e))
 }
 
 /// Creates `target/rel` and any missing parents, refusing to pass through anything that is
 /// not a real directory.
-fn make_dir_all_real(target: &Path, rel: &Path) -> Result<()> {
+pub(super) fn make_dir_all_real(target: &Path, rel: &Path) -> Result<()> {
     let mut p = target.to_path_buf();
     for part in rel.components() {
         p.push(part);
@@ -452,7 +631,7 @@ fn make_dir_all_real(target: &Path, rel: &Path) -> Result<()> {
 
 /// Removes a file, symlink or directory tree (never following a symlink); a missing entry is
 /// fine.
-fn remove_any(p: &Path) -> Result<()> {
+pub(super) fn remove_any(p: &Path) -> Result<()> {
     let m = match fs::symlink_metadata(p) {
         Ok(m) => m,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
@@ -464,34 +643,6 @@ fn remove_any(p: &Path) -> Result<()> {
         fs::remove_file(p)
     };
     r.map_err(|e| Error::io("cannot remove", p, e))
-}
-
-/// Removes every entry under `target` that the plan does not restore; returns how many.
-fn delete_extras(target: &Path, plan: &Plan) -> Result<u64> {
-    let keep: HashSet<&Path> = plan
-        .dirs
-        .iter()
-        .chain(&plan.files)
-        .chain(&plan.symlinks)
-        .map(|(rel, _)| rel.as_path())
-        .collect();
-    let mut removed = 0;
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = target.join(&rel);
-        let rd = fs::read_dir(&dir).map_err(|e| Error::io("cannot list", &dir, e))?;
-        for e in rd {
-            let e = e.map_err(|e| Error::io("cannot list", &dir, e))?;
-            let child = rel.join(e.file_name());
-            if !keep.contains(child.as_path()) {
-                remove_any(&target.join(&child))?;
-                removed += 1;
-            } else if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(child);
-            }
-        }
-    }
-    Ok(removed)
 }
 
 fn create_file(p: &Path) -> Result<File> {
@@ -516,9 +667,9 @@ fn open_existing(p: &Path) -> Result<File> {
 struct WriteCtx<'a> {
     repo: &'a Repository,
     target: &'a Path,
-    files: &'a [(PathBuf, Node)],
+    /// The batch's pieces; placements name them by position.
+    pieces: &'a [Piece],
     fresh: &'a [bool],
-    skip: &'a HashSet<(u32, u64)>,
     written: &'a AtomicU64,
     sparse: &'a AtomicU64,
     progress: &'a dyn Progress,
@@ -539,7 +690,7 @@ impl WriteCtx<'_> {
         }
         if !self.skip_damaged {
             return Err(Error::Unrestorable {
-                files: name_files(self.files, &files),
+                files: name_files(self.pieces, &files),
                 source: Box::new(e),
             });
         }
@@ -556,23 +707,8 @@ impl WriteCtx<'_> {
         self.damaged.lock().is_ok_and(|d| d.contains_key(&file))
     }
 
-    fn restore_pack(
-        &self,
-        pack: &Id,
-        blobs: &HashMap<Id, (BlobEntry, Vec<Placement>)>,
-    ) -> Result<()> {
-        let mut wanted: Vec<(&BlobEntry, Vec<&Placement>)> = blobs
-            .values()
-            .map(|(e, places)| {
-                let todo: Vec<&Placement> = places
-                    .iter()
-                    .filter(|p| !self.skip.contains(&(p.file, p.offset)))
-                    .collect();
-                (e, todo)
-            })
-            .filter(|(_, todo)| !todo.is_empty())
-            .collect();
-        wanted.sort_by_key(|(e, _)| e.offset);
+    /// Restores the blobs `wanted` (in pack order) of one pack.
+    fn restore_segment(&self, pack: &Id, wanted: &[Wanted]) -> Result<()> {
         let path = pack_path(pack);
         let mut open: HashMap<u32, File> = HashMap::new();
         let mut pending: Option<PendingWrite> = None;
@@ -589,7 +725,7 @@ impl WriteCtx<'_> {
             let bytes = match self.repo.store().read_range(&path, start..end) {
                 Ok(b) => b,
                 Err(e) => {
-                    let places = wanted[i..j].iter().flat_map(|(_, p)| p.iter().copied());
+                    let places = wanted[i..j].iter().flat_map(|(_, p)| p.iter());
                     self.damage(places, e)?;
                     i = j;
                     continue;
@@ -605,12 +741,12 @@ impl WriteCtx<'_> {
                 {
                     Ok(raw) => raw,
                     Err(e) => {
-                        self.damage(places.iter().copied(), e)?;
+                        self.damage(places.iter(), e)?;
                         continue;
                     }
                 };
                 let zero = raw.iter().all(|b| *b == 0);
-                for place in places {
+                for place in places.iter() {
                     if self.is_damaged(place.file) {
                         continue;
                     }
@@ -647,7 +783,7 @@ impl WriteCtx<'_> {
     /// Writes one run of bytes to its file.
     fn flush(&self, open: &mut HashMap<u32, File>, w: Option<PendingWrite>) -> Result<()> {
         let Some(w) = w else { return Ok(()) };
-        let (rel, _) = &self.files[w.file as usize];
+        let rel = &self.pieces[w.file as usize].rel;
         // Bound the open files: a pack can feed thousands of small files.
         if open.len() >= MAX_OPEN_FILES && !open.contains_key(&w.file) {
             open.clear();
@@ -676,11 +812,11 @@ struct PendingWrite {
 const MAX_WRITE: usize = 4 << 20;
 
 /// A few file names, then a count.
-fn name_files(files: &[(PathBuf, Node)], which: &[u32]) -> String {
+fn name_files(pieces: &[Piece], which: &[u32]) -> String {
     let mut names: Vec<String> = which
         .iter()
         .take(5)
-        .map(|i| files[*i as usize].0.display().to_string())
+        .map(|i| pieces[*i as usize].rel.display().to_string())
         .collect();
     if which.len() > 5 {
         names.push(format!("and {} more files", which.len() - 5));
@@ -688,23 +824,31 @@ fn name_files(files: &[(PathBuf, Node)], which: &[u32]) -> String {
     names.join(", ")
 }
 
-/// Sets mode, times, and (as root) owner. Symlinks get owner and times, never a mode.
+/// Sets mode, times, and (as root) owner, each only if it differs (a delta restore over an
+/// identical copy then changes nothing). Symlinks get owner and times, never a mode.
 fn set_meta(p: &Path, node: &Node, symlink: bool) -> Result<()> {
-    if is_root() {
+    let current = fs::symlink_metadata(p).map_err(|e| Error::io("cannot use", p, e))?;
+    if is_root() && (current.uid() != node.uid || current.gid() != node.gid) {
         std::os::unix::fs::lchown(p, Some(node.uid), Some(node.gid))
             .map_err(|e| Error::io("cannot set the owner of", p, e))?;
     }
-    if !symlink {
+    if !symlink && current.mode() & 0o7777 != node.mode & 0o7777 {
         fs::set_permissions(p, fs::Permissions::from_mode(node.mode))
             .map_err(|e| Error::io("cannot set the mode of", p, e))?;
     }
-    let mtime = filetime::FileTime::from_unix_time(node.mtime, node.mtime_ns);
-    filetime::set_symlink_file_times(p, mtime, mtime)
-        .map_err(|e| Error::io("cannot set the times of", p, e))
+    if current.mtime() != node.mtime || current.mtime_nsec() != i64::from(node.mtime_ns) {
+        let mtime = filetime::FileTime::from_unix_time(node.mtime, node.mtime_ns);
+        filetime::set_symlink_file_times(p, mtime, mtime)
+            .map_err(|e| Error::io("cannot set the times of", p, e))?;
+    }
+    Ok(())
 }
 
 fn is_root() -> bool {
-    fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ROOT.get_or_init(|| {
+        fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false)
+    })
 }

@@ -1,26 +1,22 @@
-//! Planning a restore: which entries, and for every chunk, the pack that holds it and the
-//! (file, offset) places that need it.
+//! Planning a restore: walking the snapshot's trees in order, making directories, and cutting
+//! the files' chunk lists into bounded batches for the writer.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
+use std::fs;
+use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
 
 use globset::{GlobSet, GlobSetBuilder};
 
-use super::MAX_TREE_DEPTH;
+use super::{MAX_TREE_DEPTH, RestoreOptions, make_dir, make_dir_all_real, remove_any};
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::manifest::{Node, NodeKind, Tree};
-use crate::pack::{BlobEntry, BlobKind};
+use crate::manifest::{Content, Node, NodeKind, Tree};
+use crate::progress::Progress;
 use crate::repository::Repository;
-
-/// One place a chunk goes.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Placement {
-    pub(super) file: u32,
-    pub(super) offset: u64,
-}
 
 /// One chunk of a file, in file order.
 #[derive(Debug, Clone, Copy)]
@@ -30,27 +26,39 @@ pub(super) struct FileChunk {
     pub(super) id: Id,
 }
 
-/// Everything a restore will do.
-#[derive(Debug, Default)]
-pub(super) struct Plan {
-    pub(super) dirs: Vec<(PathBuf, Node)>,
-    pub(super) files: Vec<(PathBuf, Node)>,
-    /// Per file (same order as `files`), its chunks.
-    pub(super) chunks: Vec<Vec<FileChunk>>,
-    pub(super) symlinks: Vec<(PathBuf, Node)>,
-    /// pack → blob → places.
-    pub(super) packs: HashMap<Id, HashMap<Id, (BlobEntry, Vec<Placement>)>>,
-    pub(super) bytes: u64,
-    /// Restore what can be restored when data is damaged, instead of stopping.
-    pub(super) skip_damaged: bool,
-    /// Files that cannot be restored (index into `files`), and why.
-    pub(super) damaged: std::collections::BTreeMap<u32, String>,
+/// A run of one file's chunks. A file larger than a batch is cut into several pieces, in
+/// order; the first one creates (or opens) the file and the last one finishes it.
+#[derive(Debug)]
+pub(super) struct Piece {
+    /// The file's number in walk order (the same for all its pieces).
+    pub(super) file: u32,
+    pub(super) rel: PathBuf,
+    /// The file's entry, without its content references.
+    pub(super) node: Node,
+    pub(super) first: bool,
+    pub(super) last: bool,
+    pub(super) chunks: Vec<FileChunk>,
+    /// Set if the file's chunk list could not be read (and `skip_damaged` is on).
+    pub(super) damaged: Option<String>,
 }
 
-impl Plan {
-    pub(super) fn is_empty(&self) -> bool {
-        self.files.is_empty() && self.dirs.is_empty() && self.symlinks.is_empty()
-    }
+/// Pieces of files, bounded in chunks and in files, executed together.
+#[derive(Debug, Default)]
+pub(super) struct Batch {
+    pub(super) pieces: Vec<Piece>,
+    pub(super) chunks: usize,
+}
+
+/// What the walk leaves for the end of the restore.
+#[derive(Debug, Default)]
+pub(super) struct WalkOutcome {
+    /// Directories made or reused, for their metadata.
+    pub(super) dirs: Vec<(PathBuf, Node)>,
+    pub(super) symlinks: Vec<(PathBuf, Node)>,
+    pub(super) files: u64,
+    pub(super) bytes: u64,
+    /// Entries removed from the target (`--delete`).
+    pub(super) deleted: u64,
 }
 
 /// Which snapshot paths to restore: `--include` (and everything below a match) minus
@@ -123,124 +131,226 @@ pub(super) fn find_path(repo: &Repository, root: Tree, sub: &str) -> Result<Node
     Err(not_found())
 }
 
-/// Maps every chunk of a file to its pack, looking chunks up in batches.
-fn locate_chunks(
-    repo: &Repository,
-    content: &crate::manifest::Content,
-    file: u32,
-    plan: &mut Plan,
-    chunks: &mut Vec<FileChunk>,
-) -> Result<()> {
-    const BATCH: usize = 1024;
-    let mut refs: Vec<crate::manifest::ContentRef> = Vec::new();
-    let mut offset = 0u64;
-    let mut flush = |refs: &mut Vec<crate::manifest::ContentRef>| -> Result<()> {
-        let ids: Vec<Id> = refs.iter().map(|r| r.id).collect();
-        let found = repo.index().get_many(BlobKind::Data, &ids)?;
-        for (r, loc) in refs.drain(..).zip(found) {
-            let loc = loc.ok_or_else(|| Error::MissingBlob {
-                kind: BlobKind::Data.name(),
-                id: r.id.to_hex(),
-            })?;
-            if u64::from(loc.entry.raw_len) != r.len {
+/// The walk: directories are made as they are reached (parents first), files are cut into
+/// batches sent to the writer, symlinks and directory metadata wait for the end.
+pub(super) struct Walker<'a> {
+    pub(super) repo: &'a Repository,
+    pub(super) filter: &'a Filter,
+    pub(super) opts: &'a RestoreOptions,
+    pub(super) progress: &'a dyn Progress,
+    /// Report totals as they are found (when the snapshot's own totals do not apply).
+    pub(super) report_totals: bool,
+    /// Chunks per batch.
+    pub(super) batch_chunks: usize,
+    pub(super) tx: SyncSender<Batch>,
+    pub(super) batch: Batch,
+    /// Directories from the root down to the current one, and whether each has been made.
+    pub(super) ancestors: Vec<(PathBuf, Node, bool)>,
+    pub(super) out: WalkOutcome,
+}
+
+/// Files per batch, whatever their size: bounds per-file state for trees of small files.
+const BATCH_FILES: usize = 16 * 1024;
+
+impl Walker<'_> {
+    /// Sends the current batch to the writer.
+    fn send(&mut self) -> Result<()> {
+        if self.report_totals {
+            self.progress.total(self.out.files, self.out.bytes);
+        }
+        let batch = std::mem::take(&mut self.batch);
+        // A closed channel means the writer stopped on an error, which it reports instead.
+        self.tx
+            .send(batch)
+            .map_err(|_| Error::InvalidInput("the restore writer stopped".into()))
+    }
+
+    /// Sends what is left.
+    pub(super) fn finish(&mut self) -> Result<()> {
+        if !self.batch.pieces.is_empty() {
+            self.send()?;
+        }
+        if self.report_totals {
+            self.progress.total(self.out.files, self.out.bytes);
+        }
+        Ok(())
+    }
+
+    /// Makes every ancestor directory not made yet, parents first.
+    fn materialize(&mut self) -> Result<()> {
+        let target = &self.opts.target;
+        for (rel, node, made) in &mut self.ancestors {
+            if *made {
+                continue;
+            }
+            *made = true;
+            if !rel.as_os_str().is_empty() {
+                make_real_dir(target, rel)?;
+            }
+            self.out.dirs.push((rel.clone(), node.clone()));
+        }
+        Ok(())
+    }
+
+    pub(super) fn walk_tree(&mut self, tree: &Tree, dir: &Path, included: bool) -> Result<()> {
+        if self.opts.delete {
+            self.delete_extras(tree, dir)?;
+        }
+        for node in &tree.nodes {
+            let rel = dir.join(OsStr::from_bytes(&node.name));
+            self.walk_node(node, rel, included)?;
+        }
+        Ok(())
+    }
+
+    /// Walks the directory `node` as the restored root.
+    pub(super) fn walk_root_dir(&mut self, node: Node, tree: &Tree) -> Result<()> {
+        self.ancestors.push((PathBuf::new(), node, false));
+        self.materialize()?;
+        self.walk_tree(tree, Path::new(""), false)?;
+        self.ancestors.pop();
+        Ok(())
+    }
+
+    pub(super) fn walk_node(
+        &mut self,
+        node: &Node,
+        rel: PathBuf,
+        parent_included: bool,
+    ) -> Result<()> {
+        if self.filter.excluded(&rel) {
+            return Ok(());
+        }
+        let included = self.filter.included(&rel, parent_included);
+        match &node.kind {
+            NodeKind::Dir(_) if rel.components().count() > MAX_TREE_DEPTH => {
                 return Err(Error::corrupt(
-                    format!("chunk {}", r.id.short()),
-                    "its indexed length differs from the file's chunk list",
+                    format!("snapshot path {}", rel.display()),
+                    format!("directories nested deeper than {MAX_TREE_DEPTH}"),
                 ));
             }
-            plan.packs
-                .entry(loc.pack)
-                .or_default()
-                .entry(r.id)
-                .or_insert_with(|| (loc.entry, Vec::new()))
-                .1
-                .push(Placement { file, offset });
-            chunks.push(FileChunk {
+            NodeKind::Dir(id) => {
+                let tree = self.repo.load_tree(id)?;
+                self.ancestors.push((rel.clone(), node.clone(), false));
+                if included {
+                    self.materialize()?;
+                }
+                self.walk_tree(&tree, &rel, included)?;
+                self.ancestors.pop();
+            }
+            NodeKind::File(content) if included => {
+                self.materialize()?;
+                self.walk_file(node, content, rel)?;
+            }
+            NodeKind::Symlink(_) if included => {
+                self.materialize()?;
+                self.out.symlinks.push((rel, node.clone()));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn walk_file(&mut self, node: &Node, content: &Content, rel: PathBuf) -> Result<()> {
+        let file = u32::try_from(self.out.files).map_err(|_| {
+            Error::InvalidInput("a restore holds at most 4 billion files; restore part of the snapshot with --include".into())
+        })?;
+        self.out.files += 1;
+        self.out.bytes += node.size;
+        let mut bare = node.clone();
+        bare.kind = NodeKind::File(Content::default());
+        let piece = |first: bool| Piece {
+            file,
+            rel: rel.clone(),
+            node: bare.clone(),
+            first,
+            last: false,
+            chunks: Vec::new(),
+            damaged: None,
+        };
+        let mut cur = piece(true);
+        let repo = self.repo;
+        let mut offset = 0u64;
+        let walked = repo.for_each_chunk(content, &mut |r| {
+            let len = u32::try_from(r.len).map_err(|_| {
+                Error::corrupt(
+                    format!("chunk {}", r.id.short()),
+                    "its length in the file's chunk list exceeds any chunk's",
+                )
+            })?;
+            if self.batch.chunks >= self.batch_chunks && !cur.chunks.is_empty() {
+                // Cut the file here: this piece goes now, the rest follows.
+                let done = std::mem::replace(&mut cur, piece(false));
+                self.batch.pieces.push(done);
+                self.send()?;
+            }
+            cur.chunks.push(FileChunk {
                 offset,
-                len: loc.entry.raw_len,
+                len,
                 id: r.id,
             });
+            self.batch.chunks += 1;
             offset += r.len;
+            Ok(())
+        });
+        cur.last = true;
+        match walked {
+            Ok(()) => {}
+            Err(e) if e.is_damage() && self.opts.skip_damaged => {
+                cur.damaged = Some(e.to_string());
+            }
+            Err(e) if e.is_damage() => {
+                return Err(Error::Unrestorable {
+                    files: rel.display().to_string(),
+                    source: Box::new(e),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        self.batch.pieces.push(cur);
+        if self.batch.chunks >= self.batch_chunks || self.batch.pieces.len() >= BATCH_FILES {
+            self.send()?;
         }
         Ok(())
-    };
-    repo.for_each_chunk(content, &mut |r| {
-        refs.push(*r);
-        if refs.len() >= BATCH {
-            flush(&mut refs)?;
+    }
+
+    /// With `--delete`: removes the entries of the target directory `dir` that `tree` lacks.
+    fn delete_extras(&mut self, tree: &Tree, dir: &Path) -> Result<()> {
+        let path = self.opts.target.join(dir);
+        let rd = match fs::read_dir(&path) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io("cannot list", &path, e)),
+        };
+        for e in rd {
+            let e = e.map_err(|e| Error::io("cannot list", &path, e))?;
+            if tree.find(e.file_name().as_bytes()).is_none() {
+                remove_any(&e.path())?;
+                self.out.deleted += 1;
+            }
         }
         Ok(())
-    })?;
-    flush(&mut refs)
+    }
 }
 
-pub(super) fn plan_tree(
-    repo: &Repository,
-    tree: &Tree,
-    dir: &Path,
-    filter: &Filter,
-    included: bool,
-    plan: &mut Plan,
-) -> Result<()> {
-    for node in &tree.nodes {
-        let rel = dir.join(OsStr::from_bytes(&node.name));
-        plan_node(repo, node.clone(), rel, filter, included, plan)?;
-    }
-    Ok(())
-}
-
-pub(super) fn plan_node(
-    repo: &Repository,
-    node: Node,
-    rel: PathBuf,
-    filter: &Filter,
-    parent_included: bool,
-    plan: &mut Plan,
-) -> Result<()> {
-    if filter.excluded(&rel) {
-        return Ok(());
-    }
-    let included = filter.included(&rel, parent_included);
-    match &node.kind {
-        NodeKind::Dir(_) if rel.components().count() > MAX_TREE_DEPTH => {
-            return Err(Error::corrupt(
-                format!("snapshot path {}", rel.display()),
-                format!("directories nested deeper than {MAX_TREE_DEPTH}"),
-            ));
-        }
-        NodeKind::Dir(id) => {
-            let tree = repo.load_tree(id)?;
-            let before = plan.files.len() + plan.symlinks.len() + plan.dirs.len();
-            plan_tree(repo, &tree, &rel, filter, included, plan)?;
-            let grew = plan.files.len() + plan.symlinks.len() + plan.dirs.len() > before;
-            // Directories are created parents first later, so children may come first here.
-            if included || grew {
-                plan.dirs.push((rel, node));
+/// Makes `target/rel` a real directory the owner can write into: an existing directory is
+/// kept (an earlier restore may have left it read-only; its final mode is set at the end),
+/// anything else in the way (a file, or a symlink that could lead outside) is replaced.
+fn make_real_dir(target: &Path, rel: &Path) -> Result<()> {
+    let p = target.join(rel);
+    match fs::symlink_metadata(&p) {
+        Ok(m) if m.is_dir() => {
+            if m.mode() & 0o700 != 0o700 {
+                fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| Error::io("cannot set the mode of", &p, e))?;
             }
+            Ok(())
         }
-        NodeKind::File(content) if included => {
-            let file = plan.files.len() as u32;
-            let mut chunks = Vec::new();
-            let walked = locate_chunks(repo, content, file, plan, &mut chunks);
-            match walked {
-                Ok(()) => {}
-                Err(e) if e.is_damage() && plan.skip_damaged => {
-                    plan.damaged.insert(file, e.to_string());
-                }
-                Err(e) if e.is_damage() => {
-                    return Err(Error::Unrestorable {
-                        files: rel.display().to_string(),
-                        source: Box::new(e),
-                    });
-                }
-                Err(e) => return Err(e),
-            }
-            plan.bytes += node.size;
-            plan.files.push((rel, node));
-            plan.chunks.push(chunks);
+        Ok(_) => {
+            remove_any(&p)?;
+            make_dir(&p)
         }
-        NodeKind::Symlink(_) if included => plan.symlinks.push((rel, node)),
-        _ => {}
+        Err(e) if e.kind() == ErrorKind::NotFound => make_dir_all_real(target, rel),
+        Err(e) => Err(Error::io("cannot use", &p, e)),
     }
-    Ok(())
 }
