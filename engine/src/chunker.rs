@@ -90,7 +90,27 @@ impl Chunker {
         mut f: impl FnMut(&[u8], &[Range<usize>]) -> crate::Result<()>,
     ) -> crate::Result<u64> {
         let cap = segment.max(4 * self.max);
-        let mut buf = vec![0u8; cap];
+        // One buffer per thread, kept between calls: zeroing megabytes for each of a million
+        // small files would cost more than reading them.
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        let mut buf = BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
+        if buf.len() < cap {
+            buf.resize(cap, 0);
+        }
+        let result = self.fill_and_cut(&mut reader, &mut buf[..cap], &mut f);
+        BUF.with(|b| *b.borrow_mut() = buf);
+        result
+    }
+
+    fn fill_and_cut<R: Read>(
+        &self,
+        reader: &mut R,
+        buf: &mut [u8],
+        f: &mut impl FnMut(&[u8], &[Range<usize>]) -> crate::Result<()>,
+    ) -> crate::Result<u64> {
+        let cap = buf.len();
         let mut len = 0;
         let mut eof = false;
         let mut total = 0u64;
