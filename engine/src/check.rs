@@ -2,13 +2,15 @@
 //! exactly what is damaged and which snapshots and files that affects.
 //!
 //! ```text
-//! 1. index files:  list index/, read each, check its name and decode it; rebuild the local
-//!                  cache from exactly these files (the cache is never trusted); keep per pack
-//!                  only a summary (size, blob count, digest of its entries)
+//! 1. index files:  list index/, read each, check its name and decode it; keep per pack only a
+//!                  summary (size, blob count, digest of its entries). The local cache is never
+//!                  trusted: it is used only if it holds exactly these files' entries (same
+//!                  files, same order-independent fingerprint of its entries, one sequential
+//!                  scan), and otherwise rebuilt from them
 //! 2. packs:        list data/, compare sizes with the index; missing and short packs are damage,
 //!                  packs no index mentions are warnings
 //! 3. snapshots:    read each, walk its trees and chunk lists (each tree and list verified once),
-//!                  look up every chunk in the rebuilt index
+//!                  look up every chunk in the verified index, in sorted batches
 //! 4. --read-data:  for each selected pack, in parallel: stream it once, hashing the whole file
 //!                  (its name is its digest), verifying every blob (header, decompression,
 //!                  BLAKE3), and comparing its directory with the index
@@ -16,7 +18,7 @@
 //!                  reach a damaged blob or pack
 //! ```
 //!
-//! It never changes the repository; it only rebuilds the local cache.
+//! It never changes the repository; at most it rebuilds the local cache.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
@@ -29,7 +31,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{PackRecord, id_from_path, load_index_file, pack_path};
+use crate::index::{Fingerprint, PackRecord, id_from_path, load_index_file, pack_path};
 use crate::manifest::{Content, NodeKind, Tree, decode_list};
 use crate::pack::{
     BLOB_HEADER_LEN, BlobEntry, BlobKind, PREAMBLE_LEN, TRAILER_LEN, check_blob_header,
@@ -354,6 +356,7 @@ pub fn check(
         for (_, snap) in &selected {
             walk.tree(&snap.tree, 0, f);
         }
+        walk.look_up_chunks(f);
         walk
     };
     let read = |to_read: &[Id]| {
@@ -466,8 +469,9 @@ fn rebuild_index(
         }
     }
     ids.sort();
-    repo.clear_index()?;
     let mut summaries: HashMap<Id, PackSummary> = HashMap::new();
+    let mut expected = Fingerprint::default();
+    let mut readable: HashSet<Id> = HashSet::new();
     for group in ids.chunks(64) {
         let loaded: Vec<(Id, Result<Vec<PackRecord>>)> = group
             .par_iter()
@@ -476,7 +480,8 @@ fn rebuild_index(
         for (id, res) in loaded {
             match res {
                 Ok(packs) => {
-                    repo.index().absorb(&id, &packs)?;
+                    expected.add_packs(&packs);
+                    readable.insert(id);
                     for p in &packs {
                         let s = PackSummary {
                             len: p.len,
@@ -510,6 +515,22 @@ fn rebuild_index(
                 Err(e) => {
                     f.error("index-file", format!("index/{id}"), short_error(&e));
                 }
+            }
+        }
+    }
+    // The cache is used only if it holds exactly what the readable index files say: same
+    // files absorbed, same entries (by fingerprint). Otherwise it is rebuilt from them.
+    let (cached, absorbed) = repo.index().fingerprint()?;
+    if cached != expected || absorbed != readable {
+        repo.clear_index()?;
+        for group in ids.chunks(64) {
+            let loaded: Vec<(Id, Result<Vec<PackRecord>>)> = group
+                .par_iter()
+                .filter(|id| readable.contains(*id))
+                .map(|id| (*id, load_index_file(&store, id)))
+                .collect();
+            for (id, res) in loaded {
+                repo.index().absorb(&id, &res?)?;
             }
         }
     }
@@ -582,7 +603,13 @@ struct Walk<'a> {
     seen: HashSet<Id>,
     packs: HashSet<Id>,
     manifests: u64,
+    /// Chunk references (id, length) waiting to be looked up together.
+    chunks: Vec<(Id, u64)>,
 }
+
+/// Chunk references looked up in one batch: one lookup per leaf list (a few chunks) would cost
+/// the audit more in per-call overhead than in finding the chunks.
+const LOOKUP_BATCH: usize = 4096;
 
 impl<'a> Walk<'a> {
     fn new(repo: &'a Repository, bad_packs: &'a BTreeMap<Id, (&'static str, String)>) -> Self {
@@ -592,7 +619,51 @@ impl<'a> Walk<'a> {
             seen: HashSet::new(),
             packs: HashSet::new(),
             manifests: 0,
+            chunks: Vec::new(),
         }
+    }
+
+    /// Looks up the waiting chunk references: each must be indexed with the length the chunk
+    /// list gives.
+    fn look_up_chunks(&mut self, f: &mut Findings) {
+        let mut refs = std::mem::take(&mut self.chunks);
+        // In key order the lookups touch neighbouring blocks of the cache.
+        refs.sort_unstable();
+        refs.dedup();
+        let ids: Vec<Id> = refs.iter().map(|(id, _)| *id).collect();
+        match self.repo.index().get_many(BlobKind::Data, &ids) {
+            Ok(found) => {
+                for ((id, len), loc) in refs.iter().zip(found) {
+                    match loc {
+                        Some(loc) if u64::from(loc.entry.raw_len) != *len => f.blob(
+                            *id,
+                            "chunk",
+                            format!("chunk {id}"),
+                            format!(
+                                "indexed as {} bytes, but a chunk list says {len}",
+                                loc.entry.raw_len
+                            ),
+                        ),
+                        Some(loc) => {
+                            self.packs.insert(loc.pack);
+                        }
+                        None => f.blob(
+                            *id,
+                            "chunk-missing",
+                            format!("chunk {id}"),
+                            "referenced but not in any index file".into(),
+                        ),
+                    }
+                }
+            }
+            Err(e) => {
+                for (id, _) in &refs {
+                    f.blob(*id, "chunk-missing", format!("chunk {id}"), short_error(&e));
+                }
+            }
+        }
+        refs.clear();
+        self.chunks = refs;
     }
 
     /// Loads a tree or list blob, recording damage; `None` if it cannot be read.
@@ -602,12 +673,13 @@ impl<'a> Walk<'a> {
         } else {
             "list"
         };
-        match self.repo.index().get(kind, id) {
+        let loc = match self.repo.index().get(kind, id) {
             Ok(Some(loc)) => {
                 self.packs.insert(loc.pack);
                 if self.bad_packs.contains_key(&loc.pack) {
                     return None;
                 }
+                loc
             }
             Ok(None) => {
                 f.blob(
@@ -622,8 +694,8 @@ impl<'a> Walk<'a> {
                 f.blob(*id, what, format!("{what} {id}"), short_error(&e));
                 return None;
             }
-        }
-        match self.repo.load_blob(kind, id) {
+        };
+        match self.repo.load_blob_at(kind, &loc) {
             Ok(b) => Some(b),
             Err(e) => {
                 f.blob(*id, what, format!("{what} {id}"), short_error(&e));
@@ -667,37 +739,9 @@ impl<'a> Walk<'a> {
 
     fn content(&mut self, c: &Content, f: &mut Findings) {
         if c.depth == 0 {
-            let ids: Vec<Id> = c.refs.iter().map(|r| r.id).collect();
-            match self.repo.index().get_many(BlobKind::Data, &ids) {
-                Ok(found) => {
-                    for ((id, loc), r) in ids.iter().zip(found).zip(&c.refs) {
-                        match loc {
-                            Some(loc) if u64::from(loc.entry.raw_len) != r.len => f.blob(
-                                *id,
-                                "chunk",
-                                format!("chunk {id}"),
-                                format!(
-                                    "indexed as {} bytes, but a chunk list says {}",
-                                    loc.entry.raw_len, r.len
-                                ),
-                            ),
-                            Some(loc) => {
-                                self.packs.insert(loc.pack);
-                            }
-                            None => f.blob(
-                                *id,
-                                "chunk-missing",
-                                format!("chunk {id}"),
-                                "referenced but not in any index file".into(),
-                            ),
-                        }
-                    }
-                }
-                Err(e) => {
-                    for id in ids {
-                        f.blob(id, "chunk-missing", format!("chunk {id}"), short_error(&e));
-                    }
-                }
+            self.chunks.extend(c.refs.iter().map(|r| (r.id, r.len)));
+            if self.chunks.len() >= LOOKUP_BATCH {
+                self.look_up_chunks(f);
             }
             return;
         }

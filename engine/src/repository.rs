@@ -190,6 +190,11 @@ impl Repository {
     /// Reads, verifies and decompresses one blob.
     pub fn load_blob(&self, kind: BlobKind, id: &Id) -> Result<Vec<u8>> {
         let loc = self.locate(kind, id)?;
+        self.load_blob_at(kind, &loc)
+    }
+
+    /// Reads, verifies and decompresses the blob at `loc` (from [`Repository::locate`]).
+    pub(crate) fn load_blob_at(&self, kind: BlobKind, loc: &BlobLocation) -> Result<Vec<u8>> {
         let e = loc.entry;
         let path = pack_path(&loc.pack);
         let range;

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use rocksdb::{DB, Options, WriteBatch};
+use rocksdb::{DB, Options, WriteBatch, WriteOptions};
 
 use super::{BlobLocation, PackRecord, id_from_path, load_index_file};
 use crate::error::{Error, Result};
@@ -133,6 +133,20 @@ impl IndexCache {
         Ok(out)
     }
 
+    /// The fingerprint of what the cache holds (see [`Fingerprint`]), and the index files it
+    /// has absorbed.
+    pub fn fingerprint(&self) -> Result<(Fingerprint, HashSet<Id>)> {
+        let mut fp = Fingerprint::default();
+        for item in self.db.prefix_iterator([PREFIX_BLOB]) {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            if k.first() != Some(&PREFIX_BLOB) {
+                break;
+            }
+            fp.add(&k, &v);
+        }
+        Ok((fp, self.absorbed()?))
+    }
+
     /// Records the blobs of `packs` as described by index file `index_id`.
     pub fn absorb(&self, index_id: &Id, packs: &[PackRecord]) -> Result<()> {
         let mut batch = WriteBatch::default();
@@ -145,7 +159,12 @@ impl IndexCache {
             }
         }
         batch.put(absorbed_key(index_id), b"");
-        self.db.write(batch).map_err(|e| self.err(e))
+        // Without the write-ahead log: a crash loses the whole batch, the entries and the
+        // mark together, and the next sync absorbs the file again. Logging every entry of a
+        // rebuild would cost more than the rebuild's inserts.
+        let mut wo = WriteOptions::default();
+        wo.disable_wal(true);
+        self.db.write_opt(batch, &wo).map_err(|e| self.err(e))
     }
 
     /// Where a blob is, if the repository has it.
@@ -170,7 +189,7 @@ impl IndexCache {
         };
         let keys: Vec<[u8; 34]> = ids.iter().map(|id| blob_key(kind, id)).collect();
         self.db
-            .batched_multi_get_cf(&cf, &keys, false)
+            .batched_multi_get_cf(&cf, &keys, keys.is_sorted())
             .into_iter()
             .zip(ids)
             .map(|(r, id)| {
@@ -233,6 +252,45 @@ impl IndexCache {
             }
         }
         Ok(warnings)
+    }
+}
+
+/// An order-independent digest of a set of cache entries: their count and the sum (mod 2^256)
+/// of the BLAKE3 digests of each key and value. Computed over the cache by one sequential scan
+/// and over index files as they are decoded, it tells whether the cache holds exactly what the
+/// index files say without rebuilding it or holding either in memory.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    entries: u64,
+    sum: [u64; 4],
+}
+
+impl Fingerprint {
+    fn add(&mut self, key: &[u8], value: &[u8]) {
+        let mut h = blake3::Hasher::new();
+        h.update(&(key.len() as u32).to_le_bytes());
+        h.update(key);
+        h.update(value);
+        let d = h.finalize();
+        for (lane, word) in self.sum.iter_mut().zip(d.as_bytes().chunks_exact(8)) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            *lane = lane.wrapping_add(u64::from_le_bytes(w));
+        }
+        self.entries += 1;
+    }
+
+    /// Adds the entries the cache would hold for `packs`.
+    pub fn add_packs(&mut self, packs: &[PackRecord]) {
+        let mut v = Vec::with_capacity(32 + ENTRY_LEN);
+        for p in packs {
+            for b in &p.blobs {
+                v.clear();
+                v.put_id(&p.id);
+                b.encode_into(&mut v);
+                self.add(&blob_key(b.kind, &b.id), &v);
+            }
+        }
     }
 }
 
@@ -312,5 +370,27 @@ mod tests {
         store.delete(&index_path(&iid)).unwrap();
         cache.sync(&store).unwrap();
         assert!(!cache.contains(BlobKind::Data, &b.id).unwrap());
+    }
+
+    #[test]
+    fn fingerprint_tells_whether_the_cache_holds_exactly_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = IndexCache::open(dir.path()).unwrap();
+        let p = record();
+        let iid = Id::of(b"index file");
+        cache.absorb(&iid, std::slice::from_ref(&p)).unwrap();
+        let mut expected = Fingerprint::default();
+        expected.add_packs(std::slice::from_ref(&p));
+        let (fp, absorbed) = cache.fingerprint().unwrap();
+        assert_eq!(fp, expected);
+        assert_eq!(absorbed, HashSet::from([iid]));
+        // An entry that no index file gave, or a changed one, shows.
+        let mut other = p.clone();
+        other.blobs[0].offset += 1;
+        cache.absorb(&iid, std::slice::from_ref(&other)).unwrap();
+        assert_ne!(cache.fingerprint().unwrap().0, expected);
+        let mut both = Fingerprint::default();
+        both.add_packs(std::slice::from_ref(&other));
+        assert_eq!(cache.fingerprint().unwrap().0, both);
     }
 }

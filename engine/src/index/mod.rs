@@ -16,7 +16,7 @@
 mod cache;
 
 #[cfg(feature = "repository")]
-pub use cache::IndexCache;
+pub use cache::{Fingerprint, IndexCache};
 
 use crate::error::{Error, Result};
 use crate::id::Id;
