@@ -29,6 +29,17 @@ struct Cli {
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
 
+    /// How long to wait for a command holding a conflicting lock (a prune, or the backups
+    /// and restores a prune waits for), e.g. 30s, 10m, 2h.
+    #[arg(
+        long,
+        env = "CAIRN_LOCK_WAIT",
+        global = true,
+        value_name = "DURATION",
+        default_value = "10m"
+    )]
+    lock_wait: String,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -47,6 +58,16 @@ enum Command {
     Ls(commands::ls::Args),
     /// Restore a snapshot, or part of it, into a directory.
     Restore(commands::restore::Args),
+    /// Remove snapshots by a retention policy (their data is reclaimed by prune).
+    Forget(commands::forget::Args),
+    /// Remove the named snapshots (their data is reclaimed by prune).
+    Delete(commands::delete::Args),
+    /// Delete data no snapshot needs; safe while other commands run.
+    Prune(commands::prune::Args),
+    /// Show or save the retention policy a plain `forget` applies.
+    Policy(commands::policy::Args),
+    /// Sizes: stored, logical, dedup and compression ratios, and what each snapshot costs.
+    Stats(commands::stats::Args),
 }
 
 /// What every command needs from the global options.
@@ -54,6 +75,7 @@ enum Command {
 pub struct Globals {
     repo: Option<String>,
     cache_dir: Option<PathBuf>,
+    lock_wait: String,
 }
 
 impl Globals {
@@ -71,7 +93,9 @@ impl Globals {
             .cache_dir
             .clone()
             .unwrap_or_else(cairn_engine::default_cache_dir);
-        let repo = cairn_engine::Repository::open(&self.location()?, &cache)?;
+        let wait = cairn_engine::parse_duration(&self.lock_wait)?;
+        let mut repo = cairn_engine::Repository::open(&self.location()?, &cache)?;
+        repo.set_lock_wait(wait);
         for w in repo.warnings() {
             eprintln!("warning: {w}");
         }
@@ -104,6 +128,7 @@ fn main() -> ExitCode {
     let globals = Globals {
         repo: cli.repo,
         cache_dir: cli.cache_dir,
+        lock_wait: cli.lock_wait,
     };
     let result = match cli.command {
         Command::Check(a) => match commands::check::run(&globals, a) {
@@ -118,6 +143,11 @@ fn main() -> ExitCode {
         Command::Backup(a) => commands::backup::run(&globals, a),
         Command::List(a) => commands::list::run(&globals, a),
         Command::Ls(a) => commands::ls::run(&globals, a),
+        Command::Forget(a) => commands::forget::run(&globals, a),
+        Command::Delete(a) => commands::delete::run(&globals, a),
+        Command::Prune(a) => commands::prune::run(&globals, a),
+        Command::Policy(a) => commands::policy::run(&globals, a),
+        Command::Stats(a) => commands::stats::run(&globals, a),
         Command::Restore(a) => match commands::restore::run(&globals, a) {
             Ok(commands::restore::Outcome::Complete) => Ok(()),
             Ok(commands::restore::Outcome::Incomplete) => return ExitCode::from(3),

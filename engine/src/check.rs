@@ -266,6 +266,8 @@ pub fn check(
     progress: &dyn Progress,
 ) -> Result<CheckReport> {
     let started = Instant::now();
+    // Held to the end: prune cannot delete what is being checked.
+    let _lock = repo.lock(crate::lock::LockKind::Shared, "check")?;
     let mut f = Findings::default();
     let mut stats = CheckStats::default();
 

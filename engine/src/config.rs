@@ -1,7 +1,8 @@
-//! The repository config: the one mutable-never object that says how the repository is made.
+//! The repository config: the one object not named by its digest, saying how the repository is
+//! made.
 //!
 //! Stored at `config` as compact JSON (see `format-spec/config.md`). It is written once by
-//! `init`; everything in it is fixed for the life of the repository.
+//! `init`; everything in it but the retention policy is fixed for the life of the repository.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,6 +41,10 @@ pub struct Config {
     pub list_split: ListSplitParams,
     /// Encryption of blobs; `"none"` in format version 1.
     pub encryption: String,
+    /// The retention policy a plain `cairn forget` applies; the one field changed after init
+    /// (by `cairn policy`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<crate::policy::RetentionPolicy>,
 }
 
 /// FastCDC parameters.
@@ -136,6 +141,7 @@ impl Config {
                 max_inline: 16,
             },
             encryption: "none".into(),
+            retention: None,
         })
     }
 
@@ -220,7 +226,16 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let c = Config::new(DEFAULT_AVG_CHUNK, Some(3), DEFAULT_PACK_SIZE).unwrap();
+        let mut c = Config::new(DEFAULT_AVG_CHUNK, Some(3), DEFAULT_PACK_SIZE).unwrap();
+        assert_eq!(Config::decode(&c.encode()).unwrap(), c);
+        // Without a policy the field is absent, as in configs written before it existed.
+        assert!(!String::from_utf8_lossy(&c.encode()).contains("retention"));
+        c.retention = Some(crate::policy::RetentionPolicy {
+            keep_daily: Some(7),
+            keep_within: Some("36h".into()),
+            keep_tags: vec!["golden".into()],
+            ..Default::default()
+        });
         assert_eq!(Config::decode(&c.encode()).unwrap(), c);
     }
 

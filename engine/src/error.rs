@@ -163,6 +163,37 @@ pub enum Error {
         source: Box<Error>,
     },
 
+    /// Another command holds a lock that conflicts with the one needed.
+    #[error(
+        "the repository is locked by {holder}; waited {waited_s} s. Retry when it ends, or wait longer with --lock-wait"
+    )]
+    Locked {
+        /// Who holds it.
+        holder: String,
+        /// Seconds waited.
+        waited_s: u64,
+    },
+
+    /// A command's lock was removed by another command while it ran (it was suspended for
+    /// longer than a lock stays valid, or could not refresh its lock), so it stopped before a
+    /// step that needs the lock.
+    #[error(
+        "the {operation} lost its repository lock (suspended too long, or the lock could not be refreshed) and stopped before changing anything more; run it again"
+    )]
+    LockLost {
+        /// The command.
+        operation: String,
+    },
+
+    /// Prune found something that keeps it from knowing what is safe to delete, and stopped
+    /// before changing anything.
+    #[error("prune stopped before changing anything: {source}")]
+    PruneRefused {
+        /// What it found.
+        #[source]
+        source: Box<Error>,
+    },
+
     /// A restore target already holds files.
     #[error("restore target {0} is not empty; restore into a new or empty directory")]
     TargetNotEmpty(PathBuf),

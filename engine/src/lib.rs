@@ -17,15 +17,15 @@
 //!
 //! let location = Location::parse(dir.path().join("repo").to_str().unwrap())?;
 //! Repository::init(&location, &InitOptions::default())?;
-//! let repo = Repository::open(&location, &dir.path().join("cache"))?;
+//! let mut repo = Repository::open(&location, &dir.path().join("cache"))?;
 //!
 //! let opts = BackupOptions { paths: vec![data], ..Default::default() };
-//! let done = backup(&repo, &opts, None, &NoProgress)?;
+//! let done = backup(&mut repo, &opts, None, &NoProgress)?;
 //!
 //! let (_, snapshot) = repo.resolve(&done.id.short())?;
 //! let target = dir.path().join("restored");
 //! let opts = RestoreOptions { target: target.clone(), ..Default::default() };
-//! restore(&repo, &snapshot, &opts, &NoProgress)?;
+//! restore(&mut repo, &snapshot, &opts, &NoProgress)?;
 //! assert_eq!(std::fs::read(target.join("16384")).unwrap(), vec![7u8; 100_000]);
 //! # Ok(())
 //! # }
@@ -41,18 +41,28 @@ mod check;
 mod chunker;
 mod config;
 mod error;
+#[cfg(feature = "repository")]
+mod forget;
 mod id;
 mod index;
+mod lock;
 #[cfg(feature = "repository")]
 mod ls;
 mod manifest;
 mod pack;
+mod policy;
 mod progress;
+#[cfg(feature = "repository")]
+mod prune;
+#[cfg(feature = "repository")]
+mod reach;
 #[cfg(feature = "repository")]
 mod repository;
 #[cfg(feature = "repository")]
 mod restore;
 mod snapshot;
+#[cfg(feature = "repository")]
+mod stats;
 mod store;
 mod wire;
 
@@ -62,16 +72,24 @@ pub use backup::{BackupOptions, BackupResult, backup};
 pub use check::{Affected, CheckOptions, CheckReport, CheckStats, Problem, ReadData, check};
 pub use config::{Config, DEFAULT_AVG_CHUNK, DEFAULT_PACK_SIZE, FORMAT_VERSION};
 pub use error::{Error, Result};
+#[cfg(feature = "repository")]
+pub use forget::{delete_snapshots, forget};
 pub use id::Id;
+pub use lock::{Lock, LockKind};
 #[cfg(feature = "repository")]
 pub use ls::walk;
 pub use manifest::{Node, NodeKind};
+pub use policy::{Group, RetentionPolicy, Verdict, apply_policy, parse_duration};
 pub use progress::{NoProgress, Progress};
 #[cfg(feature = "repository")]
-pub use repository::{InitOptions, Repository, default_cache_dir};
+pub use prune::{DEFAULT_MAX_UNUSED, PruneOptions, PruneReport, prune};
+#[cfg(feature = "repository")]
+pub use repository::{DEFAULT_LOCK_WAIT, InitOptions, Repository, default_cache_dir};
 #[cfg(feature = "repository")]
 pub use restore::{RestoreOptions, RestoreSummary, restore};
 pub use snapshot::{Snapshot, Summary};
+#[cfg(feature = "repository")]
+pub use stats::{RepoStats, SnapshotStats, stats};
 pub use store::Location;
 
 /// Decoders of untrusted bytes and the pipeline's stages, exposed for the fuzz targets, format
@@ -83,6 +101,7 @@ pub mod decode {
     #[cfg(feature = "repository")]
     pub use crate::index::IndexCache;
     pub use crate::index::{PackRecord, decode_index, encode_index};
+    pub use crate::lock::LockFile;
     pub use crate::manifest::{Content, ContentRef, Tree, decode_list, encode_list};
     pub use crate::pack::{
         BlobEntry, BlobKind, Compression, PackWriter, compress, decode_pack, open_blob, verify_blob,

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{BlobLocation, IndexCache, pack_path};
+use crate::lock::{Lock, LockKind};
 use crate::manifest::{Content, Tree, decode_list};
 use crate::pack::{BLOB_HEADER_LEN, BlobKind, check_blob_header, open_blob};
 use crate::snapshot::{Snapshot, snapshot_path};
@@ -61,7 +62,11 @@ pub struct Repository {
     /// Whole metadata packs (trees and lists), fetched once: walking a snapshot reads many
     /// small blobs from few packs, and one read per pack beats one per blob on any store.
     meta_packs: quick_cache::sync::Cache<Id, Arc<Vec<u8>>, PackBytes>,
+    lock_wait: std::time::Duration,
 }
+
+/// How long a command waits for a conflicting lock unless told otherwise.
+pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -150,7 +155,42 @@ impl Repository {
             index,
             warnings,
             meta_packs: quick_cache::sync::Cache::with_weighter(64, META_CACHE_BYTES, PackBytes),
+            lock_wait: DEFAULT_LOCK_WAIT,
         })
+    }
+
+    /// How long commands wait for a conflicting lock (see [`Repository::lock`]).
+    pub fn set_lock_wait(&mut self, wait: std::time::Duration) {
+        self.lock_wait = wait;
+    }
+
+    /// Takes a lock on the repository for `operation`, waiting for conflicting holders up to
+    /// the lock wait, then brings the index cache up to date: what the cache says exists is
+    /// then safe to rely on until the lock is dropped. Shared for commands that read or add
+    /// data, exclusive for prune.
+    pub fn lock(&mut self, kind: LockKind, operation: &str) -> Result<Lock> {
+        let lock = Lock::acquire(&self.store, kind, operation, self.lock_wait)?;
+        self.resync()?;
+        Ok(lock)
+    }
+
+    /// Brings the index cache up to date with the index files stored now.
+    pub(crate) fn resync(&mut self) -> Result<()> {
+        self.warnings = self.index.sync(&self.store)?;
+        Ok(())
+    }
+
+    /// Saves `policy` as the repository's retention policy (`None` removes it), rewriting the
+    /// config atomically.
+    pub fn set_retention(&mut self, policy: Option<crate::policy::RetentionPolicy>) -> Result<()> {
+        if let Some(p) = &policy {
+            p.validate()?;
+        }
+        let mut config = self.config.clone();
+        config.retention = policy;
+        self.store.write("config", config.encode())?;
+        self.config = config;
+        Ok(())
     }
 
     /// The repository's config.

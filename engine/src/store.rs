@@ -275,10 +275,13 @@ impl Store {
             .collect())
     }
 
-    /// Deletes a file; deleting a missing file succeeds.
+    /// Deletes a file; deleting a missing file succeeds. On a local disk the deletion is
+    /// durable when this returns (its directory is synced), so deletions are ordered like
+    /// writes: prune relies on an index file being gone for good before the packs it listed go.
     pub fn delete(&self, path: &str) -> Result<()> {
         self.block_on(self.op.delete(path))
-            .map_err(|e| storage("delete", path, e))
+            .map_err(|e| storage("delete", path, e))?;
+        sync_dirs(self.location.local_path(), path)
     }
 }
 

@@ -11,5 +11,6 @@ mod crafted;
 mod dedup;
 mod errors;
 mod fixture;
+mod lifecycle;
 mod restore;
 mod roundtrip;

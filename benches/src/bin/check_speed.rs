@@ -36,10 +36,10 @@ fn main() -> cairn_engine::Result<()> {
     let location = Location::parse(dir.join("repo").to_str().unwrap_or("/nonexistent"))?;
     Repository::init(&location, &InitOptions::default())?;
     let cache = dir.join("cache");
-    let repo = Repository::open(&location, &cache)?;
+    let mut repo = Repository::open(&location, &cache)?;
     let t = Instant::now();
     let done = backup(
-        &repo,
+        &mut repo,
         &BackupOptions {
             paths: vec![src.clone()],
             ..Default::default()

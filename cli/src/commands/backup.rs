@@ -47,7 +47,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     if a.stdin_name.is_some() && !a.stdin {
         bail!("--stdin-name needs --stdin");
     }
-    let repo = g.open()?;
+    let mut repo = g.open()?;
     // Ctrl-C stops the backup cleanly: what was uploaded is indexed, so the next backup does
     // not upload it again. A second Ctrl-C quits at once (still safe: see the write ordering).
     let interrupt = Arc::new(AtomicBool::new(false));
@@ -84,7 +84,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                 cairn_engine::Progress::total(bar, files, bytes);
             });
         }
-        backup(&repo, &opts, reader, progress)
+        backup(&mut repo, &opts, reader, progress)
     });
     bar.finish();
     let done = result?;

@@ -2,10 +2,15 @@
 
 pub mod backup;
 pub mod check;
+pub mod delete;
+pub mod forget;
 pub mod init;
 pub mod list;
 pub mod ls;
+pub mod policy;
+pub mod prune;
 pub mod restore;
+pub mod stats;
 
 /// Splits `SNAPSHOT:PATH` into its parts.
 pub fn split_spec(spec: &str) -> (&str, Option<&str>) {

@@ -61,7 +61,7 @@ pub enum Outcome {
 
 pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
     let (spec, sub) = split_spec(&a.snapshot);
-    let repo = g.open()?;
+    let mut repo = g.open()?;
     let (id, snap) = repo.resolve(spec)?;
     let opts = RestoreOptions {
         target: a.target,
@@ -75,7 +75,7 @@ pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
         batch_chunks: a.batch_chunks,
     };
     let bar = Bar::new(!a.json, "files");
-    let result = restore(&repo, &snap, &opts, &bar);
+    let result = restore(&mut repo, &snap, &opts, &bar);
     bar.finish();
     let s = result.map_err(|e| match e {
         cairn_engine::Error::PathNotInSnapshot { path, .. } => {

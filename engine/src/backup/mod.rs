@@ -14,7 +14,7 @@
 //! index file that lists it, and every index file is written before the snapshot that needs
 //! it. A crash at any point therefore leaves at worst packs that no index lists.
 
-mod packer;
+pub(crate) mod packer;
 
 use std::collections::HashSet;
 use std::fs::{self, File, Metadata};
@@ -103,12 +103,15 @@ struct Run<'a> {
 
 /// Backs up `opts.paths` (or `stdin` when `opts.stdin_name` is set) into `repo`.
 pub fn backup(
-    repo: &Repository,
+    repo: &mut Repository,
     opts: &BackupOptions,
     stdin: Option<&mut (dyn Read + Send)>,
     progress: &dyn Progress,
 ) -> Result<BackupResult> {
     let started = Instant::now();
+    // Held to the end: prune cannot delete what this backup deduplicates against.
+    let lock = repo.lock(crate::lock::LockKind::Shared, "backup")?;
+    let repo: &Repository = repo;
     let time = jiff::Timestamp::now();
     let hostname = opts
         .hostname
@@ -223,6 +226,8 @@ pub fn backup(
     snapshot.summary = summary;
     let bytes = snapshot.encode();
     let id = Id::of(&bytes);
+    // Committing needs the lock: without it a prune may have deleted data this snapshot needs.
+    lock.confirm()?;
     repo.store().write(&snapshot_path(&id), bytes)?;
     Ok(BackupResult { id, snapshot })
 }

@@ -23,7 +23,7 @@ const CHECKPOINT_PACKS: usize = 16;
 
 /// A blob hashed and, if new, compressed; ready for [`Packer::add`].
 #[derive(Debug)]
-pub(super) struct Prepared {
+pub(crate) struct Prepared {
     kind: BlobKind,
     id: Id,
     raw_len: u32,
@@ -32,6 +32,22 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
+    /// A blob already compressed (copied from another pack).
+    pub(crate) fn stored(
+        kind: BlobKind,
+        id: Id,
+        raw_len: u32,
+        compression: Compression,
+        stored: Vec<u8>,
+    ) -> Prepared {
+        Prepared {
+            kind,
+            id,
+            raw_len,
+            stored: Some((compression, stored)),
+        }
+    }
+
     pub(super) fn id(&self) -> Id {
         self.id
     }
@@ -42,16 +58,21 @@ impl Prepared {
 
 /// What the packer added to the repository.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Packed {
-    pub(super) bytes_added: u64,
+pub(crate) struct Packed {
+    pub(crate) bytes_added: u64,
+    pub(crate) packs_added: u64,
+    pub(crate) index_files_added: u64,
     pub(super) chunks_added: u64,
     pub(super) metadata_blobs_added: u64,
     pub(super) metadata_bytes_added: u64,
 }
 
-pub(super) struct Packer<'a> {
+pub(crate) struct Packer<'a> {
     repo: &'a Repository,
     inner: Mutex<Inner>,
+    /// Copying blobs the index already lists into new packs (prune): only blobs already added
+    /// here are skipped.
+    repack: bool,
 }
 
 struct Inner {
@@ -59,6 +80,9 @@ struct Inner {
     meta: PackWriter,
     pending: HashSet<(BlobKind, Id)>,
     sealed: Vec<PackRecord>,
+    /// Every pack sealed, and every index file written, in order.
+    written: Vec<Id>,
+    written_indexes: Vec<Id>,
     uploads: Vec<Upload>,
     packed: Packed,
     /// Set by the first failure to store a pack or index file. From then on nothing more is
@@ -67,18 +91,29 @@ struct Inner {
 }
 
 impl<'a> Packer<'a> {
-    pub(super) fn new(repo: &'a Repository) -> Packer<'a> {
+    pub(crate) fn new(repo: &'a Repository) -> Packer<'a> {
         Packer {
             repo,
+            repack: false,
             inner: Mutex::new(Inner {
                 data: PackWriter::new(),
                 meta: PackWriter::new(),
                 pending: HashSet::new(),
                 sealed: Vec::new(),
+                written: Vec::new(),
+                written_indexes: Vec::new(),
                 uploads: Vec::new(),
                 packed: Packed::default(),
                 failed: false,
             }),
+        }
+    }
+
+    /// A packer that copies blobs the repository already has into new packs (prune).
+    pub(crate) fn for_repack(repo: &'a Repository) -> Packer<'a> {
+        Packer {
+            repack: true,
+            ..Packer::new(repo)
         }
     }
 
@@ -178,12 +213,14 @@ impl<'a> Packer<'a> {
     }
 
     /// Adds a prepared blob unless the repository or this backup already has it.
-    pub(super) fn add(&self, p: Prepared) -> Result<()> {
+    pub(crate) fn add(&self, p: Prepared) -> Result<()> {
         let Some((compression, stored)) = p.stored else {
             return Ok(());
         };
         let mut inner = self.lock()?;
-        if inner.pending.contains(&(p.kind, p.id)) || self.repo.index().contains(p.kind, &p.id)? {
+        if inner.pending.contains(&(p.kind, p.id))
+            || (!self.repack && self.repo.index().contains(p.kind, &p.id)?)
+        {
             return Ok(());
         }
         inner.pending.insert((p.kind, p.id));
@@ -219,6 +256,8 @@ impl<'a> Packer<'a> {
         let (id, bytes, blobs) = std::mem::take(writer).finish();
         let len = bytes.len() as u64;
         inner.packed.bytes_added += len;
+        inner.packed.packs_added += 1;
+        inner.written.push(id);
         let upload = self.repo.store().spawn_write(&pack_path(&id), bytes);
         inner.uploads.push(upload);
         inner.sealed.push(PackRecord { id, len, blobs });
@@ -254,7 +293,9 @@ impl<'a> Packer<'a> {
         let bytes = encode_index(&inner.sealed);
         let id = Id::of(&bytes);
         inner.packed.bytes_added += bytes.len() as u64;
+        inner.packed.index_files_added += 1;
         self.repo.store().write(&index_path(&id), bytes)?;
+        inner.written_indexes.push(id);
         self.repo.index().absorb(&id, &inner.sealed)?;
         for p in inner.sealed.drain(..) {
             for b in &p.blobs {
@@ -264,8 +305,16 @@ impl<'a> Packer<'a> {
         Ok(())
     }
 
+    /// The packs this packer has sealed, and the index files it has written, so far.
+    pub(crate) fn written(&self) -> (Vec<Id>, Vec<Id>) {
+        self.inner
+            .lock()
+            .map(|i| (i.written.clone(), i.written_indexes.clone()))
+            .unwrap_or_default()
+    }
+
     /// Seals what is left, waits for every upload and writes the last index file.
-    pub(super) fn finish(&self) -> Result<Packed> {
+    pub(crate) fn finish(&self) -> Result<Packed> {
         let mut inner = self.lock()?;
         self.seal(&mut inner, true)?;
         self.seal(&mut inner, false)?;

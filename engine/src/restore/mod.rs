@@ -131,12 +131,15 @@ pub struct RestoreSummary {
 
 /// Restores `snapshot` into `opts.target`.
 pub fn restore(
-    repo: &Repository,
+    repo: &mut Repository,
     snapshot: &Snapshot,
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
     let started = Instant::now();
+    // Held to the end: prune cannot delete packs this restore reads.
+    let _lock = repo.lock(crate::lock::LockKind::Shared, "restore")?;
+    let repo: &Repository = repo;
     let filter = Filter::new(&opts.include, &opts.exclude)?;
     if opts.delete && !opts.delta {
         return Err(Error::InvalidInput(

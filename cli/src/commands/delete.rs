@@ -1,0 +1,39 @@
+//! `cairn delete`.
+
+use anyhow::Result;
+use cairn_engine::{DEFAULT_MAX_UNUSED, delete_snapshots};
+
+use crate::Globals;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Snapshots to delete: ids, unique id prefixes, names, or `latest`.
+    #[arg(required = true)]
+    snapshots: Vec<String>,
+    /// Run prune afterwards to reclaim the space.
+    #[arg(long)]
+    prune: bool,
+    /// Print the deleted ids (and the prune report) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(g: &Globals, a: Args) -> Result<()> {
+    let repo = g.open()?;
+    let ids = delete_snapshots(&repo, &a.snapshots)?;
+    drop(repo);
+    if a.json {
+        println!("{}", serde_json::json!({ "deleted": ids }));
+    } else {
+        for id in &ids {
+            println!("deleted snapshot {}", id.short());
+        }
+    }
+    if a.prune {
+        let report = super::prune::run_prune(g, false, DEFAULT_MAX_UNUSED, a.json)?;
+        super::prune::print_report(&report, a.json)?;
+    } else if !a.json {
+        println!("run `cairn prune` to reclaim their space");
+    }
+    Ok(())
+}

@@ -1,0 +1,384 @@
+//! Repository locks: what keeps `prune` from deleting data that a running command relies on.
+//!
+//! Commands that read or add data (backup, restore, check) hold a *shared* lock; `prune`
+//! holds an *exclusive* one. A lock is a small JSON file under `locks/`, named by a random id,
+//! refreshed while its holder runs and removed when it ends (format-spec/locks.md).
+//!
+//! ```text
+//! acquire(kind):
+//!   write locks/<random id>             (our claim, visible to everyone from now on)
+//!   list locks/, read every other lock  (a lock written after our listing sees ours)
+//!   stale ones (not refreshed for 30 min, or of a dead process on this host) are removed
+//!   conflict = another live lock, where ours or theirs is exclusive
+//!   no conflict: hold it, refreshing it every 5 min;  conflict: remove ours, wait, retry
+//! ```
+//!
+//! Two commands that start together may both see the other and both step back; each then
+//! waits a random while before trying again, so one of them wins.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// Version of the lock file format.
+const LOCK_VERSION: u32 = 1;
+/// A holder rewrites its lock this often.
+const REFRESH: Duration = Duration::from_secs(5 * 60);
+/// A lock not refreshed for this long belongs to a holder that is gone.
+const STALE: Duration = Duration::from_secs(30 * 60);
+
+/// What a lock allows others.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LockKind {
+    /// Many holders at once; excludes an exclusive holder (backup, restore, check).
+    Shared,
+    /// One holder, nothing else (prune).
+    Exclusive,
+}
+
+/// The contents of a lock file (format-spec/locks.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockFile {
+    /// Format version: 1.
+    pub version: u32,
+    /// Shared or exclusive.
+    pub kind: LockKind,
+    /// The command holding it, e.g. `backup`.
+    pub operation: String,
+    /// Host and process holding it.
+    pub hostname: String,
+    /// See `hostname`.
+    pub pid: u32,
+    /// When it was taken and when last refreshed (RFC 3339, UTC).
+    pub time: String,
+    /// See `time`.
+    pub refreshed: String,
+    /// The holder's boot (`/proc/sys/kernel/random/boot_id`), pid namespace and process start
+    /// time (clock ticks after boot): a pid names the same live process only if all agree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// See `boot_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid_ns: Option<String>,
+    /// See `boot_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_ticks: Option<u64>,
+}
+
+impl LockFile {
+    /// Decodes a lock file; `None` if it is not one this version reads.
+    pub fn decode(bytes: &[u8]) -> Option<LockFile> {
+        serde_json::from_slice::<LockFile>(bytes)
+            .ok()
+            .filter(|l| l.version == LOCK_VERSION)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} (pid {} on {}, since {})",
+            self.operation, self.pid, self.hostname, self.time
+        )
+    }
+
+    /// True if its holder is certainly gone: not refreshed for 30 minutes, or a process of
+    /// this very machine and pid namespace that no longer runs.
+    fn is_stale(&self, now: jiff::Timestamp) -> bool {
+        let Ok(refreshed) = self.refreshed.parse::<jiff::Timestamp>() else {
+            return true;
+        };
+        let age = now.duration_since(refreshed);
+        if age > jiff::SignedDuration::try_from(STALE).unwrap_or(jiff::SignedDuration::MAX) {
+            return true;
+        }
+        let here = Holder::current();
+        let same_place = self.hostname == here.hostname
+            && self.boot_id.is_some()
+            && self.boot_id == here.boot_id
+            && self.pid_ns.is_some()
+            && self.pid_ns == here.pid_ns;
+        same_place && start_ticks(self.pid) != self.start_ticks
+    }
+}
+
+/// Who a process is, as lock files record it.
+struct Holder {
+    hostname: String,
+    boot_id: Option<String>,
+    pid_ns: Option<String>,
+}
+
+impl Holder {
+    fn current() -> Holder {
+        Holder {
+            hostname: gethostname::gethostname().to_string_lossy().into_owned(),
+            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .map(|s| s.trim().to_string()),
+            pid_ns: std::fs::read_link("/proc/self/ns/pid")
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned()),
+        }
+    }
+}
+
+/// When process `pid` started (field 22 of `/proc/<pid>/stat`), or `None` if it does not run.
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn lock_path(name: &str) -> String {
+    format!("locks/{name}")
+}
+
+/// A held lock; released when dropped.
+#[derive(Debug)]
+pub struct Lock {
+    store: Store,
+    path: String,
+    stop: Option<mpsc::Sender<()>>,
+    refresher: Option<JoinHandle<()>>,
+    /// Set by the refresher when it found the lock file gone or could not rewrite it.
+    lost: Arc<AtomicBool>,
+    /// The lock file's contents as first written (before any refresh).
+    mine: LockFile,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.refresher.take() {
+            let _ = t.join();
+        }
+        let _ = self.store.delete(&self.path);
+    }
+}
+
+impl Lock {
+    /// Confirms that the lock is still held: its file is there, still ours, and refreshed.
+    /// Called before steps that must not happen without it (prune deleting, a backup
+    /// committing its snapshot), since a holder suspended for longer than the stale limit, or
+    /// whose refreshes failed, may have had its lock removed by another command.
+    pub fn confirm(&self) -> Result<()> {
+        let held = !self.lost.load(Ordering::SeqCst)
+            && self
+                .store
+                .read_opt(&self.path)?
+                .and_then(|b| LockFile::decode(&b))
+                .is_some_and(|l| l.pid == self.mine.pid && l.time == self.mine.time);
+        if held {
+            Ok(())
+        } else {
+            Err(Error::LockLost {
+                operation: self.mine.operation.clone(),
+            })
+        }
+    }
+
+    /// Takes a lock of `kind` for `operation`, waiting up to `wait` for conflicting holders
+    /// to finish.
+    pub fn acquire(store: &Store, kind: LockKind, operation: &str, wait: Duration) -> Result<Lock> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let name = hex::encode(rand::random::<[u8; 32]>());
+            let now = jiff::Timestamp::now().to_string();
+            let here = Holder::current();
+            let mine = LockFile {
+                version: LOCK_VERSION,
+                kind,
+                operation: operation.to_string(),
+                hostname: here.hostname,
+                pid: std::process::id(),
+                time: now.clone(),
+                refreshed: now,
+                boot_id: here.boot_id,
+                pid_ns: here.pid_ns,
+                start_ticks: start_ticks(std::process::id()),
+            };
+            let path = lock_path(&name);
+            store.write(&path, encode(&mine))?;
+            match conflict(store, &name, kind) {
+                Ok(None) => {
+                    let lost = Arc::new(AtomicBool::new(false));
+                    let (stop, refresher) = refresh_in_background(
+                        store.clone(),
+                        path.clone(),
+                        mine.clone(),
+                        lost.clone(),
+                    );
+                    return Ok(Lock {
+                        store: store.clone(),
+                        path,
+                        stop: Some(stop),
+                        refresher: Some(refresher),
+                        lost,
+                        mine,
+                    });
+                }
+                Ok(Some(holder)) => {
+                    store.delete(&path)?;
+                    if started.elapsed() >= wait {
+                        return Err(Error::Locked {
+                            holder,
+                            waited_s: started.elapsed().as_secs(),
+                        });
+                    }
+                }
+                Err(e) => {
+                    let _ = store.delete(&path);
+                    return Err(e);
+                }
+            }
+            // Random, growing pauses: two commands that collided do not collide again.
+            let jitter = Duration::from_millis(rand::random::<u64>() % 100);
+            std::thread::sleep((pause + jitter).min(wait.saturating_sub(started.elapsed())));
+            pause = (pause * 2).min(Duration::from_secs(5));
+        }
+    }
+}
+
+fn encode(l: &LockFile) -> Vec<u8> {
+    serde_json::to_vec_pretty(l).unwrap_or_default()
+}
+
+/// The first live lock other than `mine` that conflicts with a lock of `kind`; stale locks
+/// found on the way are removed.
+fn conflict(store: &Store, mine: &str, kind: LockKind) -> Result<Option<String>> {
+    let now = jiff::Timestamp::now();
+    for path in store.list("locks/")? {
+        let name = path.rsplit('/').next().unwrap_or(&path);
+        if name == mine {
+            continue;
+        }
+        // A lock removed since the listing is no conflict.
+        let Some(bytes) = store.read_opt(&path)? else {
+            continue;
+        };
+        // Lock files are written whole (atomically), so one that does not parse was not
+        // written by this version: perhaps by a newer one. It is respected, never removed.
+        let Some(other) = LockFile::decode(&bytes) else {
+            return Ok(Some(format!(
+                "a lock file this cairn cannot read ({path}; remove it if no cairn command runs on this repository)"
+            )));
+        };
+        if other.is_stale(now) {
+            let _ = store.delete(&path);
+            continue;
+        }
+        if kind == LockKind::Exclusive || other.kind == LockKind::Exclusive {
+            return Ok(Some(other.describe()));
+        }
+    }
+    Ok(None)
+}
+
+fn refresh_in_background(
+    store: Store,
+    path: String,
+    mut lock: LockFile,
+    lost: Arc<AtomicBool>,
+) -> (mpsc::Sender<()>, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel::<()>();
+    let handle = std::thread::spawn(move || {
+        while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(REFRESH) {
+            // A lock removed by another command (which judged it stale) is lost: writing it
+            // again would claim what may already be taken.
+            let present = matches!(store.read_opt(&path), Ok(Some(_)));
+            lock.refreshed = jiff::Timestamp::now().to_string();
+            if !present || store.write(&path, encode(&lock)).is_err() {
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
+    });
+    (tx, handle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Location;
+
+    fn store() -> Store {
+        Store::open(&Location::Memory, true).unwrap()
+    }
+
+    #[test]
+    fn shared_locks_coexist_and_exclude_an_exclusive_one() {
+        let s = store();
+        let a = Lock::acquire(&s, LockKind::Shared, "backup", Duration::ZERO).unwrap();
+        let b = Lock::acquire(&s, LockKind::Shared, "restore", Duration::ZERO).unwrap();
+        let e = Lock::acquire(&s, LockKind::Exclusive, "prune", Duration::from_millis(200));
+        assert!(matches!(e, Err(Error::Locked { .. })), "{e:?}");
+        drop((a, b));
+        let x = Lock::acquire(&s, LockKind::Exclusive, "prune", Duration::ZERO).unwrap();
+        assert!(Lock::acquire(&s, LockKind::Shared, "backup", Duration::ZERO).is_err());
+        drop(x);
+        assert!(
+            s.list("locks/").unwrap().is_empty(),
+            "a released lock is removed"
+        );
+    }
+
+    #[test]
+    fn locks_of_dead_processes_and_old_locks_are_stale() {
+        let s = store();
+        let now = jiff::Timestamp::now();
+        let mut dead = LockFile {
+            version: LOCK_VERSION,
+            kind: LockKind::Exclusive,
+            operation: "prune".into(),
+            hostname: Holder::current().hostname,
+            // Above the kernel's pid limit: no such process.
+            pid: u32::MAX - 1,
+            time: now.to_string(),
+            refreshed: now.to_string(),
+            boot_id: Holder::current().boot_id,
+            pid_ns: Holder::current().pid_ns,
+            start_ticks: Some(1),
+        };
+        assert!(dead.is_stale(now));
+        s.write("locks/dead", encode(&dead)).unwrap();
+        let _ = Lock::acquire(&s, LockKind::Shared, "backup", Duration::ZERO).unwrap();
+        assert!(
+            s.read_opt("locks/dead").unwrap().is_none(),
+            "stale lock removed"
+        );
+        // A live pid of a process that started at another time is another process.
+        dead.pid = std::process::id();
+        assert!(dead.is_stale(now));
+        dead.start_ticks = start_ticks(std::process::id());
+        assert!(!dead.is_stale(now));
+        // Another host's (or pid namespace's) lock is stale only when not refreshed for long.
+        dead.pid = u32::MAX - 1;
+        dead.pid_ns = Some("pid:[1]".into());
+        assert!(!dead.is_stale(now));
+        dead.hostname = "elsewhere".into();
+        assert!(!dead.is_stale(now));
+        let later = now + jiff::SignedDuration::from_mins(31);
+        assert!(dead.is_stale(later));
+        // Round trip.
+        assert_eq!(LockFile::decode(&encode(&dead)), Some(dead.clone()));
+        dead.version = 2;
+        assert_eq!(LockFile::decode(&encode(&dead)), None);
+    }
+
+    #[test]
+    fn the_frozen_lock_file_still_reads() {
+        let bytes = include_bytes!("../../tests/fixtures/lock-v1.json");
+        let l = LockFile::decode(bytes).unwrap();
+        assert_eq!(l.kind, LockKind::Shared);
+        assert_eq!(l.operation, "backup");
+        assert_eq!(l.pid, 4242);
+    }
+}

@@ -1,0 +1,419 @@
+//! `prune`: reclaim the space of blobs no snapshot reaches, safely.
+//!
+//! ```text
+//! take the exclusive lock (no backup, restore or check runs; format-spec/locks.md)
+//! used   = every blob the snapshots reach (all snapshots must be readable)
+//! packs  = every pack the index files list; each used blob is owned by one pack
+//! per pack: all used -> keep; none used -> delete; some unused -> repack if the unused share
+//!           of its bytes exceeds --max-unused, else keep
+//! packs in data/ that no index file lists (left by interrupted backups) -> delete
+//! 1. repack: copy the used blobs of those packs (each verified) into new packs, then write
+//!    index files listing the new packs                 (crash: unreferenced packs, duplicates)
+//! 2. write index files listing the kept packs of every index file that lists a pack going away
+//!                                                      (crash: packs listed twice, same bytes)
+//! 3. delete those old index files, durably              (crash: unreferenced packs)
+//! 4. delete the packs going away                        (crash: fewer unreferenced packs)
+//! ```
+//!
+//! Each step is durable before the next starts, so a prune stopped at any point leaves a
+//! repository whose snapshots are all complete; what it leaves behind (unreferenced packs,
+//! blobs listed twice) is what `check` accepts and the next prune removes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::backup::packer::{Packer, Prepared};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{
+    PackRecord, encode_index, id_from_path, index_path, load_index_file, pack_path,
+};
+use crate::lock::LockKind;
+use crate::pack::{BLOB_HEADER_LEN, BlobKind, check_blob_header, open_blob};
+use crate::progress::Progress;
+use crate::reach::walk_blobs;
+use crate::repository::Repository;
+
+/// What `prune` may do.
+#[derive(Debug, Clone, Copy)]
+pub struct PruneOptions {
+    /// Decide and report, change nothing.
+    pub dry_run: bool,
+    /// Largest share (0.0 to 1.0) of a pack's bytes that may be unused before the pack is
+    /// repacked. 0 reclaims everything; 1 never repacks (only wholly unused packs go).
+    pub max_unused: f64,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            dry_run: false,
+            max_unused: DEFAULT_MAX_UNUSED,
+        }
+    }
+}
+
+/// By default a pack is repacked when more than this share of it is unused.
+pub const DEFAULT_MAX_UNUSED: f64 = 0.05;
+
+/// What `prune` did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PruneReport {
+    /// True if nothing was changed.
+    pub dry_run: bool,
+    /// Snapshots whose blobs are kept.
+    pub snapshots: u64,
+    /// Packs listed by index files.
+    pub packs: u64,
+    /// Packs kept as they are.
+    pub packs_kept: u64,
+    /// Packs holding only unused blobs, deleted.
+    pub packs_deleted: u64,
+    /// Packs whose used blobs were copied into new packs, then deleted.
+    pub packs_repacked: u64,
+    /// Packs that no index file listed (left by interrupted backups), deleted.
+    pub packs_unindexed: u64,
+    /// New packs written by repacking.
+    pub packs_written: u64,
+    /// Blobs that snapshots reach.
+    pub blobs_used: u64,
+    /// Blobs that no snapshot reaches (or extra copies of used ones).
+    pub blobs_unused: u64,
+    /// Stored bytes of unused blobs left in kept packs (below `max_unused`).
+    pub bytes_unused_kept: u64,
+    /// Stored bytes of used blobs copied by repacking.
+    pub bytes_repacked: u64,
+    /// Repository bytes before and after (packs and index files).
+    pub bytes_before: u64,
+    /// See `bytes_before`.
+    pub bytes_after: u64,
+    /// Index files written and deleted.
+    pub index_files_written: u64,
+    /// See `index_files_written`.
+    pub index_files_deleted: u64,
+    /// Seconds it took.
+    pub duration_s: f64,
+}
+
+/// What happens to one pack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Keep,
+    Delete,
+    Repack,
+    /// Listed by the index but missing from the repository, and holding nothing used: only
+    /// dropped from the index.
+    Drop,
+}
+
+/// Packs per index file that prune writes.
+const PACKS_PER_INDEX: usize = 256;
+
+/// Removes what no snapshot reaches.
+pub fn prune(
+    repo: &mut Repository,
+    opts: &PruneOptions,
+    progress: &dyn Progress,
+) -> Result<PruneReport> {
+    let started = Instant::now();
+    if !(0.0..=1.0).contains(&opts.max_unused) {
+        return Err(Error::InvalidInput(
+            "--max-unused must be a percentage from 0% to 100%".into(),
+        ));
+    }
+    let lock = repo.lock(LockKind::Exclusive, "prune")?;
+    let repo: &Repository = repo;
+    let store = repo.store();
+    let mut report = PruneReport {
+        dry_run: opts.dry_run,
+        ..PruneReport::default()
+    };
+
+    // What the snapshots reach. A snapshot that cannot be read, or a tree or list that cannot
+    // be loaded, stops prune: it could not know what that snapshot needs.
+    let snapshots = repo.snapshots().map_err(refuse)?;
+    report.snapshots = snapshots.len() as u64;
+    let mut used: HashSet<(BlobKind, Id)> = HashSet::new();
+    for (_, snap) in &snapshots {
+        walk_blobs(repo, &snap.tree, &mut |kind, id| used.insert((kind, *id))).map_err(refuse)?;
+    }
+    report.blobs_used = used.len() as u64;
+
+    // The index files and what they list; every one must be readable.
+    let mut index_ids: Vec<Id> = store
+        .list("index/")?
+        .iter()
+        .filter_map(|p| id_from_path(p))
+        .collect();
+    index_ids.sort();
+    let loaded: Vec<(Id, Vec<PackRecord>)> = index_ids
+        .par_iter()
+        .map(|id| load_index_file(store, id).map(|p| (*id, p)))
+        .collect::<Result<_>>()
+        .map_err(refuse)?;
+    let present = list_packs(repo)?;
+
+    // Each pack once; each used blob owned by the first pack (in id order) that holds it.
+    let mut packs: BTreeMap<Id, &PackRecord> = BTreeMap::new();
+    let mut listed_by: HashMap<Id, Vec<Id>> = HashMap::new();
+    for (iid, records) in &loaded {
+        for r in records {
+            packs.entry(r.id).or_insert(r);
+            listed_by.entry(r.id).or_default().push(*iid);
+        }
+    }
+    report.packs = packs.len() as u64;
+    report.bytes_before = present.values().sum::<u64>()
+        + index_ids
+            .iter()
+            .filter_map(|id| store.size(&index_path(id)).ok().flatten())
+            .sum::<u64>();
+    let mut fates: BTreeMap<Id, Fate> = BTreeMap::new();
+    let mut owned: HashMap<Id, Vec<usize>> = HashMap::new();
+    for (id, record) in &packs {
+        let mut used_bytes = 0u64;
+        let mut unused_bytes = 0u64;
+        let mut mine = Vec::new();
+        for (i, b) in record.blobs.iter().enumerate() {
+            let size = BLOB_HEADER_LEN + u64::from(b.stored_len);
+            if used.remove(&(b.kind, b.id)) {
+                used_bytes += size;
+                mine.push(i);
+            } else {
+                unused_bytes += size;
+                report.blobs_unused += 1;
+            }
+        }
+        let on_disk = present.get(id);
+        if on_disk != Some(&record.len) {
+            if !mine.is_empty() {
+                return Err(refuse(Error::corrupt(
+                    format!("pack {}", id.short()),
+                    match on_disk {
+                        None => "it is missing, and snapshots need blobs in it".to_string(),
+                        Some(n) => format!("{n} bytes, but the index says {}", record.len),
+                    },
+                )));
+            }
+            fates.insert(
+                *id,
+                if on_disk.is_none() {
+                    Fate::Drop
+                } else {
+                    Fate::Delete
+                },
+            );
+            continue;
+        }
+        let fate = if mine.is_empty() {
+            Fate::Delete
+        } else if unused_bytes == 0 {
+            Fate::Keep
+        } else if unused_bytes as f64 / (used_bytes + unused_bytes) as f64 > opts.max_unused {
+            Fate::Repack
+        } else {
+            report.bytes_unused_kept += unused_bytes;
+            Fate::Keep
+        };
+        if fate == Fate::Repack {
+            report.bytes_repacked += used_bytes;
+        }
+        fates.insert(*id, fate);
+        owned.insert(*id, mine);
+    }
+    // A blob that snapshots reach but no pack holds: the repository is already damaged, and
+    // deleting anything now could only make it worse.
+    if let Some((kind, id)) = used.iter().next() {
+        return Err(refuse(Error::MissingBlob {
+            kind: kind.name(),
+            id: id.to_hex(),
+        }));
+    }
+    let unindexed: Vec<Id> = present
+        .keys()
+        .filter(|id| !packs.contains_key(*id))
+        .copied()
+        .collect();
+    let count = |f: Fate| fates.values().filter(|x| **x == f).count() as u64;
+    report.packs_kept = count(Fate::Keep);
+    report.packs_deleted = count(Fate::Delete) + count(Fate::Drop);
+    report.packs_repacked = count(Fate::Repack);
+    report.packs_unindexed = unindexed.len() as u64;
+    let going: HashSet<Id> = fates
+        .iter()
+        .filter(|(_, f)| **f != Fate::Keep)
+        .map(|(id, _)| *id)
+        .collect();
+    // Index files that list a pack going away are replaced.
+    let obsolete: Vec<Id> = loaded
+        .iter()
+        .filter(|(_, records)| records.iter().any(|r| going.contains(&r.id)))
+        .map(|(id, _)| *id)
+        .collect();
+    if opts.dry_run {
+        report.bytes_after = estimate_after(&report, &present, &going, &unindexed);
+        report.duration_s = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+
+    // 1. Repack.
+    let mut written: Vec<Id> = Vec::new();
+    let mut written_indexes: Vec<Id> = Vec::new();
+    let to_repack: Vec<Id> = fates
+        .iter()
+        .filter(|(_, f)| **f == Fate::Repack)
+        .map(|(id, _)| *id)
+        .collect();
+    if !to_repack.is_empty() {
+        progress.total(to_repack.len() as u64, report.bytes_repacked);
+        let packer = Packer::for_repack(repo);
+        to_repack
+            .par_iter()
+            .filter_map(|id| Some((packs.get(id)?, owned.get(id)?)))
+            .map(|(record, keep)| repack_one(repo, &packer, record, keep, progress))
+            .collect::<Result<Vec<()>>>()?;
+        let packed = packer.finish()?;
+        report.packs_written = packed.packs_added;
+        report.index_files_written += packed.index_files_added;
+        (written, written_indexes) = packer.written();
+    }
+
+    // 2. The kept packs of the obsolete index files, listed anew.
+    let obsolete_set: HashSet<Id> = obsolete.iter().copied().collect();
+    let mut relist: Vec<PackRecord> = Vec::new();
+    let mut relisted: HashSet<Id> = HashSet::new();
+    for (iid, records) in &loaded {
+        if !obsolete_set.contains(iid) {
+            continue;
+        }
+        for r in records {
+            let listed_elsewhere = listed_by
+                .get(&r.id)
+                .is_some_and(|by| by.iter().any(|i| !obsolete_set.contains(i)));
+            if fates.get(&r.id) == Some(&Fate::Keep) && !listed_elsewhere && relisted.insert(r.id) {
+                relist.push(r.clone());
+            }
+        }
+    }
+    for group in relist.chunks(PACKS_PER_INDEX) {
+        let bytes = encode_index(group);
+        let id = Id::of(&bytes);
+        store.write(&index_path(&id), bytes)?;
+        written_indexes.push(id);
+        report.index_files_written += 1;
+    }
+
+    // Deleting needs the lock: if it was lost, another command may rely on what would go.
+    lock.confirm()?;
+
+    // 3. The obsolete index files go; each deletion is durable before any pack goes. An index
+    // file written above may have the very name of an obsolete one (the same packs listed the
+    // same way by an earlier prune that was stopped): it stays.
+    for id in obsolete.iter().filter(|id| !written_indexes.contains(id)) {
+        store.delete(&index_path(id))?;
+        report.index_files_deleted += 1;
+    }
+
+    // 4. The packs. A pack written by the repacking above may have the very name of one going
+    // away: the same blobs packed the same way by an earlier prune that was stopped before it
+    // indexed them. The new index files list it; it stays.
+    let doomed: Vec<&Id> = going
+        .iter()
+        .chain(&unindexed)
+        .filter(|id| !written.contains(id))
+        .collect();
+    doomed
+        .par_iter()
+        .map(|id| store.delete(&pack_path(id)))
+        .collect::<Result<Vec<()>>>()?;
+
+    report.bytes_after = list_packs(repo)?.values().sum::<u64>()
+        + store
+            .list("index/")?
+            .iter()
+            .filter_map(|p| store.size(p).ok().flatten())
+            .sum::<u64>();
+    report.duration_s = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Copies the blobs `keep` (positions in `record`) of one pack into the packer, verifying each.
+fn repack_one(
+    repo: &Repository,
+    packer: &Packer<'_>,
+    record: &PackRecord,
+    keep: &[usize],
+    progress: &dyn Progress,
+) -> Result<()> {
+    let bytes = repo.store().read(&pack_path(&record.id))?;
+    for &i in keep {
+        let e = &record.blobs[i];
+        let at = e.offset as usize;
+        let end = e.end() as usize;
+        let blob = bytes.get(at..end).ok_or_else(|| {
+            Error::corrupt(
+                format!("pack {}", record.id.short()),
+                "shorter than its index says",
+            )
+        })?;
+        let (header, stored) = blob.split_at(BLOB_HEADER_LEN as usize);
+        check_blob_header(e, header).map_err(|m| m.about(format!("pack {}", record.id.short())))?;
+        // A damaged blob is not copied: prune stops, and `check` says what it affects.
+        open_blob(e, stored)?;
+        packer.add(Prepared::stored(
+            e.kind,
+            e.id,
+            e.raw_len,
+            e.compression,
+            stored.to_vec(),
+        ))?;
+        progress.bytes(blob.len() as u64);
+    }
+    Ok(())
+}
+
+/// Packs in `data/` and their sizes.
+fn list_packs(repo: &Repository) -> Result<HashMap<Id, u64>> {
+    let store = repo.store();
+    let paths: Vec<(Id, String)> = store
+        .list("data/")?
+        .into_iter()
+        .filter_map(|p| {
+            id_from_path(&p)
+                .filter(|id| pack_path(id) == p)
+                .map(|id| (id, p))
+        })
+        .collect();
+    let sized: Vec<(Id, Option<u64>)> = paths
+        .par_iter()
+        .map(|(id, p)| store.size(p).map(|s| (*id, s)))
+        .collect::<Result<_>>()?;
+    Ok(sized
+        .into_iter()
+        .filter_map(|(id, s)| s.map(|s| (id, s)))
+        .collect())
+}
+
+/// Repository bytes after a prune, as a dry run can tell.
+fn estimate_after(
+    report: &PruneReport,
+    present: &HashMap<Id, u64>,
+    going: &HashSet<Id>,
+    unindexed: &[Id],
+) -> u64 {
+    let removed: u64 = going
+        .iter()
+        .chain(unindexed)
+        .filter_map(|id| present.get(id))
+        .sum();
+    (report.bytes_before - removed) + report.bytes_repacked
+}
+
+/// Wraps an error that stops prune before it changes anything.
+fn refuse(e: Error) -> Error {
+    Error::PruneRefused {
+        source: Box::new(e),
+    }
+}

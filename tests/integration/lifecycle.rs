@@ -1,0 +1,342 @@
+//! Snapshot lifecycle: forget, delete, prune (alone, beside backups, killed) and stats.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::common::{Rng, Sandbox, last_json, snapshot_of};
+
+/// A database directory of `files` files of `pages` 8 KiB pages.
+fn database(dir: &Path, files: u64, pages: u64, rng: &mut Rng) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in 0..files {
+        let data: Vec<u8> = (0..pages).flat_map(|p| rng.page(8192, p)).collect();
+        std::fs::write(dir.join(format!("{}", 16384 + f)), data).unwrap();
+    }
+}
+
+/// A day of writes: `share` of the pages rewritten, and one file grows.
+fn evolve(dir: &Path, share: f64, rng: &mut Rng) {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for p in &files {
+        let pages = std::fs::metadata(p).unwrap().len() / 8192;
+        let mut f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+        for _ in 0..((pages as f64 * share) as u64).max(1) {
+            let page = rng.below(pages);
+            f.seek(SeekFrom::Start(page * 8192)).unwrap();
+            f.write_all(&rng.page(8192, page)).unwrap();
+        }
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&files[0])
+        .unwrap();
+    for p in 0..16 {
+        f.write_all(&rng.page(8192, 10_000 + p)).unwrap();
+    }
+}
+
+fn repo_bytes(repo: &Path) -> u64 {
+    crate::common::files_under(repo)
+        .iter()
+        .filter(|p| !p.starts_with(repo.join("locks")))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
+}
+
+fn snapshot_ids(sb: &Sandbox) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(&sb.ok(&["list", "--json"])).unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn forget_and_prune_shrink_to_what_the_kept_snapshots_need() {
+    let sb = Sandbox::new();
+    let src = sb.path("pgdata");
+    let mut rng = Rng(3);
+    database(&src, 4, 300, &mut rng);
+    sb.ok(&["init", "--pack-size", "1MiB"]);
+    let mut kept_trees = Vec::new();
+    for day in 0..10 {
+        if day > 0 {
+            evolve(&src, 0.1, &mut rng);
+        }
+        sb.backup(&[], &[&src]);
+        if day >= 7 {
+            // What each kept snapshot must restore to.
+            let copy = sb.path(&format!("day{day}"));
+            Command::new("cp")
+                .arg("-a")
+                .arg(&src)
+                .arg(&copy)
+                .status()
+                .unwrap();
+            kept_trees.push(copy);
+        }
+    }
+    let before = repo_bytes(&sb.repo());
+    let out = sb.ok(&["forget", "--keep-last", "3", "--json"]);
+    let groups: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let verdicts = groups[0]["snapshots"].as_array().unwrap();
+    assert_eq!(verdicts.iter().filter(|v| v["keep"] == true).count(), 3);
+    let report = last_json(&sb.ok(&["prune", "--max-unused", "0%", "--json"]));
+    let gone =
+        report["packs_deleted"].as_u64().unwrap() + report["packs_repacked"].as_u64().unwrap();
+    assert!(gone > 0, "{report}");
+    let after = repo_bytes(&sb.repo());
+    assert!(after < before, "{before} -> {after}");
+
+    // A fresh repository holding the same three snapshots.
+    let fresh = Sandbox::new();
+    fresh.ok(&["init", "--pack-size", "1MiB"]);
+    for tree in &kept_trees {
+        fresh.backup(&[], &[tree]);
+    }
+    let fresh_bytes = repo_bytes(&fresh.repo());
+    eprintln!(
+        "10 backups {before} bytes; after forget and prune {after}; fresh with 3 {fresh_bytes}"
+    );
+    assert!(
+        (after as f64) <= fresh_bytes as f64 * 1.10,
+        "pruned repository {after} bytes, fresh one {fresh_bytes}"
+    );
+
+    let v: serde_json::Value =
+        serde_json::from_str(&sb.ok(&["check", "--read-data", "--json"])).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let ids = snapshot_ids(&sb);
+    assert_eq!(ids.len(), 3);
+    for (id, tree) in ids.iter().zip(&kept_trees) {
+        let t = sb.path(&format!("restored-{id}"));
+        sb.ok(&["restore", id, "--target", t.to_str().unwrap()]);
+        assert_eq!(snapshot_of(tree), snapshot_of(&t), "snapshot {id}");
+    }
+}
+
+#[test]
+fn backups_and_prunes_at_the_same_time_lose_nothing() {
+    let sb = Sandbox::new();
+    let src = sb.path("pgdata");
+    let mut rng = Rng(11);
+    database(&src, 3, 200, &mut rng);
+    sb.ok(&["init", "--pack-size", "1MiB"]);
+    sb.backup(&[], &[&src]);
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(args)
+            .env("CAIRN_REPO", sb.repo())
+            .env("CAIRN_CACHE_DIR", sb.cache())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let src_s = src.to_str().unwrap().to_string();
+    for round in 0..20 {
+        evolve(&src, 0.05, &mut rng);
+        // Keep the repository small and give prune something to delete every round.
+        sb.ok(&["forget", "--keep-last", "2"]);
+        let first_prune = rng.below(2) == 0;
+        let delay = Duration::from_millis(rng.below(120));
+        let (a, b): (&[&str], &[&str]) = (&["backup", &src_s], &["prune", "--max-unused", "0%"]);
+        let (first, second) = if first_prune { (b, a) } else { (a, b) };
+        let p1 = spawn(first);
+        std::thread::sleep(delay);
+        let p2 = spawn(second);
+        for (args, p) in [(first, p1), (second, p2)] {
+            let out = p.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: cairn {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&sb.ok(&["check", "--read-data", "--json"])).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let t = sb.path("restored");
+    sb.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+    assert!(
+        std::fs::read_dir(sb.repo().join("locks"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "locks left behind"
+    );
+}
+
+#[test]
+fn a_killed_prune_leaves_a_valid_repository_and_the_next_one_finishes() {
+    let base = Sandbox::new();
+    let src = base.path("pgdata");
+    let mut rng = Rng(29);
+    database(&src, 4, 250, &mut rng);
+    base.ok(&["init", "--pack-size", "1MiB"]);
+    for day in 0..6 {
+        if day > 0 {
+            evolve(&src, 0.2, &mut rng);
+        }
+        base.backup(&[], &[&src]);
+    }
+    base.ok(&["forget", "--keep-last", "2"]);
+    let latest = base.path("latest");
+    base.ok(&["restore", "latest", "--target", latest.to_str().unwrap()]);
+    // How long a whole prune takes here, to spread the kills over it.
+    let probe = Sandbox::new();
+    copy_dir(&base.repo(), &probe.repo());
+    let t = std::time::Instant::now();
+    probe.ok(&["prune", "--max-unused", "0%"]);
+    let span = t.elapsed().as_millis().max(20) as u64;
+
+    let mut killed_midway = 0;
+    for trial in 0..20u64 {
+        let sb = Sandbox::new();
+        copy_dir(&base.repo(), &sb.repo());
+        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["prune", "--max-unused", "0%"])
+            .env("CAIRN_REPO", sb.repo())
+            .env("CAIRN_CACHE_DIR", sb.cache())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(trial * span / 20));
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if !status.success() {
+            killed_midway += 1;
+        }
+        let v: serde_json::Value = serde_json::from_str(&sb.ok(&["check", "--json"])).unwrap();
+        assert_eq!(v["ok"], true, "trial {trial}: {v}");
+        sb.ok(&["prune", "--max-unused", "0%"]);
+        let v: serde_json::Value =
+            serde_json::from_str(&sb.ok(&["check", "--read-data", "--json"])).unwrap();
+        assert_eq!(v["ok"], true, "trial {trial}: {v}");
+        assert!(
+            v["warnings"].as_array().unwrap().is_empty(),
+            "trial {trial}: {v}"
+        );
+        let t = sb.path("restored");
+        sb.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+        assert_eq!(snapshot_of(&latest), snapshot_of(&t), "trial {trial}");
+    }
+    eprintln!("{killed_midway} of 20 prunes killed before they finished");
+    assert!(
+        killed_midway >= 10,
+        "only {killed_midway} of 20 prunes were stopped"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[test]
+fn unique_bytes_are_what_deleting_and_pruning_frees() {
+    let sb = Sandbox::new();
+    let src = sb.path("pgdata");
+    let mut rng = Rng(41);
+    database(&src, 3, 200, &mut rng);
+    sb.ok(&["init", "--pack-size", "1MiB"]);
+    sb.backup(&[], &[&src]);
+    // The middle snapshot holds a table no other snapshot has.
+    let table = src.join("99999");
+    std::fs::write(
+        &table,
+        (0..300)
+            .flat_map(|p| rng.page(8192, p))
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let middle = sb.backup(&[], &[&src])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    std::fs::remove_file(&table).unwrap();
+    evolve(&src, 0.05, &mut rng);
+    sb.backup(&[], &[&src]);
+
+    let stats: serde_json::Value =
+        serde_json::from_str(&sb.ok(&["stats", &middle, "--json"])).unwrap();
+    let unique = stats["per_snapshot"][0]["unique_bytes"].as_u64().unwrap();
+    assert!(unique > 300 * 1024, "{stats}");
+    // Prune once first, so that only the deletion is measured.
+    sb.ok(&["prune", "--max-unused", "0%"]);
+    let before = repo_bytes(&sb.repo());
+    sb.ok(&["delete", &middle]);
+    sb.ok(&["prune", "--max-unused", "0%"]);
+    let freed = before - repo_bytes(&sb.repo());
+    // Beyond the blobs themselves: their pack directory and index entries, pack headers and
+    // trailers, and the snapshot file.
+    let overhead = freed.abs_diff(unique);
+    eprintln!("unique {unique} bytes; freed {freed}");
+    assert!(
+        overhead <= unique / 20 + 16 * 1024,
+        "unique {unique}, freed {freed}"
+    );
+}
+
+#[test]
+fn prune_keeps_what_an_earlier_stopped_prune_wrote_under_the_same_names() {
+    // An earlier prune wrote its repacked packs (and perhaps their index files) and was stopped
+    // before deleting anything: the next prune packs and lists the same blobs the same way,
+    // under the same names, and must not then delete them as leftovers or as obsolete.
+    for with_index in [false, true] {
+        let sb = Sandbox::new();
+        let src = sb.path("pgdata");
+        let mut rng = Rng(53);
+        database(&src, 3, 200, &mut rng);
+        sb.ok(&["init", "--pack-size", "1MiB"]);
+        for _ in 0..4 {
+            evolve(&src, 0.2, &mut rng);
+            sb.backup(&[], &[&src]);
+        }
+        sb.ok(&["forget", "--keep-last", "1"]);
+        let done = Sandbox::new();
+        copy_dir(&sb.repo(), &done.repo());
+        let report = last_json(&done.ok(&["prune", "--max-unused", "0%", "--json"]));
+        assert!(report["packs_written"].as_u64().unwrap() > 0, "{report}");
+        let before: std::collections::HashSet<PathBuf> = crate::common::files_under(&sb.repo())
+            .into_iter()
+            .map(|p| p.strip_prefix(sb.repo()).unwrap().to_path_buf())
+            .collect();
+        let mut planted = 0;
+        for p in crate::common::files_under(&done.repo()) {
+            let rel = p.strip_prefix(done.repo()).unwrap().to_path_buf();
+            let wanted = rel.starts_with("data") || (with_index && rel.starts_with("index"));
+            if wanted && !before.contains(&rel) {
+                std::fs::create_dir_all(sb.repo().join(&rel).parent().unwrap()).unwrap();
+                std::fs::copy(&p, sb.repo().join(&rel)).unwrap();
+                planted += 1;
+            }
+        }
+        assert!(planted > 0);
+        let v: serde_json::Value = serde_json::from_str(&sb.ok(&["check", "--json"])).unwrap();
+        assert_eq!(v["ok"], true, "{v}");
+        sb.ok(&["prune", "--max-unused", "0%"]);
+        let v: serde_json::Value =
+            serde_json::from_str(&sb.ok(&["check", "--read-data", "--json"])).unwrap();
+        assert_eq!(v["ok"], true, "with index files {with_index}: {v}");
+        let t = sb.path("restored");
+        sb.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+        assert_eq!(snapshot_of(&src), snapshot_of(&t));
+    }
+}
