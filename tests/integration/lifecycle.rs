@@ -340,3 +340,111 @@ fn prune_keeps_what_an_earlier_stopped_prune_wrote_under_the_same_names() {
         assert_eq!(snapshot_of(&src), snapshot_of(&t));
     }
 }
+
+#[test]
+fn forget_dry_run_over_two_years_of_hourly_snapshots_keeps_what_the_policy_says() {
+    use cairn_engine::Id;
+    use cairn_engine::Snapshot;
+
+    let sb = Sandbox::new();
+    let src = sb.path("pgdata");
+    database(&src, 1, 4, &mut Rng(7));
+    sb.ok(&["init"]);
+    let made = sb.backup(&[], &[&src])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Two years of hourly snapshots of the same tree: 2024-01-01T00:00Z to 2025-12-31T23:00Z.
+    let snaps = sb.repo().join("snapshots");
+    let template = std::fs::read(snaps.join(&made)).unwrap();
+    let template = Snapshot::decode(&template, &Id::of(&template)).unwrap();
+    std::fs::remove_file(snaps.join(&made)).unwrap();
+    let start: jiff::Timestamp = "2024-01-01T00:00:00Z".parse().unwrap();
+    let mut id_at = std::collections::HashMap::new();
+    for h in 0..(366 + 365) * 24 {
+        let t = (start + jiff::SignedDuration::from_hours(h)).to_string();
+        let mut s = template.clone();
+        s.time = t.clone();
+        s.time_end = t.clone();
+        let bytes = s.encode();
+        let id = Id::of(&bytes).to_hex();
+        std::fs::write(snaps.join(&id), bytes).unwrap();
+        id_at.insert(t, id);
+    }
+    assert_eq!(id_at.len(), 17_544);
+
+    // The table: which snapshot each rule keeps, newest first within each rule.
+    let mut expected: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    let mut add =
+        |t: String, why: &'static str| expected.entry(id_at[&t].clone()).or_default().push(why);
+    for h in (0..24).rev() {
+        let t = format!("2025-12-31T{h:02}:00:00Z");
+        if h >= 22 {
+            add(t.clone(), "last");
+        }
+        add(t, "hourly");
+    }
+    for d in (25..=31).rev() {
+        add(format!("2025-12-{d}T23:00:00Z"), "daily");
+    }
+    // ISO weeks end on Sundays: the week of Monday 2025-12-29 holds the newest snapshot.
+    for t in ["2025-12-31", "2025-12-28", "2025-12-21", "2025-12-14"] {
+        add(format!("{t}T23:00:00Z"), "weekly");
+    }
+    for t in [
+        "2025-12-31",
+        "2025-11-30",
+        "2025-10-31",
+        "2025-09-30",
+        "2025-08-31",
+        "2025-07-31",
+        "2025-06-30",
+        "2025-05-31",
+        "2025-04-30",
+        "2025-03-31",
+        "2025-02-28",
+        "2025-01-31",
+    ] {
+        add(format!("{t}T23:00:00Z"), "monthly");
+    }
+    // Only two years exist: the third yearly slot stays empty.
+    for t in ["2025-12-31", "2024-12-31"] {
+        add(format!("{t}T23:00:00Z"), "yearly");
+    }
+    assert_eq!(expected.len(), 44);
+
+    let out = sb.ok(&[
+        "forget",
+        "--dry-run",
+        "--json",
+        "--keep-last",
+        "2",
+        "--keep-hourly",
+        "24",
+        "--keep-daily",
+        "7",
+        "--keep-weekly",
+        "4",
+        "--keep-monthly",
+        "12",
+        "--keep-yearly",
+        "3",
+    ]);
+    let groups: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let verdicts = groups[0]["snapshots"].as_array().unwrap();
+    assert_eq!(verdicts.len(), 17_544);
+    let kept: std::collections::BTreeMap<String, Vec<&str>> = verdicts
+        .iter()
+        .filter(|v| v["keep"] == true)
+        .map(|v| {
+            let reasons = v["reasons"].as_array().unwrap();
+            (
+                v["id"].as_str().unwrap().to_string(),
+                reasons.iter().map(|r| r.as_str().unwrap()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(kept, expected);
+    // A dry run removes nothing.
+    assert_eq!(std::fs::read_dir(&snaps).unwrap().count(), 17_544);
+}

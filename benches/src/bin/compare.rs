@@ -422,6 +422,7 @@ fn main() {
     let mut full = Vec::new();
     for t in tools {
         let target = b.work.join(format!("restore-{}", t.name()));
+        settle_disk();
         eprintln!("full restore: {}", t.name());
         full.push(b.restore(t, &target));
         assert!(
@@ -436,6 +437,7 @@ fn main() {
         let target = b.work.join(format!("restore-{}", t.name()));
         let root = b.restored_data(t, &target);
         b.update_one_percent(&root);
+        settle_disk();
         eprintln!("restore over a 1%-different copy: {}", t.name());
         delta.push(b.restore(t, &target));
         assert!(same_tree(&b.data, &root), "{} left differences", t.name());
@@ -446,7 +448,7 @@ fn main() {
     let _ = writeln!(
         md,
         "Data: {:.2} GiB in {file_count} files of 8 KiB pages (3 large files hold 60%); \
-         machine: 2-core x86_64 VM, local disk, warm page cache; {}; {}; cairn {}. Run: {}.\n",
+         machine: 2-core x86_64 VM, local disk (the VM reclaims its page cache within seconds, so files written a minute earlier are mostly read from disk again); {}; {}; cairn {}. Run: {}.\n",
         data_bytes as f64 / (1u64 << 30) as f64,
         version("restic"),
         version("borg"),
@@ -503,7 +505,19 @@ fn main() {
     if std::fs::write(&results, new).is_ok() {
         eprintln!("wrote {}", results.display());
     }
-    let _ = std::fs::remove_dir_all(&work);
+    // CAIRN_COMPARE_KEEP=1 keeps the data and repositories for profiling a step by hand.
+    if std::env::var_os("CAIRN_COMPARE_KEEP").is_some() {
+        eprintln!("kept {}", work.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+}
+
+/// Lets the writes of the previous step reach the disk, so that no tool pays for another's
+/// writeback: the VM's disk stalls reads while it flushes.
+fn settle_disk() {
+    let _ = Command::new("sync").status();
+    std::thread::sleep(Duration::from_secs(2));
 }
 
 fn jiff_now() -> String {
