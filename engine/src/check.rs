@@ -547,26 +547,15 @@ fn short_error(e: &Error) -> String {
 }
 
 fn list_packs(repo: &Repository, f: &mut Findings) -> Result<HashMap<Id, u64>> {
-    let store = repo.store();
-    let mut paths = Vec::new();
-    for path in store.list("data/")? {
-        match id_from_path(&path) {
-            Some(id) if pack_path(&id) == path => paths.push((id, path)),
-            _ => f.warn(
-                "stray-file",
-                path,
-                "not a cairn pack name or not in its place; ignored".into(),
-            ),
-        }
+    let (packs, stray) = repo.list_packs()?;
+    for path in stray {
+        f.warn(
+            "stray-file",
+            path,
+            "not a cairn pack name or not in its place; ignored".into(),
+        );
     }
-    let sized: Vec<(Id, Option<u64>)> = paths
-        .par_iter()
-        .map(|(id, path)| store.size(path).map(|s| (*id, s)))
-        .collect::<Result<_>>()?;
-    Ok(sized
-        .into_iter()
-        .filter_map(|(id, s)| s.map(|s| (id, s)))
-        .collect())
+    Ok(packs)
 }
 
 fn load_snapshots(repo: &Repository, f: &mut Findings) -> Result<Vec<(Id, Snapshot)>> {

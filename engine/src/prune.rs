@@ -153,7 +153,7 @@ pub fn prune(
         .map(|id| load_index_file(store, id).map(|p| (*id, p)))
         .collect::<Result<_>>()
         .map_err(refuse)?;
-    let present = list_packs(repo)?;
+    let (present, _) = repo.list_packs()?;
 
     // Each pack once; each used blob owned by the first pack (in id order) that holds it.
     let mut packs: BTreeMap<Id, &PackRecord> = BTreeMap::new();
@@ -329,7 +329,7 @@ pub fn prune(
         .map(|id| store.delete(&pack_path(id)))
         .collect::<Result<Vec<()>>>()?;
 
-    report.bytes_after = list_packs(repo)?.values().sum::<u64>()
+    report.bytes_after = repo.list_packs()?.0.values().sum::<u64>()
         + store
             .list("index/")?
             .iter()
@@ -372,28 +372,6 @@ fn repack_one(
         progress.bytes(blob.len() as u64);
     }
     Ok(())
-}
-
-/// Packs in `data/` and their sizes.
-fn list_packs(repo: &Repository) -> Result<HashMap<Id, u64>> {
-    let store = repo.store();
-    let paths: Vec<(Id, String)> = store
-        .list("data/")?
-        .into_iter()
-        .filter_map(|p| {
-            id_from_path(&p)
-                .filter(|id| pack_path(id) == p)
-                .map(|id| (id, p))
-        })
-        .collect();
-    let sized: Vec<(Id, Option<u64>)> = paths
-        .par_iter()
-        .map(|(id, p)| store.size(p).map(|s| (*id, s)))
-        .collect::<Result<_>>()?;
-    Ok(sized
-        .into_iter()
-        .filter_map(|(id, s)| s.map(|s| (id, s)))
-        .collect())
 }
 
 /// Repository bytes after a prune, as a dry run can tell.

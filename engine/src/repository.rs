@@ -4,6 +4,7 @@
 //! index cache up to date, so that an open `Repository` is always indexed: operations that need
 //! the index take `&Repository` and cannot run before it is loaded.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -297,6 +298,28 @@ impl Repository {
             self.for_each_chunk(&sub, f)?;
         }
         Ok(())
+    }
+
+    /// The packs in `data/` with their sizes, and the paths there that are not pack names in
+    /// their place.
+    pub(crate) fn list_packs(&self) -> Result<(HashMap<Id, u64>, Vec<String>)> {
+        let mut paths = Vec::new();
+        let mut stray = Vec::new();
+        for path in self.store.list("data/")? {
+            match crate::index::id_from_path(&path) {
+                Some(id) if pack_path(&id) == path => paths.push((id, path)),
+                _ => stray.push(path),
+            }
+        }
+        let sized: Vec<(Id, Option<u64>)> = paths
+            .par_iter()
+            .map(|(id, path)| self.store.size(path).map(|s| (*id, s)))
+            .collect::<Result<_>>()?;
+        let packs = sized
+            .into_iter()
+            .filter_map(|(id, s)| s.map(|s| (id, s)))
+            .collect();
+        Ok((packs, stray))
     }
 
     /// Every snapshot, oldest first. Unreadable snapshots are errors.

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{Rng, Sandbox, last_json, snapshot_of};
+use crate::common::{Rng, Sandbox, copy_dir, last_json, snapshot_of};
 
 /// A database directory of `files` files of `pages` 8 KiB pages.
 fn database(dir: &Path, files: u64, pages: u64, rng: &mut Rng) {
@@ -236,17 +236,6 @@ fn a_killed_prune_leaves_a_valid_repository_and_the_next_one_finishes() {
         killed_midway >= 10,
         "only {killed_midway} of 20 prunes were stopped"
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    let ok = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok);
 }
 
 #[test]
