@@ -330,6 +330,34 @@ mod tests {
         store.delete("index/a").unwrap();
         store.delete("index/a").unwrap();
         assert_eq!(store.read_opt("index/a").unwrap(), None);
+        assert!(store.list("index/").unwrap().is_empty());
+        // A missing file is damage (a pack the index names), not a passing fault.
+        assert!(store.read("index/a").unwrap_err().is_damage());
+        // Overwriting (the config's retention policy, lock refreshes) replaces the whole file.
+        store.write("locks/l", b"first version".to_vec()).unwrap();
+        store.write("locks/l", b"second".to_vec()).unwrap();
+        assert_eq!(store.read("locks/l").unwrap(), b"second");
+        // Large objects, read whole and by ranges up to their last byte.
+        let big: Vec<u8> = (0..40u32 << 20).map(|i| (i % 251) as u8).collect();
+        store.write("data/ff/big", big.clone()).unwrap();
+        assert_eq!(store.size("data/ff/big").unwrap(), Some(big.len() as u64));
+        assert_eq!(store.read("data/ff/big").unwrap(), big);
+        let n = big.len() as u64;
+        assert_eq!(
+            store.read_range("data/ff/big", n - 7..n).unwrap(),
+            &big[big.len() - 7..]
+        );
+        assert!(store.read_range("data/ff/big", n - 7..n + 1).is_err());
+        let mut listed = store.list("data/").unwrap();
+        listed.sort();
+        assert_eq!(
+            listed,
+            vec!["data/00/b".to_string(), "data/ff/big".to_string()]
+        );
+        // Nothing being written shows under a listed directory.
+        assert!(store.list("tmp/").unwrap().is_empty());
+        store.delete("data/ff/big").unwrap();
+        assert_eq!(store.list("data/").unwrap(), vec!["data/00/b".to_string()]);
     }
 
     #[test]
