@@ -155,7 +155,7 @@ pub fn prune(
         .map_err(refuse)?;
     let (present, _) = repo.list_packs()?;
 
-    // Each pack once; each used blob owned by the first pack (in id order) that holds it.
+    // Each pack once; each used blob owned by one pack that holds it.
     let mut packs: BTreeMap<Id, &PackRecord> = BTreeMap::new();
     let mut listed_by: HashMap<Id, Vec<Id>> = HashMap::new();
     for (iid, records) in &loaded {
@@ -172,7 +172,11 @@ pub fn prune(
             .sum::<u64>();
     let mut fates: BTreeMap<Id, Fate> = BTreeMap::new();
     let mut owned: HashMap<Id, Vec<usize>> = HashMap::new();
-    for (id, record) in &packs {
+    // Packs that are there whole own blobs first: a used blob with a copy in a healthy pack
+    // never depends on a missing or truncated one.
+    let mut order: Vec<(&Id, &&PackRecord)> = packs.iter().collect();
+    order.sort_by_key(|(id, r)| (present.get(*id) != Some(&r.len), **id));
+    for (id, record) in order {
         let mut used_bytes = 0u64;
         let mut unused_bytes = 0u64;
         let mut mine = Vec::new();
@@ -321,6 +325,7 @@ pub fn prune(
     // indexed them. The new index files list it; it stays.
     let doomed: Vec<&Id> = going
         .iter()
+        .filter(|id| fates.get(*id) != Some(&Fate::Drop))
         .chain(&unindexed)
         .filter(|id| !written.contains(id))
         .collect();

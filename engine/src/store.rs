@@ -292,7 +292,12 @@ fn sync_dirs(root: Option<&Path>, path: &str) -> Result<()> {
     let Some(root) = root else { return Ok(()) };
     let mut dir = root.join(path);
     while dir.pop() && dir.starts_with(root) {
-        let f = std::fs::File::open(&dir).map_err(|e| Error::io("cannot open", &dir, e))?;
+        let f = match std::fs::File::open(&dir) {
+            Ok(f) => f,
+            // Deleting a file that was never there leaves nothing to make durable here.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("cannot open", &dir, e)),
+        };
         f.sync_all()
             .map_err(|e| Error::io("cannot sync", &dir, e))?;
         if dir == root {
@@ -329,6 +334,7 @@ mod tests {
         assert_eq!(store.list("data/").unwrap(), vec!["data/00/b".to_string()]);
         store.delete("index/a").unwrap();
         store.delete("index/a").unwrap();
+        store.delete("data/zz/never-there").unwrap();
         assert_eq!(store.read_opt("index/a").unwrap(), None);
         assert!(store.list("index/").unwrap().is_empty());
         // A missing file is damage (a pack the index names), not a passing fault.

@@ -450,3 +450,39 @@ fn forget_dry_run_over_two_years_of_hourly_snapshots_keeps_what_the_policy_says(
     // A dry run removes nothing.
     assert_eq!(std::fs::read_dir(&snaps).unwrap().count(), 17_544);
 }
+
+#[test]
+fn prune_relies_on_a_healthy_copy_over_a_missing_pack() {
+    use cairn_engine::Id;
+    use cairn_engine::decode::{PackRecord, decode_index, encode_index};
+
+    let sb = Sandbox::new();
+    let src = sb.path("pgdata");
+    database(&src, 2, 100, &mut Rng(61));
+    sb.ok(&["init"]);
+    sb.backup(&[], &[&src]);
+    // An index file that also lists every blob in a pack that is not there, named so that it
+    // comes first: its blobs have a healthy copy, so prune drops it rather than stopping.
+    let index_dir = sb.repo().join("index");
+    let mut ghosts = Vec::new();
+    for e in std::fs::read_dir(&index_dir).unwrap() {
+        let bytes = std::fs::read(e.unwrap().path()).unwrap();
+        for r in decode_index(&bytes).unwrap() {
+            ghosts.push(PackRecord {
+                id: Id([0; 32]),
+                len: r.len,
+                blobs: r.blobs,
+            });
+        }
+    }
+    let ghost = encode_index(&ghosts[..1]);
+    std::fs::write(index_dir.join(Id::of(&ghost).to_hex()), &ghost).unwrap();
+    let report = last_json(&sb.ok(&["prune", "--json"]));
+    assert_eq!(report["packs_deleted"], 1, "{report}");
+    let v: serde_json::Value =
+        serde_json::from_str(&sb.ok(&["check", "--read-data", "--json"])).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let t = sb.path("restored");
+    sb.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+}
