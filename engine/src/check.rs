@@ -482,9 +482,12 @@ fn rebuild_index(
         for (id, res) in loaded {
             match res {
                 Ok(packs) => {
-                    expected.add_packs(&packs);
                     readable.insert(id);
                     for p in &packs {
+                        // The cache holds a pack listed by several index files once.
+                        if !summaries.contains_key(&p.id) {
+                            expected.add_packs(std::slice::from_ref(p));
+                        }
                         let s = PackSummary {
                             len: p.len,
                             blobs: p.blobs.len() as u32,

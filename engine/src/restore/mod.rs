@@ -181,6 +181,9 @@ pub fn restore(
     // The walk runs on its own thread and hands bounded batches to the writer, so that
     // planning overlaps writing and memory stays bounded whatever the snapshot's size.
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(1);
+    // Set when the writer fails, so that the walker stops making directories (and, with
+    // --delete, removing entries) at once rather than at its next batch.
+    let stop = std::sync::atomic::AtomicBool::new(false);
     let mut state = WriteState::default();
     let (written, walked) = std::thread::scope(|s| {
         let walker = s.spawn(|| -> Result<WalkOutcome> {
@@ -196,6 +199,7 @@ pub fn restore(
                     opts.batch_chunks
                 },
                 tx,
+                stop: &stop,
                 batch: Batch::default(),
                 ancestors: Vec::new(),
                 out: WalkOutcome::default(),
@@ -215,6 +219,7 @@ pub fn restore(
         for batch in &rx {
             written = write_batch(repo, opts, progress, batch, &mut state);
             if written.is_err() {
+                stop.store(true, Relaxed);
                 break;
             }
         }
@@ -475,7 +480,9 @@ fn write_batch(
         let p = &pieces[i as usize];
         remove_any(&target.join(&p.rel))?;
         st.open_fresh.remove(&p.file);
-        st.damaged.insert(p.file, (p.rel.clone(), reason));
+        if st.damaged.insert(p.file, (p.rel.clone(), reason)).is_none() {
+            progress.file_done();
+        }
     }
     let intact = |p: &Piece| !st.damaged.contains_key(&p.file);
 
@@ -717,16 +724,26 @@ impl WriteCtx<'_> {
         let mut pending: Option<PendingWrite> = None;
         // Coalesce neighbouring blobs into ranges, then read each range once.
         let mut i = 0;
+        // Up to here, blobs are read one by one: a range read failed, and only the blobs that
+        // cannot be read on their own are damage (a truncated pack loses its tail, not more).
+        let mut singly_until = 0;
         while i < wanted.len() {
             let start = wanted[i].0.offset;
             let mut j = i + 1;
             let mut end = wanted[i].0.end();
-            while j < wanted.len() && wanted[j].0.offset <= end.saturating_add(COALESCE_GAP) {
+            while j < wanted.len()
+                && j >= singly_until
+                && wanted[j].0.offset <= end.saturating_add(COALESCE_GAP)
+            {
                 end = end.max(wanted[j].0.end());
                 j += 1;
             }
             let bytes = match self.repo.store().read_range(&path, start..end) {
                 Ok(b) => b,
+                Err(e) if e.is_damage() && j > i + 1 => {
+                    singly_until = j;
+                    continue;
+                }
                 Err(e) => {
                     let places = wanted[i..j].iter().flat_map(|(_, p)| p.iter());
                     self.damage(places, e)?;

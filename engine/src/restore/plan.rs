@@ -143,6 +143,8 @@ pub(super) struct Walker<'a> {
     /// Chunks per batch.
     pub(super) batch_chunks: usize,
     pub(super) tx: SyncSender<Batch>,
+    /// Set by the writer when it has stopped on an error.
+    pub(super) stop: &'a std::sync::atomic::AtomicBool,
     pub(super) batch: Batch,
     /// Directories from the root down to the current one, and whether each has been made.
     pub(super) ancestors: Vec<(PathBuf, Node, bool)>,
@@ -153,6 +155,14 @@ pub(super) struct Walker<'a> {
 const BATCH_FILES: usize = 16 * 1024;
 
 impl Walker<'_> {
+    /// Fails once the writer has stopped (its error is the one reported).
+    fn check_stop(&self) -> Result<()> {
+        if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::InvalidInput("the restore writer stopped".into()));
+        }
+        Ok(())
+    }
+
     /// Sends the current batch to the writer.
     fn send(&mut self) -> Result<()> {
         if self.report_totals {
@@ -218,6 +228,7 @@ impl Walker<'_> {
         rel: PathBuf,
         parent_included: bool,
     ) -> Result<()> {
+        self.check_stop()?;
         if self.filter.excluded(&rel) {
             return Ok(());
         }
@@ -323,6 +334,7 @@ impl Walker<'_> {
             Err(e) => return Err(Error::io("cannot list", &path, e)),
         };
         for e in rd {
+            self.check_stop()?;
             let e = e.map_err(|e| Error::io("cannot list", &path, e))?;
             if tree.find(e.file_name().as_bytes()).is_none() {
                 remove_any(&e.path())?;
