@@ -23,6 +23,16 @@ fn database(sb: &Sandbox, files: u64, pages: u64) -> std::path::PathBuf {
     src
 }
 
+/// The paths a `restore --json` summary lists as left out because of damage.
+fn damaged_files(v: &serde_json::Value) -> Vec<String> {
+    v["files_damaged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().split(':').next().unwrap().to_string())
+        .collect()
+}
+
 fn restore_json(sb: &Sandbox, args: &[&str]) -> serde_json::Value {
     let mut a = vec!["restore", "--json"];
     a.extend_from_slice(args);
@@ -210,12 +220,7 @@ fn damaged_pack_names_files_and_skip_damaged_restores_the_rest() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let damaged: Vec<String> = v["files_damaged"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_str().unwrap().split(':').next().unwrap().to_string())
-        .collect();
+    let damaged = damaged_files(&v);
     assert_eq!(damaged.len(), 1, "{v}");
     // The damaged file is left out; every other file is restored exactly.
     for i in 0..6 {
@@ -325,12 +330,7 @@ fn small_batches_cut_files_and_restore_them_exactly() {
     ]);
     assert_eq!(out.status.code(), Some(3));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let damaged: Vec<String> = v["files_damaged"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_str().unwrap().split(':').next().unwrap().to_string())
-        .collect();
+    let damaged = damaged_files(&v);
     assert!(!damaged.is_empty(), "{v}");
     for db in ["db1", "db2"] {
         for f in 0..4u64 {
@@ -383,12 +383,7 @@ fn a_truncated_pack_costs_only_the_files_in_its_lost_tail() {
     ]);
     assert_eq!(out.status.code(), Some(3));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let damaged: Vec<String> = v["files_damaged"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_str().unwrap().split(':').next().unwrap().to_string())
-        .collect();
+    let damaged = damaged_files(&v);
     // The 1 MiB pack holds all twelve 96 KB files; only those with chunks in the lost 40% go.
     assert!(!damaged.is_empty() && damaged.len() <= 7, "{v}");
     for i in 0..12 {
