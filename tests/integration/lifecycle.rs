@@ -49,6 +49,19 @@ fn repo_bytes(repo: &Path) -> u64 {
         .sum()
 }
 
+/// The repository passes `check --read-data` without a warning, and its latest snapshot
+/// restores to exactly `expected`.
+fn assert_sound(sb: &Sandbox, expected: &Path, what: &str) {
+    let v: serde_json::Value =
+        serde_json::from_str(&sb.ok(&["check", "--read-data", "--json"])).unwrap();
+    assert_eq!(v["ok"], true, "{what}: {v}");
+    assert!(v["warnings"].as_array().unwrap().is_empty(), "{what}: {v}");
+    let t = sb.path("restored");
+    let _ = std::fs::remove_dir_all(&t);
+    sb.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(snapshot_of(expected), snapshot_of(&t), "{what}");
+}
+
 fn snapshot_ids(sb: &Sandbox) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_str(&sb.ok(&["list", "--json"])).unwrap();
     v.as_array()
@@ -161,12 +174,7 @@ fn backups_and_prunes_at_the_same_time_lose_nothing() {
             );
         }
     }
-    let v: serde_json::Value =
-        serde_json::from_str(&sb.ok(&["check", "--read-data", "--json"])).unwrap();
-    assert_eq!(v["ok"], true, "{v}");
-    let t = sb.path("restored");
-    sb.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
-    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+    assert_sound(&sb, &src, "after the last round");
     assert!(
         std::fs::read_dir(sb.repo().join("locks"))
             .map(|d| d.count())
@@ -220,16 +228,7 @@ fn a_killed_prune_leaves_a_valid_repository_and_the_next_one_finishes() {
         let v: serde_json::Value = serde_json::from_str(&sb.ok(&["check", "--json"])).unwrap();
         assert_eq!(v["ok"], true, "trial {trial}: {v}");
         sb.ok(&["prune", "--max-unused", "0%"]);
-        let v: serde_json::Value =
-            serde_json::from_str(&sb.ok(&["check", "--read-data", "--json"])).unwrap();
-        assert_eq!(v["ok"], true, "trial {trial}: {v}");
-        assert!(
-            v["warnings"].as_array().unwrap().is_empty(),
-            "trial {trial}: {v}"
-        );
-        let t = sb.path("restored");
-        sb.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
-        assert_eq!(snapshot_of(&latest), snapshot_of(&t), "trial {trial}");
+        assert_sound(&sb, &latest, &format!("trial {trial}"));
     }
     eprintln!("{killed_midway} of 20 prunes killed before they finished");
     assert!(
@@ -330,16 +329,7 @@ fn a_prune_stopped_after_any_step_leaves_a_repository_the_next_prune_finishes() 
         let v: serde_json::Value = serde_json::from_str(&sb.ok(&["check", "--json"])).unwrap();
         assert_eq!(v["ok"], true, "stage {stage}: {v}");
         sb.ok(&["prune", "--max-unused", "0%"]);
-        let v: serde_json::Value =
-            serde_json::from_str(&sb.ok(&["check", "--read-data", "--json"])).unwrap();
-        assert_eq!(v["ok"], true, "stage {stage}: {v}");
-        assert!(
-            v["warnings"].as_array().unwrap().is_empty(),
-            "stage {stage}: {v}"
-        );
-        let t = sb.path("restored");
-        sb.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
-        assert_eq!(snapshot_of(&src), snapshot_of(&t), "stage {stage}");
+        assert_sound(&sb, &src, &format!("stage {stage}"));
     }
 }
 
@@ -479,10 +469,5 @@ fn prune_relies_on_a_healthy_copy_over_a_missing_pack() {
     std::fs::write(index_dir.join(Id::of(&ghost).to_hex()), &ghost).unwrap();
     let report = last_json(&sb.ok(&["prune", "--json"]));
     assert_eq!(report["packs_deleted"], 1, "{report}");
-    let v: serde_json::Value =
-        serde_json::from_str(&sb.ok(&["check", "--read-data", "--json"])).unwrap();
-    assert_eq!(v["ok"], true, "{v}");
-    let t = sb.path("restored");
-    sb.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
-    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+    assert_sound(&sb, &src, "after the last round");
 }

@@ -23,6 +23,29 @@ fn database(sb: &Sandbox, files: u64, pages: u64) -> std::path::PathBuf {
     src
 }
 
+/// A repository (uncompressed, 1 MiB packs) holding one backup of `files` files `t0`, `t1`…
+/// of `words` random 64-bit words each.
+fn incompressible_files(files: u32, words: usize, seed: u64) -> (Sandbox, std::path::PathBuf) {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rng = Rng(seed);
+    for i in 0..files {
+        let data: Vec<u8> = (0..words).flat_map(|_| rng.next().to_le_bytes()).collect();
+        std::fs::write(src.join(format!("t{i}")), data).unwrap();
+    }
+    sb.ok(&["init", "--compression", "none", "--pack-size", "1MiB"]);
+    sb.backup(&[], &[&src]);
+    (sb, src)
+}
+
+/// The repository's largest pack file.
+fn largest_pack(sb: &Sandbox) -> std::path::PathBuf {
+    let mut packs = crate::common::pack_files(&sb.repo());
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    packs.pop().unwrap()
+}
+
 /// The paths a `restore --json` summary lists as left out because of damage.
 fn damaged_files(v: &serde_json::Value) -> Vec<String> {
     v["files_damaged"]
@@ -180,20 +203,9 @@ fn exclude_and_sparse_files() {
 
 #[test]
 fn damaged_pack_names_files_and_skip_damaged_restores_the_rest() {
-    let sb = Sandbox::new();
-    let src = sb.path("src");
-    std::fs::create_dir_all(&src).unwrap();
-    let mut rng = Rng(77);
-    for i in 0..6 {
-        let data: Vec<u8> = (0..90_000).flat_map(|_| rng.next().to_le_bytes()).collect();
-        std::fs::write(src.join(format!("t{i}")), data).unwrap();
-    }
-    sb.ok(&["init", "--compression", "none", "--pack-size", "1MiB"]);
-    sb.backup(&[], &[&src]);
+    let (sb, src) = incompressible_files(6, 90_000, 77);
     // Flip a byte in the middle of the largest data pack.
-    let mut packs = crate::common::pack_files(&sb.repo());
-    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
-    let pack = packs.last().unwrap();
+    let pack = &largest_pack(&sb);
     let mut bytes = std::fs::read(pack).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
@@ -310,9 +322,7 @@ fn small_batches_cut_files_and_restore_them_exactly() {
     assert_eq!(snapshot_of(&src), snapshot_of(&t));
 
     // Damage in the second half of a file that was cut: the half already written goes too.
-    let mut packs = crate::common::pack_files(&sb.repo());
-    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
-    let pack = packs.last().unwrap();
+    let pack = &largest_pack(&sb);
     let mut bytes = std::fs::read(pack).unwrap();
     let at = bytes.len() * 3 / 4;
     bytes[at] ^= 0xff;
@@ -351,20 +361,9 @@ fn small_batches_cut_files_and_restore_them_exactly() {
 
 #[test]
 fn a_truncated_pack_costs_only_the_files_in_its_lost_tail() {
-    let sb = Sandbox::new();
-    let src = sb.path("src");
-    std::fs::create_dir_all(&src).unwrap();
-    let mut rng = Rng(78);
-    for i in 0..12 {
-        let data: Vec<u8> = (0..12_000).flat_map(|_| rng.next().to_le_bytes()).collect();
-        std::fs::write(src.join(format!("t{i}")), data).unwrap();
-    }
-    sb.ok(&["init", "--compression", "none", "--pack-size", "1MiB"]);
-    sb.backup(&[], &[&src]);
+    let (sb, src) = incompressible_files(12, 12_000, 78);
     // Cut the largest data pack in the middle: the blobs before the cut are still readable.
-    let mut packs = crate::common::pack_files(&sb.repo());
-    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
-    let pack = packs.last().unwrap();
+    let pack = &largest_pack(&sb);
     let len = std::fs::metadata(pack).unwrap().len();
     std::fs::OpenOptions::new()
         .write(true)
