@@ -30,8 +30,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         }
     }
     if a.prune {
-        let report = super::prune::run_prune(g, false, DEFAULT_MAX_UNUSED, a.json)?;
-        super::prune::print_report(&report, a.json)?;
+        super::prune::run_prune(g, false, DEFAULT_MAX_UNUSED, a.json)?;
     } else if !a.json {
         println!("run `cairn prune` to reclaim their space");
     }

@@ -77,8 +77,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         print_groups(&groups, a.dry_run);
     }
     if a.prune && !a.dry_run {
-        let report = super::prune::run_prune(g, false, DEFAULT_MAX_UNUSED, a.json)?;
-        super::prune::print_report(&report, a.json)?;
+        super::prune::run_prune(g, false, DEFAULT_MAX_UNUSED, a.json)?;
     }
     Ok(())
 }

@@ -26,12 +26,11 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         None => DEFAULT_MAX_UNUSED,
         Some(p) => parse_percent(p)?,
     };
-    let report = run_prune(g, a.dry_run, max_unused, a.json)?;
-    print_report(&report, a.json)
+    run_prune(g, a.dry_run, max_unused, a.json)
 }
 
-/// Runs prune (also for `forget --prune` and `delete --prune`).
-pub fn run_prune(g: &Globals, dry_run: bool, max_unused: f64, json: bool) -> Result<PruneReport> {
+/// Runs prune and prints its report (also for `forget --prune` and `delete --prune`).
+pub fn run_prune(g: &Globals, dry_run: bool, max_unused: f64, json: bool) -> Result<()> {
     let mut repo = g.open()?;
     let bar = Bar::new(!json, "packs");
     let report = prune(
@@ -43,10 +42,10 @@ pub fn run_prune(g: &Globals, dry_run: bool, max_unused: f64, json: bool) -> Res
         &bar,
     );
     bar.finish();
-    Ok(report?)
+    print_report(&report?, json)
 }
 
-pub fn print_report(r: &PruneReport, json: bool) -> Result<()> {
+fn print_report(r: &PruneReport, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string(r)?);
         return Ok(());
