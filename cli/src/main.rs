@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "cairn", version, about, propagate_version = true)]
 struct Cli {
-    /// Repository location: a local path (or file:// URL).
+    /// Repository location: a local path (or file:// URL), or s3://BUCKET/PREFIX.
     #[arg(
         long,
         short = 'r',
@@ -24,6 +24,17 @@ struct Cli {
         value_name = "REPO"
     )]
     repo: Option<String>,
+
+    /// TOML file with an [s3] table: endpoint, region, access_key_id, secret_access_key,
+    /// session_token, virtual_host_style, connections. What it leaves out comes from the
+    /// AWS_* environment variables.
+    #[arg(long, env = "CAIRN_CONFIG", global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Requests in flight at once to an object store (uploads and downloads each).
+    #[arg(long, env = "CAIRN_CONNECTIONS", global = true, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    connections: Option<u16>,
 
     /// Directory of the local index cache (rebuildable; safe to delete).
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
@@ -74,6 +85,8 @@ enum Command {
 #[derive(Debug)]
 pub struct Globals {
     repo: Option<String>,
+    config: Option<PathBuf>,
+    connections: Option<u16>,
     cache_dir: Option<PathBuf>,
     lock_wait: String,
 }
@@ -84,15 +97,32 @@ impl Globals {
         let repo = self.repo.as_deref().ok_or_else(|| {
             anyhow::anyhow!("no repository given: use --repo PATH or set CAIRN_REPO")
         })?;
-        Ok(cairn_engine::Location::parse(repo)?)
+        self.resolve(repo)
+    }
+
+    /// Parses a repository location, with the settings to reach it if it is an object store.
+    pub fn resolve(&self, repo: &str) -> Result<cairn_engine::Location> {
+        let location = cairn_engine::Location::parse(repo)?;
+        if !matches!(location, cairn_engine::Location::S3(_)) {
+            return Ok(location);
+        }
+        let mut settings = cairn_engine::S3Settings::load(self.config.as_deref())?;
+        if let Some(n) = self.connections {
+            settings.connections = Some(n.into());
+        }
+        Ok(location.with_s3_settings(settings))
+    }
+
+    /// The local cache directory.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(cairn_engine::default_cache_dir)
     }
 
     /// Opens the repository, printing any warnings met while indexing it.
     pub fn open(&self) -> Result<cairn_engine::Repository> {
-        let cache = self
-            .cache_dir
-            .clone()
-            .unwrap_or_else(cairn_engine::default_cache_dir);
+        let cache = self.cache_dir();
         let wait = cairn_engine::parse_duration(&self.lock_wait)?;
         let mut repo = cairn_engine::Repository::open(&self.location()?, &cache)?;
         repo.set_lock_wait(wait);
@@ -127,6 +157,8 @@ fn main() -> ExitCode {
     };
     let globals = Globals {
         repo: cli.repo,
+        config: cli.config,
+        connections: cli.connections,
         cache_dir: cli.cache_dir,
         lock_wait: cli.lock_wait,
     };

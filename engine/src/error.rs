@@ -92,8 +92,17 @@ pub enum Error {
         id: String,
     },
 
+    /// The config file given with `--config` cannot be used.
+    #[error("config file {}: {detail}", path.display())]
+    BadConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+
     /// A storage operation failed.
-    #[error("storage operation {op} on {path} failed")]
+    #[error("storage operation {op} on {path} failed{}", storage_hint(source))]
     Storage {
         /// `read`, `write`, `list`, `stat` or `delete`.
         op: &'static str,
@@ -223,6 +232,11 @@ impl Error {
         }
     }
 
+    /// Whether retrying later may succeed: the store was unreachable or overloaded, not refusing.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Storage { source, .. } if source.is_temporary() || source.kind() == opendal::ErrorKind::RateLimited)
+    }
+
     /// Builds an [`Error::Corrupt`].
     pub fn corrupt(object: impl Into<String>, detail: impl Into<String>) -> Self {
         Error::Corrupt {
@@ -238,5 +252,20 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// What to do about a storage failure, where its kind says.
+fn storage_hint(source: &opendal::Error) -> &'static str {
+    if source.to_string().contains("NoSuchBucket") {
+        return " (the bucket does not exist: create it first, or check the name and endpoint)";
+    }
+    match source.kind() {
+        opendal::ErrorKind::PermissionDenied => {
+            " (access denied: check the credentials and what they may do in this bucket)"
+        }
+        opendal::ErrorKind::RateLimited => " (the store kept throttling; try again later)",
+        _ if source.is_persistent() => " (gave up after retrying; is the store reachable?)",
+        _ => "",
     }
 }

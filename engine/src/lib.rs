@@ -90,7 +90,7 @@ pub use restore::{RestoreOptions, RestoreSummary, restore};
 pub use snapshot::{Snapshot, Summary};
 #[cfg(feature = "repository")]
 pub use stats::{RepoStats, SnapshotStats, stats};
-pub use store::Location;
+pub use store::{Location, S3Location, S3Settings, Store};
 
 /// Decoders of untrusted bytes and the pipeline's stages, exposed for the fuzz targets, format
 /// tests and micro-benchmarks. Not a stable API.

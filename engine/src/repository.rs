@@ -125,12 +125,24 @@ impl Repository {
             }
         }
         let store = Store::open(location, true)?;
-        if store.read_opt("config")?.is_some() {
-            return Err(Error::RepositoryExists {
-                location: location.to_string(),
-            });
+        let exists = || Error::RepositoryExists {
+            location: location.to_string(),
+        };
+        if location.local_path().is_none() {
+            let found = store.list_root()?;
+            if found.iter().any(|p| p == "config") {
+                return Err(exists());
+            }
+            if !found.is_empty() {
+                return Err(Error::LocationNotEmpty {
+                    location: location.to_string(),
+                });
+            }
         }
-        store.write("config", config.encode())?;
+        // A conditional write: of two `init`s racing for one place, one fails.
+        if !store.write_new("config", config.encode())? {
+            return Err(exists());
+        }
         Ok(config)
     }
 

@@ -5,16 +5,36 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// A scratch area with a repository path and a private cache.
+/// A scratch area with a repository (a local path, or a prefix in a bucket of the test S3
+/// server) and a private cache.
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    /// What `--repo` says.
+    pub repo_spec: String,
+    /// Extra environment of every cairn run (the S3 endpoint and credentials).
+    pub env: Vec<(String, String)>,
 }
 
 impl Sandbox {
     pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo_spec = dir.path().join("repo").display().to_string();
         Sandbox {
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir,
+            repo_spec,
+            env: Vec::new(),
         }
+    }
+
+    /// A sandbox whose repository is `s3://BUCKET/repo` on the test S3 server, in a bucket of
+    /// its own; `None` when there is no server (said loudly by [`crate::s3::server`]).
+    pub fn s3() -> Option<Sandbox> {
+        let server = crate::s3::server()?;
+        let bucket = server.bucket();
+        let mut sb = Sandbox::new();
+        sb.repo_spec = format!("s3://{bucket}/repo");
+        sb.env = crate::s3::env(&server.endpoint, &server.access_key, &server.secret_key);
+        Some(sb)
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -33,8 +53,9 @@ impl Sandbox {
     pub fn cairn(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_cairn"))
             .args(args)
-            .env("CAIRN_REPO", self.repo())
+            .env("CAIRN_REPO", &self.repo_spec)
             .env("CAIRN_CACHE_DIR", self.cache())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("run cairn")
     }

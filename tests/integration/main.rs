@@ -14,3 +14,5 @@ mod fixture;
 mod lifecycle;
 mod restore;
 mod roundtrip;
+mod s3;
+mod storage;

@@ -87,7 +87,8 @@ struct Inner {
     packed: Packed,
     /// Set by the first failure to store a pack or index file. From then on nothing more is
     /// written: an index file must never list a pack whose upload was not seen to succeed.
-    failed: bool,
+    /// Why an upload or index write failed; the packer accepts nothing after that.
+    failed: Option<String>,
 }
 
 impl<'a> Packer<'a> {
@@ -104,7 +105,7 @@ impl<'a> Packer<'a> {
                 written_indexes: Vec::new(),
                 uploads: Vec::new(),
                 packed: Packed::default(),
-                failed: false,
+                failed: None,
             }),
         }
     }
@@ -119,11 +120,15 @@ impl<'a> Packer<'a> {
 
     /// The packer's state, unless an earlier failure stopped it.
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, Inner>> {
-        let stopped =
-            || Error::InvalidInput("the backup stopped after an earlier storage error".into());
-        let inner = self.inner.lock().map_err(|_| stopped())?;
-        if inner.failed {
-            return Err(stopped());
+        let stopped = |why: &str| {
+            Error::InvalidInput(format!("the backup stopped after a storage error: {why}"))
+        };
+        let inner = self
+            .inner
+            .lock()
+            .map_err(|_| stopped("another thread failed"))?;
+        if let Some(why) = &inner.failed {
+            return Err(stopped(why));
         }
         Ok(inner)
     }
@@ -270,8 +275,10 @@ impl<'a> Packer<'a> {
     /// Waits for the sealed packs to be stored, then writes the index file listing them.
     fn checkpoint(&self, inner: &mut Inner) -> Result<()> {
         let result = self.write_index(inner);
-        if result.is_err() {
-            inner.failed = true;
+        if let Err(e) = &result {
+            // Threads that meet the stopped packer report the cause, whichever error the
+            // caller happens to see first.
+            inner.failed = Some(describe(e));
         }
         result
     }
@@ -321,4 +328,15 @@ impl<'a> Packer<'a> {
         self.checkpoint(&mut inner)?;
         Ok(inner.packed)
     }
+}
+
+/// An error and its causes, innermost last, on one line.
+fn describe(e: &Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = std::error::Error::source(e);
+    while let Some(c) = cur {
+        parts.push(c.to_string());
+        cur = c.source();
+    }
+    parts.join(": ")
 }
