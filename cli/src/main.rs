@@ -77,12 +77,14 @@ enum Command {
     Prune(commands::prune::Args),
     /// Show or save the retention policy a plain `forget` applies.
     Policy(commands::policy::Args),
+    /// Copy snapshots into another repository, sending only the data it lacks.
+    Copy(commands::copy::Args),
     /// Sizes: stored, logical, dedup and compression ratios, and what each snapshot costs.
     Stats(commands::stats::Args),
 }
 
 /// What every command needs from the global options.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Globals {
     repo: Option<String>,
     config: Option<PathBuf>,
@@ -113,6 +115,11 @@ impl Globals {
         Ok(location.with_s3_settings(settings))
     }
 
+    /// How long to wait for a conflicting lock.
+    pub fn lock_wait(&self) -> Result<std::time::Duration> {
+        Ok(cairn_engine::parse_duration(&self.lock_wait)?)
+    }
+
     /// The local cache directory.
     pub fn cache_dir(&self) -> PathBuf {
         self.cache_dir
@@ -123,7 +130,7 @@ impl Globals {
     /// Opens the repository, printing any warnings met while indexing it.
     pub fn open(&self) -> Result<cairn_engine::Repository> {
         let cache = self.cache_dir();
-        let wait = cairn_engine::parse_duration(&self.lock_wait)?;
+        let wait = self.lock_wait()?;
         let mut repo = cairn_engine::Repository::open(&self.location()?, &cache)?;
         repo.set_lock_wait(wait);
         for w in repo.warnings() {
@@ -180,6 +187,7 @@ fn main() -> ExitCode {
         Command::Prune(a) => commands::prune::run(&globals, a),
         Command::Policy(a) => commands::policy::run(&globals, a),
         Command::Stats(a) => commands::stats::run(&globals, a),
+        Command::Copy(a) => commands::copy::run(&globals, a),
         Command::Restore(a) => match commands::restore::run(&globals, a) {
             Ok(commands::restore::Outcome::Complete) => Ok(()),
             Ok(commands::restore::Outcome::Incomplete) => return ExitCode::from(3),

@@ -92,6 +92,15 @@ pub enum Error {
         id: String,
     },
 
+    /// Two repositories cannot exchange blobs.
+    #[error(
+        "cannot copy between these repositories: {detail}; copy into a new repository (created with the source's parameters when it does not exist)"
+    )]
+    IncompatibleRepositories {
+        /// How they differ.
+        detail: String,
+    },
+
     /// The config file given with `--config` cannot be used.
     #[error("config file {}: {detail}", path.display())]
     BadConfigFile {

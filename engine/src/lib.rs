@@ -40,6 +40,8 @@ mod backup;
 mod check;
 mod chunker;
 mod config;
+#[cfg(feature = "repository")]
+mod copy;
 mod error;
 #[cfg(feature = "repository")]
 mod forget;
@@ -71,6 +73,8 @@ pub use backup::{BackupOptions, BackupResult, backup};
 #[cfg(feature = "repository")]
 pub use check::{Affected, CheckOptions, CheckReport, CheckStats, Problem, ReadData, check};
 pub use config::{Config, DEFAULT_AVG_CHUNK, DEFAULT_PACK_SIZE, FORMAT_VERSION};
+#[cfg(feature = "repository")]
+pub use copy::{CopyReport, copy};
 pub use error::{Error, Result};
 #[cfg(feature = "repository")]
 pub use forget::{delete_snapshots, forget};

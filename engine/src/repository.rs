@@ -102,6 +102,24 @@ impl Repository {
     /// repository or anything else.
     pub fn init(location: &Location, opts: &InitOptions) -> Result<Config> {
         let config = Config::new(opts.avg_chunk_size, opts.zstd_level, opts.pack_size)?;
+        Self::init_with(location, config)
+    }
+
+    /// Creates a repository at `location` whose chunking, list splitting, compression and
+    /// pack size are those of `template` (a copy's destination), under a new id.
+    pub fn init_like(location: &Location, template: &Config) -> Result<Config> {
+        let mut config = Config::new(
+            template.chunker.avg_size,
+            Some(crate::config::DEFAULT_ZSTD_LEVEL),
+            template.pack_size,
+        )?;
+        config.chunker = template.chunker.clone();
+        config.list_split = template.list_split;
+        config.compression = template.compression.clone();
+        Self::init_with(location, config)
+    }
+
+    fn init_with(location: &Location, config: Config) -> Result<Config> {
         if let Some(path) = location.local_path()
             && path.exists()
         {

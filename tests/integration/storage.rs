@@ -363,3 +363,121 @@ fn s3_backup_stops_cleanly_when_its_credentials_are_revoked() {
     sb.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
     assert_eq!(snapshot_of(&out), snapshot_of(&big));
 }
+
+/// Five snapshots of an evolving database in `sb`; returns the source's state after each.
+fn five_snapshots(
+    sb: &Sandbox,
+) -> Vec<std::collections::BTreeMap<std::path::PathBuf, crate::common::Entry>> {
+    let src = sb.path("db");
+    let mut rng = Rng(21);
+    database(&src, &mut rng, 150);
+    let mut states = Vec::new();
+    for i in 0..5 {
+        if i > 0 {
+            evolve(&src, &mut rng);
+        }
+        sb.backup(&["--name", &format!("day{i}")], &[&src]);
+        states.push(snapshot_of(&src));
+    }
+    states
+}
+
+/// Copies all snapshots of `from` into `to` (which has no repository yet) and checks the copy.
+fn copy_and_check(from: &Sandbox, to: &Sandbox) {
+    let states = five_snapshots(from);
+    let mut args = vec!["copy", "--to", to.repo_spec.as_str(), "--json"];
+    let first = last_json(&from.ok(&args));
+    assert_eq!(first["snapshots_copied"], 5, "{first}");
+    assert!(first["blobs_copied"].as_u64().unwrap() > 0);
+    // Again: nothing to send.
+    let again = last_json(&from.ok(&args));
+    assert_eq!(again["snapshots_copied"], 0, "{again}");
+    assert_eq!(again["snapshots_present"], 5, "{again}");
+    assert_eq!(again["blobs_copied"], 0, "{again}");
+    to.ok(&["check", "--read-data"]);
+    for (i, state) in states.iter().enumerate() {
+        let out = to.path(&format!("copied-{i}"));
+        to.ok(&[
+            "restore",
+            &format!("day{i}"),
+            "--target",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(&snapshot_of(&out), state, "snapshot day{i}");
+    }
+    // The same snapshot ids on both sides.
+    let ids = |sb: &Sandbox| {
+        let v: Vec<serde_json::Value> =
+            serde_json::from_str(sb.ok(&["list", "--json"]).trim()).unwrap();
+        v.iter()
+            .map(|s| s["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(from), ids(to));
+    // A new snapshot copies only what it adds.
+    evolve(&from.path("db"), &mut Rng(99));
+    let added = from.backup(&[], &[&from.path("db")])["bytes_added"]
+        .as_u64()
+        .unwrap();
+    args.push("latest");
+    let one = last_json(&from.ok(&args));
+    assert_eq!(one["snapshots_copied"], 1, "{one}");
+    assert!(
+        one["bytes_copied"].as_u64().unwrap() <= added,
+        "{one} vs {added}"
+    );
+}
+
+/// A sandbox sharing `sb`'s scratch directory and cache, for the other side of a copy.
+fn other_side(sb: &Sandbox, s3: bool) -> Option<Sandbox> {
+    let mut other = if s3 { Sandbox::s3()? } else { Sandbox::new() };
+    if !s3 {
+        other.repo_spec = sb.path("copy").display().to_string();
+    }
+    Some(other)
+}
+
+#[test]
+fn copy_local_to_local_refuses_other_chunking() {
+    let from = Sandbox::new();
+    from.ok(&["init"]);
+    let to = other_side(&from, false).unwrap();
+    to.ok(&["init", "--chunk-size", "16KiB"]);
+    let line = from.fails(&["copy", "--to", &to.repo_spec]);
+    assert!(line.contains("chunk data differently"), "{line}");
+    let from2 = Sandbox::new();
+    from2.ok(&["init", "--compression", "none"]);
+    let to2 = other_side(&from2, false).unwrap();
+    copy_and_check(&from2, &to2);
+    // The destination was made with the source's parameters.
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(from2.path("copy/config")).unwrap()).unwrap();
+    assert_eq!(cfg["compression"]["algorithm"], "none");
+}
+
+#[test]
+fn copy_local_to_s3() {
+    let from = Sandbox::new();
+    from.ok(&["init"]);
+    let Some(to) = other_side(&from, true) else {
+        return;
+    };
+    let mut from = from;
+    from.env = to.env.clone();
+    copy_and_check(&from, &to);
+}
+
+#[test]
+fn copy_s3_to_local_and_s3_to_s3() {
+    let Some(from) = Sandbox::s3() else { return };
+    from.ok(&["init"]);
+    let to = other_side(&from, false).unwrap();
+    copy_and_check(&from, &to);
+    let to_s3 = other_side(&from, true).unwrap();
+    let out = last_json(&from.ok(&["copy", "--to", &to_s3.repo_spec, "--json"]));
+    assert_eq!(out["snapshots_copied"], 6, "{out}");
+    to_s3.ok(&["check", "--read-data"]);
+    let restored = to_s3.path("r");
+    to_s3.ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
+    assert_eq!(snapshot_of(&restored), snapshot_of(&from.path("db")));
+}

@@ -1,0 +1,243 @@
+//! `copy`: snapshots into a second repository (a secondary copy elsewhere), transferring only
+//! the blobs the destination lacks.
+//!
+//! ```text
+//! shared locks on both repositories
+//! snapshots the destination already has (same id: same bytes) are skipped
+//! walk what the others reach in the source; the blobs the destination's index lacks are read
+//!   from the source pack by pack (coalesced ranges, in parallel), verified, and added still
+//!   compressed to the destination's packer                (packs, then index files)
+//! then the snapshot files, unchanged                     (the write ordering of a backup)
+//! ```
+//!
+//! Blob ids name raw bytes, so a copy needs the same chunking and list splitting on both sides
+//! (otherwise the destination would hold a second, incompatible cut of the same data);
+//! compression and pack size may differ: stored bytes are copied as they are.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::backup::packer::{Packer, Prepared};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::{BlobLocation, pack_path};
+use crate::lock::LockKind;
+use crate::pack::{BLOB_HEADER_LEN, BlobKind, check_blob_header, open_blob};
+use crate::progress::Progress;
+use crate::repository::Repository;
+use crate::snapshot::snapshot_path;
+
+/// Blobs whose gap is at most this are read in one request.
+const COALESCE_GAP: u64 = 256 << 10;
+/// Largest range read at once.
+const MAX_RANGE: u64 = 8 << 20;
+/// Blob lookups per index query.
+const LOOKUP_BATCH: usize = 4096;
+
+/// What a copy did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CopyReport {
+    /// Snapshots written to the destination.
+    pub snapshots_copied: u64,
+    /// Snapshots asked for that the destination already had.
+    pub snapshots_present: u64,
+    /// Blobs (chunks, trees, lists) transferred.
+    pub blobs_copied: u64,
+    /// Blobs the copied snapshots reach that the destination already had.
+    pub blobs_present: u64,
+    /// Stored (compressed) bytes transferred.
+    pub bytes_copied: u64,
+    /// Packs written to the destination.
+    pub packs_written: u64,
+    /// Seconds the copy took.
+    pub duration_s: f64,
+}
+
+/// Refuses a destination whose chunking or list splitting differs from the source's.
+fn compatible(src: &Repository, dst: &Repository) -> Result<()> {
+    let (a, b) = (src.config(), dst.config());
+    let what = if a.chunker != b.chunker {
+        Some(format!(
+            "chunk sizes {}/{}/{} vs {}/{}/{} (min/avg/max)",
+            a.chunker.min_size,
+            a.chunker.avg_size,
+            a.chunker.max_size,
+            b.chunker.min_size,
+            b.chunker.avg_size,
+            b.chunker.max_size
+        ))
+    } else if a.list_split != b.list_split {
+        Some("chunk-list splitting parameters".to_string())
+    } else {
+        None
+    };
+    match what {
+        Some(what) => Err(Error::IncompatibleRepositories {
+            detail: format!("the repositories chunk data differently: {what}"),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Copies the snapshots `specs` names (all of them when empty) from `src` to `dst`.
+pub fn copy(
+    src: &mut Repository,
+    dst: &mut Repository,
+    specs: &[String],
+    progress: &dyn Progress,
+) -> Result<CopyReport> {
+    let started = Instant::now();
+    if src.config().id == dst.config().id {
+        return Err(Error::InvalidInput(
+            "the source and the destination are the same repository".into(),
+        ));
+    }
+    compatible(src, dst)?;
+    let _src_lock = src.lock(LockKind::Shared, "copy (source)")?;
+    let dst_lock = dst.lock(LockKind::Shared, "copy")?;
+    let all = src.snapshots()?;
+    let chosen: Vec<(Id, crate::snapshot::Snapshot)> = if specs.is_empty() {
+        all
+    } else {
+        let mut picked = Vec::new();
+        let mut seen = HashSet::new();
+        for spec in specs {
+            let (id, snap) = crate::repository::resolve_in(all.clone(), spec)?;
+            if seen.insert(id) {
+                picked.push((id, snap));
+            }
+        }
+        picked
+    };
+    let mut report = CopyReport::default();
+    let mut todo = Vec::new();
+    for (id, snap) in chosen {
+        if dst.store().size(&snapshot_path(&id))?.is_some() {
+            report.snapshots_present += 1;
+        } else {
+            todo.push((id, snap));
+        }
+    }
+    if todo.is_empty() {
+        report.duration_s = started.elapsed().as_secs_f64();
+        return Ok(report);
+    }
+
+    // Everything the snapshots to copy reach, each blob once.
+    let mut reached: HashSet<(BlobKind, Id)> = HashSet::new();
+    for (_, snap) in &todo {
+        crate::reach::walk_blobs(src, &snap.tree, &mut |kind, id| reached.insert((kind, *id)))?;
+    }
+    let mut by_kind: HashMap<BlobKind, Vec<Id>> = HashMap::new();
+    for (kind, id) in reached {
+        by_kind.entry(kind).or_default().push(id);
+    }
+    // What the destination lacks, by source pack.
+    let mut wanted: HashMap<Id, Vec<BlobLocation>> = HashMap::new();
+    for (kind, mut ids) in by_kind {
+        ids.sort_unstable();
+        for batch in ids.chunks(LOOKUP_BATCH) {
+            let present = dst.index().get_many(kind, batch)?;
+            let found = src.index().get_many(kind, batch)?;
+            for ((id, have), loc) in batch.iter().zip(present).zip(found) {
+                if have.is_some() {
+                    report.blobs_present += 1;
+                    continue;
+                }
+                let loc = loc.ok_or_else(|| Error::MissingBlob {
+                    kind: kind.name(),
+                    id: id.to_hex(),
+                })?;
+                wanted.entry(loc.pack).or_default().push(loc);
+            }
+        }
+    }
+    let mut packs: Vec<(Id, Vec<BlobLocation>)> = wanted.into_iter().collect();
+    packs.sort_by_key(|(id, _)| *id);
+    let total: u64 = packs
+        .iter()
+        .flat_map(|(_, b)| b.iter())
+        .map(|b| u64::from(b.entry.stored_len) + BLOB_HEADER_LEN)
+        .sum();
+    progress.total(0, total);
+
+    let packer = Packer::new(dst);
+    let copied: Vec<(u64, u64)> = packs
+        .par_iter_mut()
+        .map(|(pack, blobs)| copy_pack(src, &packer, pack, blobs, progress))
+        .collect::<Result<_>>()?;
+    let packed = packer.finish()?;
+    for (n, bytes) in copied {
+        report.blobs_copied += n;
+        report.bytes_copied += bytes;
+    }
+    report.packs_written = packed.packs_added;
+
+    // The snapshots last, byte for byte: their ids stay the same.
+    dst_lock.confirm()?;
+    for (id, _) in &todo {
+        let bytes = src.store().read(&snapshot_path(id))?;
+        if Id::of(&bytes) != *id {
+            return Err(Error::corrupt(
+                format!("snapshot {}", id.short()),
+                "contents do not match its name",
+            ));
+        }
+        dst.store().write(&snapshot_path(id), bytes)?;
+        report.snapshots_copied += 1;
+    }
+    report.duration_s = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Copies `blobs` of one source pack; returns how many blobs and stored bytes it copied.
+fn copy_pack(
+    src: &Repository,
+    packer: &Packer<'_>,
+    pack: &Id,
+    blobs: &mut [BlobLocation],
+    progress: &dyn Progress,
+) -> Result<(u64, u64)> {
+    blobs.sort_by_key(|b| b.entry.offset);
+    let path = pack_path(pack);
+    let (mut n, mut bytes) = (0, 0);
+    let mut i = 0;
+    while i < blobs.len() {
+        let start = blobs[i].entry.offset;
+        let mut end = blobs[i].entry.end();
+        let mut j = i + 1;
+        while j < blobs.len()
+            && blobs[j].entry.offset <= end + COALESCE_GAP
+            && blobs[j].entry.end() - start <= MAX_RANGE
+        {
+            end = end.max(blobs[j].entry.end());
+            j += 1;
+        }
+        let range = src.store().read_range(&path, start..end)?;
+        for b in &blobs[i..j] {
+            let e = &b.entry;
+            let at = (e.offset - start) as usize;
+            let blob = &range[at..(e.end() - start) as usize];
+            let (header, stored) = blob.split_at(BLOB_HEADER_LEN as usize);
+            let about = || format!("pack {} of the source", pack.short());
+            check_blob_header(e, header).map_err(|m| m.about(about()))?;
+            // A damaged blob is not copied: the copy stops, and `check` on the source says
+            // what it affects.
+            open_blob(e, stored)?;
+            packer.add(Prepared::stored(
+                e.kind,
+                e.id,
+                e.raw_len,
+                e.compression,
+                stored.to_vec(),
+            ))?;
+            n += 1;
+            bytes += blob.len() as u64;
+            progress.bytes(blob.len() as u64);
+        }
+        i = j;
+    }
+    Ok((n, bytes))
+}
