@@ -1,5 +1,8 @@
 //! Shared pieces of cairn's benchmarks: deterministic generators of database-like data.
 
+use std::io::Write;
+use std::path::Path;
+
 /// A small, fast, deterministic generator (xorshift64).
 #[derive(Debug, Clone)]
 pub struct Rng(pub u64);
@@ -36,6 +39,38 @@ impl Rng {
         }
         p.truncate(size);
         p
+    }
+}
+
+/// Bytes of a database page.
+pub const PAGE: usize = 8192;
+
+/// Writes `pages` pages numbered from `first_page` into a new file `p`.
+pub fn write_pages(rng: &mut Rng, p: &Path, pages: u64, first_page: u64) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(p).expect("create"));
+    for i in 0..pages {
+        f.write_all(&rng.page(PAGE, first_page + i)).expect("write");
+    }
+}
+
+/// A PostgreSQL-like data directory of `gib` GiB under `root`: three large table files per
+/// database and several hundred small ones, of 8 KiB pages.
+pub fn generate_database(rng: &mut Rng, root: &Path, gib: f64) {
+    let total_pages = (gib * (1u64 << 30) as f64 / PAGE as f64) as u64;
+    let large = total_pages * 6 / 10 / 3;
+    for db in 0..3 {
+        let dir = root.join(format!("base/{}", 16384 + db));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        write_pages(rng, &dir.join("1259"), large, 0);
+    }
+    let mut left = total_pages - 3 * large;
+    let mut n = 0;
+    while left > 0 {
+        let pages = (1 + rng.below(400)).min(left);
+        let dir = root.join(format!("base/{}", 16384 + n % 3));
+        write_pages(rng, &dir.join(format!("{}", 20000 + n)), pages, 0);
+        left -= pages;
+        n += 1;
     }
 }
 

@@ -780,17 +780,19 @@ fn read_packs(
     // Index files are shared by up to 16 packs; decode each once.
     let index_files: quick_cache::sync::Cache<Id, Arc<Vec<PackRecord>>> =
         quick_cache::sync::Cache::new(64);
-    packs
-        .par_iter()
-        .map(|id| {
-            let v = match summaries.get(id) {
-                Some(s) => verify_pack(repo, id, s, &index_files, progress),
-                None => PackVerdict::default(),
-            };
-            progress.file_done();
-            v
-        })
-        .collect()
+    repo.store().with_parallel_reads(|| {
+        packs
+            .par_iter()
+            .map(|id| {
+                let v = match summaries.get(id) {
+                    Some(s) => verify_pack(repo, id, s, &index_files, progress),
+                    None => PackVerdict::default(),
+                };
+                progress.file_done();
+                v
+            })
+            .collect()
+    })
 }
 
 fn verify_pack(

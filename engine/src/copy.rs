@@ -164,10 +164,12 @@ pub fn copy(
     progress.total(0, total);
 
     let packer = Packer::new(dst);
-    let copied: Vec<(u64, u64)> = packs
-        .par_iter_mut()
-        .map(|(pack, blobs)| copy_pack(src, &packer, pack, blobs, progress))
-        .collect::<Result<_>>()?;
+    let copied: Vec<(u64, u64)> = src.store().with_parallel_reads(|| {
+        packs
+            .par_iter_mut()
+            .map(|(pack, blobs)| copy_pack(src, &packer, pack, blobs, progress))
+            .collect::<Result<_>>()
+    })?;
     let packed = packer.finish()?;
     for (n, bytes) in copied {
         report.blobs_copied += n;

@@ -341,10 +341,12 @@ impl Repository {
                 _ => stray.push(path),
             }
         }
-        let sized: Vec<(Id, Option<u64>)> = paths
-            .par_iter()
-            .map(|(id, path)| self.store.size(path).map(|s| (*id, s)))
-            .collect::<Result<_>>()?;
+        let sized: Vec<(Id, Option<u64>)> = self.store.with_parallel_reads(|| {
+            paths
+                .par_iter()
+                .map(|(id, path)| self.store.size(path).map(|s| (*id, s)))
+                .collect::<Result<_>>()
+        })?;
         let packs = sized
             .into_iter()
             .filter_map(|(id, s)| s.map(|s| (id, s)))
@@ -360,10 +362,11 @@ impl Repository {
             .iter()
             .filter_map(|p| crate::index::id_from_path(p))
             .collect();
-        let mut out = ids
-            .par_iter()
-            .map(|id| self.load_snapshot(id).map(|s| (*id, s)))
-            .collect::<Result<Vec<_>>>()?;
+        let mut out = self.store.with_parallel_reads(|| {
+            ids.par_iter()
+                .map(|id| self.load_snapshot(id).map(|s| (*id, s)))
+                .collect::<Result<Vec<_>>>()
+        })?;
         sort_by_time(&mut out);
         Ok(out)
     }

@@ -255,6 +255,9 @@ pub struct Store {
     rt: Arc<Runtime>,
     uploads: Arc<Semaphore>,
     location: Location,
+    /// For object stores: threads that each keep one request in flight, so that parallel
+    /// reads are bounded by the connection limit rather than by the number of cores.
+    io_pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -278,6 +281,7 @@ impl Store {
             .build()
             .map_err(|e| Error::io("cannot start the I/O runtime for", "cairn", e))?;
         let mut uploads = MAX_IN_FLIGHT_UPLOADS;
+        let mut io_pool = None;
         let op = match location {
             Location::Local(path) => {
                 // Checked before OpenDAL is set up, because setting it up creates the root
@@ -300,6 +304,15 @@ impl Store {
             Location::Memory => Operator::new(opendal::services::Memory::default()),
             Location::S3(s3) => {
                 uploads = s3.settings.connections();
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(uploads)
+                    .thread_name(|i| format!("cairn-fetch-{i}"))
+                    .build()
+                    .map_err(|e| Error::BadLocation {
+                        location: location.to_string(),
+                        detail: format!("cannot start the download threads: {e}"),
+                    })?;
+                io_pool = Some(Arc::new(pool));
                 s3_operator(location, s3)?
             }
         }
@@ -321,12 +334,23 @@ impl Store {
             rt: Arc::new(rt),
             uploads: Arc::new(Semaphore::new(uploads)),
             location: location.clone(),
+            io_pool,
         })
     }
 
     /// Where this store lives.
     pub fn location(&self) -> &Location {
         &self.location
+    }
+
+    /// Runs `f`, whose rayon parallel iterators each read from this store, with as many
+    /// requests in flight as the store allows: on an object store, in a pool of one thread per
+    /// connection (latency, not CPU, bounds them); on a local disk, in the global pool.
+    pub fn with_parallel_reads<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match &self.io_pool {
+            Some(pool) => pool.install(f),
+            None => f(),
+        }
     }
 
     fn block_on<F: IntoFuture>(&self, f: F) -> F::Output {

@@ -216,33 +216,11 @@ impl Bench {
     }
 
     fn write_file(&mut self, p: &Path, pages: u64, first_page: u64) {
-        let mut f = std::io::BufWriter::new(std::fs::File::create(p).expect("create"));
-        for i in 0..pages {
-            f.write_all(&self.rng.page(PAGE, first_page + i))
-                .expect("write");
-        }
+        cairn_benches::write_pages(&mut self.rng, p, pages, first_page);
     }
 
-    /// Several hundred table files of 8 KiB pages, and a few large ones.
     fn generate(&mut self, gib: f64) {
-        let total_pages = (gib * (1u64 << 30) as f64 / PAGE as f64) as u64;
-        let large = total_pages * 6 / 10 / 3;
-        for db in 0..3 {
-            let dir = self.data.join(format!("base/{}", 16384 + db));
-            std::fs::create_dir_all(&dir).expect("mkdir");
-            let p = dir.join("1259");
-            self.write_file(&p, large, 0);
-        }
-        let mut left = total_pages - 3 * large;
-        let mut n = 0;
-        while left > 0 {
-            let pages = (1 + self.rng.below(400)).min(left);
-            let dir = self.data.join(format!("base/{}", 16384 + n % 3));
-            let p = dir.join(format!("{}", 20000 + n));
-            self.write_file(&p, pages, 0);
-            left -= pages;
-            n += 1;
-        }
+        cairn_benches::generate_database(&mut self.rng, &self.data, gib);
     }
 
     fn update_one_percent(&mut self, root: &Path) {

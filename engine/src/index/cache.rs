@@ -240,10 +240,12 @@ impl IndexCache {
         let mut warnings = Vec::new();
         // Read and decode in parallel, a bounded group at a time, and write sequentially.
         for group in todo.chunks(64) {
-            let loaded: Vec<(Id, Result<Vec<PackRecord>>)> = group
-                .par_iter()
-                .map(|id| (*id, load_index_file(store, id)))
-                .collect();
+            let loaded: Vec<(Id, Result<Vec<PackRecord>>)> = store.with_parallel_reads(|| {
+                group
+                    .par_iter()
+                    .map(|id| (*id, load_index_file(store, id)))
+                    .collect()
+            });
             for (id, res) in loaded {
                 match res {
                     Ok(packs) => self.absorb(&id, &packs)?,

@@ -467,10 +467,12 @@ fn write_batch(
         skip_damaged: opts.skip_damaged,
         damaged: &damaged,
     };
-    segments
-        .par_iter()
-        .map(|(pack, wanted)| ctx.restore_segment(pack, wanted))
-        .collect::<Result<Vec<()>>>()?;
+    repo.store().with_parallel_reads(|| {
+        segments
+            .par_iter()
+            .map(|(pack, wanted)| ctx.restore_segment(pack, wanted))
+            .collect::<Result<Vec<()>>>()
+    })?;
     st.summary.bytes_written += written.load(Relaxed);
     st.summary.bytes_sparse += sparse.load(Relaxed);
 
