@@ -95,7 +95,7 @@ pub fn copy(
         ));
     }
     compatible(src, dst)?;
-    let _src_lock = src.lock(LockKind::Shared, "copy (source)")?;
+    let src_lock = src.lock(LockKind::Shared, "copy (source)")?;
     let dst_lock = dst.lock(LockKind::Shared, "copy")?;
     let all = src.snapshots()?;
     let chosen: Vec<(Id, crate::snapshot::Snapshot)> = if specs.is_empty() {
@@ -178,6 +178,7 @@ pub fn copy(
     report.packs_written = packed.packs_added;
 
     // The snapshots last, byte for byte: their ids stay the same.
+    src_lock.confirm()?;
     dst_lock.confirm()?;
     for (id, _) in &todo {
         let bytes = src.store().read(&snapshot_path(id))?;
@@ -211,7 +212,7 @@ fn copy_pack(
         let mut end = blobs[i].entry.end();
         let mut j = i + 1;
         while j < blobs.len()
-            && blobs[j].entry.offset <= end + COALESCE_GAP
+            && blobs[j].entry.offset <= end.saturating_add(COALESCE_GAP)
             && blobs[j].entry.end() - start <= MAX_RANGE
         {
             end = end.max(blobs[j].entry.end());

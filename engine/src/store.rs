@@ -31,6 +31,12 @@ const MAX_IN_FLIGHT_UPLOADS: usize = 4;
 
 /// Concurrent requests to an object store unless configured otherwise.
 pub const DEFAULT_S3_CONNECTIONS: usize = 8;
+/// The most connections a store may use: each may hold a pack being uploaded in memory.
+pub const MAX_S3_CONNECTIONS: usize = 64;
+/// Files larger than this go to object stores as multipart uploads of parts this size, so that
+/// each request is small enough to finish within the request timeout on a slow link (and a
+/// failed part is retried alone). A multipart upload becomes visible only when completed.
+const UPLOAD_PART: usize = 8 << 20;
 
 /// A repository location: what `--repo` names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,6 +108,42 @@ struct ConfigFile {
     s3: S3Settings,
 }
 
+/// A config file error that names the line and the fields involved but quotes no value: a
+/// mistyped secret must not end up in a terminal or a log.
+fn config_error(text: &str, e: &toml::de::Error) -> String {
+    const FIELDS: &[&str] = &[
+        "s3",
+        "endpoint",
+        "region",
+        "access_key_id",
+        "secret_access_key",
+        "session_token",
+        "virtual_host_style",
+        "connections",
+    ];
+    let mut out = String::new();
+    for (i, part) in e.message().split('`').enumerate() {
+        let quoted = i % 2 == 1;
+        if !quoted {
+            out.push_str(part);
+        } else if FIELDS.contains(&part) || (i == 1 && e.message().starts_with("unknown field")) {
+            // A field name: the unknown one, or those expected.
+            out.push('`');
+            out.push_str(part);
+            out.push('`');
+        } else {
+            out.push_str("(value hidden)");
+        }
+    }
+    match e.span() {
+        Some(span) => format!(
+            "line {}: {out}",
+            text[..span.start.min(text.len())].lines().count().max(1)
+        ),
+        None => out,
+    }
+}
+
 impl S3Settings {
     /// The settings of the standard environment variables: `AWS_ACCESS_KEY_ID`,
     /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_ENDPOINT_URL_S3` or
@@ -134,8 +176,7 @@ impl S3Settings {
                 toml::from_str::<ConfigFile>(&text)
                     .map_err(|e| Error::BadConfigFile {
                         path: path.to_path_buf(),
-                        // The message quotes the offending line, which may hold a secret.
-                        detail: e.message().to_string(),
+                        detail: config_error(&text, &e),
                     })?
                     .s3
             }
@@ -159,7 +200,9 @@ impl S3Settings {
     }
 
     fn connections(&self) -> usize {
-        self.connections.unwrap_or(DEFAULT_S3_CONNECTIONS).max(1)
+        self.connections
+            .unwrap_or(DEFAULT_S3_CONNECTIONS)
+            .clamp(1, MAX_S3_CONNECTIONS)
     }
 }
 
@@ -400,28 +443,35 @@ impl Store {
 
     /// Writes a whole file and waits until it is stored durably.
     pub fn write(&self, path: &str, data: Vec<u8>) -> Result<()> {
-        self.block_on(self.op.write(path, data))
+        self.block_on(self.op.write_with(path, data).chunk(UPLOAD_PART))
             .map_err(|e| storage("write", path, e))?;
         sync_dirs(self.location.local_path(), path)
     }
 
     /// Writes a whole file only if nothing is stored under its name yet, durably; returns
-    /// whether it wrote. Where the store supports conditional writes (S3's `If-None-Match`)
-    /// this is atomic: of two writers racing, one fails. Elsewhere it checks first, which
-    /// leaves a window between the check and the write.
+    /// whether it wrote (or an earlier attempt of this call did: a conditional write whose
+    /// answer was lost is retried, finds the file, and sees its own bytes there). On S3 this is
+    /// atomic (`If-None-Match: *`): of two writers racing, one fails. On a local disk the check
+    /// and the rename into place are separate steps.
     pub fn write_new(&self, path: &str, data: Vec<u8>) -> Result<bool> {
-        if self.op.info().capability().write_with_if_not_exists {
-            return match self.block_on(self.op.write_with(path, data).if_not_exists(true)) {
-                Ok(_) => Ok(true),
-                Err(e) if e.kind() == ErrorKind::ConditionNotMatch => Ok(false),
-                Err(e) => Err(storage("write", path, e)),
-            };
+        let wrote = if self.op.info().capability().write_with_if_not_exists {
+            match self.block_on(self.op.write_with(path, data.clone()).if_not_exists(true)) {
+                Ok(_) => true,
+                Err(e) if e.kind() == ErrorKind::ConditionNotMatch => false,
+                Err(e) => return Err(storage("write", path, e)),
+            }
+        } else if self.size(path)?.is_some() {
+            false
+        } else {
+            self.block_on(self.op.write(path, data.clone()))
+                .map_err(|e| storage("write", path, e))?;
+            true
+        };
+        if wrote {
+            sync_dirs(self.location.local_path(), path)?;
+            return Ok(true);
         }
-        if self.size(path)?.is_some() {
-            return Ok(false);
-        }
-        self.write(path, data)?;
-        Ok(true)
+        Ok(self.read_opt(path)?.is_some_and(|there| there == data))
     }
 
     /// Starts writing a file in the background. At most a few uploads run at once; this call
@@ -434,7 +484,7 @@ impl Store {
         let root = self.location.local_path().map(Path::to_path_buf);
         let handle = self.rt.spawn(async move {
             let _permit = permit;
-            op.write(&p, data).await?;
+            op.write_with(&p, data).chunk(UPLOAD_PART).await?;
             tokio::task::spawn_blocking(move || sync_dirs(root.as_deref(), &p))
                 .await
                 .map_err(|e| opendal::Error::new(ErrorKind::Unexpected, e.to_string()))?
@@ -558,7 +608,7 @@ fn s3_operator(location: &Location, s3: &S3Location) -> Result<opendal::Result<O
             .layer(
                 opendal::layers::TimeoutLayer::new()
                     .with_timeout(Duration::from_secs(120))
-                    .with_io_timeout(Duration::from_secs(30)),
+                    .with_io_timeout(Duration::from_secs(60)),
             )
     }))
 }

@@ -51,8 +51,11 @@ impl Sandbox {
 
     /// Runs cairn with this sandbox's repository and cache.
     pub fn cairn(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(args)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        for k in FOREIGN_ENV {
+            cmd.env_remove(k);
+        }
+        cmd.args(args)
             .env("CAIRN_REPO", &self.repo_spec)
             .env("CAIRN_CACHE_DIR", self.cache())
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -93,6 +96,20 @@ impl Sandbox {
         last_json(&self.ok(&args))
     }
 }
+
+/// The settings of the developer's environment that would steer a test's cairn elsewhere (a
+/// real S3 endpoint, other credentials, a config file); removed from every test run.
+pub const FOREIGN_ENV: &[&str] = &[
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ENDPOINT_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "CAIRN_CONFIG",
+    "CAIRN_CONNECTIONS",
+];
 
 /// Every file below `dir`, sorted; a missing directory has none.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {

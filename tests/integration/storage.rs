@@ -323,7 +323,11 @@ fn s3_backup_stops_cleanly_when_its_credentials_are_revoked() {
     // A long backup; the key is revoked once it has uploaded a few packs.
     let big = sb.path("big");
     random_files(&big, 160, 11);
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
+    for k in crate::common::FOREIGN_ENV {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
         .args(["backup", big.to_str().unwrap()])
         .env("CAIRN_REPO", &sb.repo_spec)
         .env("CAIRN_CACHE_DIR", sb.cache())
@@ -336,13 +340,39 @@ fn s3_backup_stops_cleanly_when_its_credentials_are_revoked() {
     while server.keys(&bucket, "repo/data/").len() < packs_before + 3 {
         assert!(
             std::time::Instant::now() < deadline,
-            "the backup uploaded nothing: {:?} {:?}",
-            server.keys(&bucket, ""),
+            "the backup uploaded nothing: {:?}",
             child.try_wait()
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    // Paused while the key is revoked, so that the revocation lands mid-backup however fast
+    // the backup runs; resumed once the server refuses the key.
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap()
+    };
+    assert!(
+        signal("-STOP").success(),
+        "the backup finished before the revocation"
+    );
     server.revoke(&bucket, &key);
+    let denied = || {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--aws-sigv4"])
+            .arg("aws:amz:us-east-1:s3")
+            .args(["--user", &format!("{key}:{secret}")])
+            .arg(format!("{}/{bucket}/repo/config", server.endpoint))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout) == "403"
+    };
+    while !denied() {
+        assert!(std::time::Instant::now() < deadline, "the key still works");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    signal("-CONT");
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
