@@ -14,6 +14,13 @@ if ! command -v weed >/dev/null 2>&1; then
   hash -r
 fi
 export CAIRN_REQUIRE_S3=1
+# The PostgreSQL test runs the server this machine ships (/usr/lib/postgresql/15) as the
+# postgres user; its absence is a failure too.
+export CAIRN_REQUIRE_PG=1
+if [ ! -x /usr/lib/postgresql/15/bin/postgres ]; then
+  apt-get update -qq >/dev/null || true
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null
+fi
 
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings

@@ -33,7 +33,7 @@ struct Cli {
 
     /// Requests in flight at once to an object store (uploads and downloads each).
     #[arg(long, env = "CAIRN_CONNECTIONS", global = true, value_name = "N",
-          value_parser = clap::value_parser!(u16).range(1..=256))]
+          value_parser = clap::value_parser!(u16).range(1..=64))]
     connections: Option<u16>,
 
     /// Directory of the local index cache (rebuildable; safe to delete).
@@ -77,6 +77,8 @@ enum Command {
     Prune(commands::prune::Args),
     /// Show or save the retention policy a plain `forget` applies.
     Policy(commands::policy::Args),
+    /// PostgreSQL: base backups, WAL archiving, point-in-time restores.
+    Pg(commands::pg::Args),
     /// Copy snapshots into another repository, sending only the data it lacks.
     Copy(commands::copy::Args),
     /// Sizes: stored, logical, dedup and compression ratios, and what each snapshot costs.
@@ -188,6 +190,11 @@ fn main() -> ExitCode {
         Command::Policy(a) => commands::policy::run(&globals, a),
         Command::Stats(a) => commands::stats::run(&globals, a),
         Command::Copy(a) => commands::copy::run(&globals, a),
+        Command::Pg(a) => match commands::pg::run(&globals, a) {
+            Ok(0) => Ok(()),
+            Ok(code) => return ExitCode::from(code as u8),
+            Err(e) => Err(e),
+        },
         Command::Restore(a) => match commands::restore::run(&globals, a) {
             Ok(commands::restore::Outcome::Complete) => Ok(()),
             Ok(commands::restore::Outcome::Incomplete) => return ExitCode::from(3),

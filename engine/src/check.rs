@@ -338,6 +338,12 @@ pub fn check(
         chosen
     };
     stats.snapshots = selected.len() as u64;
+    // The PostgreSQL WAL archive: its records, and whether each base backup can be restored.
+    let wal = if opts.snapshots.is_empty() {
+        check_wal(repo, &selected, &mut f)?
+    } else {
+        Vec::new()
+    };
 
     // 3 and 4. Walk the snapshots, and read the data. Without a snapshot filter every pack is a
     // candidate, so the reading runs alongside the walk, keeping both cores busy; with a filter,
@@ -357,6 +363,9 @@ pub fn check(
         let mut walk = Walk::new(repo, &bad_packs);
         for (_, snap) in &selected {
             walk.tree(&snap.tree, 0, f);
+        }
+        for record in &wal {
+            walk.tree(&record.tree, 0, f);
         }
         walk.look_up_chunks(f);
         walk
@@ -559,6 +568,58 @@ fn list_packs(repo: &Repository, f: &mut Findings) -> Result<HashMap<Id, u64>> {
         );
     }
     Ok(packs)
+}
+
+/// Reads the WAL records and reports base backups whose WAL is not all archived (errors: they
+/// cannot be restored) and gaps in the archive (warnings: points in time that cannot be
+/// reached). Returns the readable records, whose trees the walk then verifies.
+fn check_wal(
+    repo: &Repository,
+    snapshots: &[(Id, Snapshot)],
+    f: &mut Findings,
+) -> Result<Vec<crate::wal::WalRecord>> {
+    let names = crate::pg::wal_names(repo)?;
+    let mut records = Vec::new();
+    for name in &names {
+        let path = crate::wal::wal_path(name);
+        match repo
+            .store()
+            .read(&path)
+            .and_then(|b| crate::wal::WalRecord::decode(&b, name))
+        {
+            Ok(r) => records.push(r),
+            Err(e @ Error::Storage { .. }) if !e.is_damage() => return Err(e),
+            Err(e) => {
+                f.error("wal-record", path, short_error(&e));
+            }
+        }
+    }
+    let inv = crate::pg::inventory(snapshots, &names)?;
+    for b in &inv.backups {
+        if !b.consistent {
+            f.error(
+                "wal-missing",
+                crate::snapshot::snapshot_path(&b.id),
+                format!(
+                    "PostgreSQL base backup {} needs WAL {} to {}, but the archive is not complete{}; it cannot be restored",
+                    b.id.short(),
+                    b.pg.start_wal,
+                    b.pg.stop_wal,
+                    b.wal_until.as_ref().map_or(String::new(), |u| format!(" after {u}"))
+                ),
+            );
+        }
+    }
+    for t in &inv.timelines {
+        for (from, to) in &t.gaps {
+            f.warn(
+                "wal-gap",
+                format!("wal/{from}"),
+                format!("WAL {from} to {to} of timeline {} is not archived: no point in time in that range can be restored", t.timeline),
+            );
+        }
+    }
+    Ok(records)
 }
 
 fn load_snapshots(repo: &Repository, f: &mut Findings) -> Result<Vec<(Id, Snapshot)>> {

@@ -92,6 +92,24 @@ pub enum Error {
         id: String,
     },
 
+    /// A PostgreSQL server refused or failed a request.
+    #[error("PostgreSQL: cannot {doing}: {detail}")]
+    Postgres {
+        /// What cairn was doing.
+        doing: String,
+        /// The server's message.
+        detail: String,
+    },
+
+    /// `archive-wal` was given a WAL file whose name is archived with other contents.
+    #[error(
+        "WAL file {name} is already archived with different contents; refusing to replace it (is another cluster archiving into this repository?)"
+    )]
+    WalConflict {
+        /// The file name.
+        name: String,
+    },
+
     /// Two repositories cannot exchange blobs.
     #[error(
         "cannot copy between these repositories: {detail}; copy into a new repository (created with the source's parameters when it does not exist)"
@@ -239,11 +257,6 @@ impl Error {
             Error::Storage { source, .. } => source.kind() == opendal::ErrorKind::NotFound,
             _ => false,
         }
-    }
-
-    /// Whether retrying later may succeed: the store was unreachable or overloaded, not refusing.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Storage { source, .. } if source.is_temporary() || source.kind() == opendal::ErrorKind::RateLimited)
     }
 
     /// Builds an [`Error::Corrupt`].

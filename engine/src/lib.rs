@@ -52,6 +52,8 @@ mod lock;
 mod ls;
 mod manifest;
 mod pack;
+#[cfg(feature = "repository")]
+mod pg;
 mod policy;
 mod progress;
 #[cfg(feature = "repository")]
@@ -66,10 +68,11 @@ mod snapshot;
 #[cfg(feature = "repository")]
 mod stats;
 mod store;
+mod wal;
 mod wire;
 
 #[cfg(feature = "repository")]
-pub use backup::{BackupOptions, BackupResult, backup};
+pub use backup::{Additions, BackupOptions, BackupResult, backup, backup_with};
 #[cfg(feature = "repository")]
 pub use check::{Affected, CheckOptions, CheckReport, CheckStats, Problem, ReadData, check};
 pub use config::{Config, DEFAULT_AVG_CHUNK, DEFAULT_PACK_SIZE, FORMAT_VERSION};
@@ -83,6 +86,12 @@ pub use lock::{Lock, LockKind};
 #[cfg(feature = "repository")]
 pub use ls::walk;
 pub use manifest::{Node, NodeKind};
+#[cfg(feature = "repository")]
+pub use pg::{
+    Archived, PG_BASE_TAG, PG_EXCLUDES, PgBackupOptions, PgBaseBackup, PgConnect, PgInventory,
+    PgRestoreOptions, PgRestoreReport, PgTarget, PgTimeline, archive_wal, base_backup, expire_wal,
+    fetch_wal, load_wal_record, pg_inventory, pg_restore, wal_names,
+};
 pub use policy::{Group, RetentionPolicy, Verdict, apply_policy, parse_duration};
 pub use progress::{NoProgress, Progress};
 #[cfg(feature = "repository")]
@@ -91,10 +100,11 @@ pub use prune::{DEFAULT_MAX_UNUSED, PruneOptions, PruneReport, prune};
 pub use repository::{DEFAULT_LOCK_WAIT, InitOptions, Repository, default_cache_dir};
 #[cfg(feature = "repository")]
 pub use restore::{RestoreOptions, RestoreSummary, restore};
-pub use snapshot::{Snapshot, Summary};
+pub use snapshot::{PgInfo, Snapshot, Summary};
 #[cfg(feature = "repository")]
 pub use stats::{RepoStats, SnapshotStats, stats};
 pub use store::{Location, S3Location, S3Settings, Store};
+pub use wal::{WalRecord, parse_lsn, segment_name};
 
 /// Decoders of untrusted bytes and the pipeline's stages, exposed for the fuzz targets, format
 /// tests and micro-benchmarks. Not a stable API.
@@ -111,4 +121,5 @@ pub mod decode {
         BlobEntry, BlobKind, Compression, PackWriter, compress, decode_pack, open_blob, verify_blob,
     };
     pub use crate::snapshot::Snapshot;
+    pub use crate::wal::WalRecord;
 }

@@ -269,6 +269,7 @@ mod tests {
             tree: Id::of(b"tree"),
             parent: None,
             summary: Default::default(),
+            pg: None,
         }
     }
 

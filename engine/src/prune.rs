@@ -139,6 +139,10 @@ pub fn prune(
     for (_, snap) in &snapshots {
         walk_blobs(repo, &snap.tree, &mut |kind, id| used.insert((kind, *id))).map_err(refuse)?;
     }
+    // The archived PostgreSQL WAL is data too (forget expires what no base backup needs).
+    for record in crate::pg::wal_records(repo).map_err(refuse)? {
+        walk_blobs(repo, &record.tree, &mut |kind, id| used.insert((kind, *id))).map_err(refuse)?;
+    }
     report.blobs_used = used.len() as u64;
 
     // The index files and what they list; every one must be readable.

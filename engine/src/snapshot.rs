@@ -43,6 +43,31 @@ pub struct Snapshot {
     pub parent: Option<Id>,
     /// What the backup did.
     pub summary: Summary,
+    /// For a PostgreSQL base backup: where it sits in the WAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pg: Option<PgInfo>,
+}
+
+/// Where a PostgreSQL base backup sits in the write-ahead log: replaying the WAL from
+/// `start_lsn` to at least `stop_lsn` on `timeline` makes it consistent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PgInfo {
+    /// The server's timeline when the backup started.
+    pub timeline: u32,
+    /// The backup's start LSN, as PostgreSQL prints it (`0/2000028`).
+    pub start_lsn: String,
+    /// The backup's stop LSN.
+    pub stop_lsn: String,
+    /// The WAL segment file holding the start LSN.
+    pub start_wal: String,
+    /// The WAL segment file holding the stop LSN.
+    pub stop_wal: String,
+    /// Bytes of a WAL segment on this server.
+    pub wal_segment_size: u64,
+    /// The cluster's system identifier (from `pg_control_system()`).
+    pub system_identifier: String,
+    /// `server_version_num`.
+    pub server_version: u32,
 }
 
 /// Figures recorded by the backup that made a snapshot.
@@ -148,10 +173,30 @@ mod tests {
                 duration_s: 1.5,
                 ..Summary::default()
             },
+            pg: Some(PgInfo {
+                timeline: 1,
+                start_lsn: "0/2000028".into(),
+                stop_lsn: "0/2000100".into(),
+                start_wal: "000000010000000000000002".into(),
+                stop_wal: "000000010000000000000002".into(),
+                wal_segment_size: 16 << 20,
+                system_identifier: "7312345678901234567".into(),
+                server_version: 150004,
+            }),
         };
         let bytes = s.encode();
         let id = Id::of(&bytes);
         assert_eq!(Snapshot::decode(&bytes, &id).unwrap(), s);
         assert!(Snapshot::decode(b"[]", &id).is_err());
+    }
+
+    #[test]
+    fn the_frozen_postgresql_snapshot_still_reads() {
+        let bytes = include_bytes!("../../tests/fixtures/snapshot-pg-v1.json");
+        let s = Snapshot::decode(bytes, &Id::of(bytes)).unwrap();
+        let pg = s.pg.unwrap();
+        assert_eq!(pg.timeline, 1);
+        assert_eq!(pg.start_wal, "000000010000000000000002");
+        assert_eq!(s.tags, vec!["pg-base".to_string()]);
     }
 }

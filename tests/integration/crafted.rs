@@ -83,6 +83,7 @@ fn plant(sb: &Sandbox, mut root: Tree, extra: Vec<Tree>) {
         tree: root_id,
         parent: None,
         summary: Summary::default(),
+        pg: None,
     };
     let sb_bytes = snap.encode();
     std::fs::create_dir_all(sb.repo().join("snapshots")).unwrap();

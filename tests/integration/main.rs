@@ -12,6 +12,7 @@ mod dedup;
 mod errors;
 mod fixture;
 mod lifecycle;
+mod pg;
 mod restore;
 mod roundtrip;
 mod s3;

@@ -37,6 +37,10 @@ pub struct Args {
     /// Host name to record.
     #[arg(long)]
     host: Option<String>,
+    /// Leave out paths matching this glob, relative to the snapshot's root (`*` stays within
+    /// one directory, `**` crosses them; `dir/*` keeps `dir`, empty); may be repeated.
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
     /// Print progress as JSON lines (at most one a second) and end with one JSON summary
     /// object (`"type": "summary"`).
     #[arg(long)]
@@ -67,6 +71,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         force_read: a.force_read,
         hostname: a.host,
         interrupt: Some(interrupt),
+        exclude: a.exclude,
     };
     let bar = Bar::new(!a.json, "files");
     let lines = JsonLines::new();
@@ -87,11 +92,16 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         backup(&mut repo, &opts, reader, progress)
     });
     bar.finish();
-    let done = result?;
+    report(&result?, a.json);
+    Ok(())
+}
+
+/// Prints what a backup did: a summary line, or a JSON summary object.
+pub fn report(done: &cairn_engine::BackupResult, json: bool) {
     let s = &done.snapshot.summary;
     // How many times less the snapshot cost than a full, uncompressed copy of its files.
     let dedup = s.logical_bytes as f64 / s.bytes_added.max(1) as f64;
-    if a.json {
+    if json {
         let out = json!({
             "type": "summary",
             "snapshot_id": done.id,
@@ -136,7 +146,6 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             }
         }
     }
-    Ok(())
 }
 
 /// Counts the regular files below `paths` and their bytes, without following symlinks.

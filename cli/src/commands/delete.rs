@@ -21,13 +21,18 @@ pub struct Args {
 pub fn run(g: &Globals, a: Args) -> Result<()> {
     let repo = g.open()?;
     let ids = delete_snapshots(&repo, &a.snapshots)?;
+    let wal = cairn_engine::expire_wal(&repo, false)?;
     drop(repo);
     if a.json {
-        println!("{}", serde_json::json!({ "deleted": ids }));
+        println!(
+            "{}",
+            serde_json::json!({ "deleted": ids, "wal_expired": wal })
+        );
     } else {
         for id in &ids {
             println!("deleted snapshot {}", id.short());
         }
+        print_expired(&wal, false);
     }
     if a.prune {
         super::prune::run_prune(g, false, DEFAULT_MAX_UNUSED, a.json)?;
@@ -35,4 +40,15 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         println!("run `cairn prune` to reclaim their space");
     }
     Ok(())
+}
+
+/// Says which archived WAL files went with the base backups that needed them.
+pub fn print_expired(wal: &[String], dry_run: bool) {
+    if let (Some(first), Some(last)) = (wal.first(), wal.last()) {
+        let verb = if dry_run { "would expire" } else { "expired" };
+        println!(
+            "{verb} {} archived WAL files no remaining base backup needs ({first} .. {last})",
+            wal.len()
+        );
+    }
 }

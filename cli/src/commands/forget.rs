@@ -70,11 +70,13 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let given = a.policy.policy();
     let policy = (!given.is_empty()).then_some(&given);
     let groups = forget(&repo, policy, a.dry_run)?;
+    let wal = cairn_engine::expire_wal(&repo, a.dry_run)?;
     drop(repo);
     if a.json {
         println!("{}", serde_json::to_string(&groups)?);
     } else {
         print_groups(&groups, a.dry_run);
+        super::delete::print_expired(&wal, a.dry_run);
     }
     if a.prune && !a.dry_run {
         super::prune::run_prune(g, false, DEFAULT_MAX_UNUSED, a.json)?;

@@ -8,6 +8,7 @@ pub mod forget;
 pub mod init;
 pub mod list;
 pub mod ls;
+pub mod pg;
 pub mod policy;
 pub mod prune;
 pub mod restore;

@@ -66,6 +66,23 @@ pub struct BackupOptions {
     /// Set (from a signal handler, say) to stop the backup early; what was uploaded so far
     /// is then indexed, and the backup returns [`Error::Interrupted`].
     pub interrupt: Option<Arc<AtomicBool>>,
+    /// Glob patterns of paths to leave out, matched against paths as they appear in the
+    /// snapshot (relative to its root; `*` does not cross `/`, `**` does). An excluded
+    /// directory is left out with everything below it; `dir/*` keeps `dir` itself, empty.
+    pub exclude: Vec<String>,
+}
+
+/// What a caller adds when the walk is done, just before the snapshot is assembled: files in
+/// the snapshot's root (replacing entries of the same name), tags, and PostgreSQL facts. A
+/// PostgreSQL base backup ends the server's backup mode here, after every file was read.
+#[derive(Debug, Clone, Default)]
+pub struct Additions {
+    /// Files to put in the root: name and contents.
+    pub files: Vec<(String, Vec<u8>)>,
+    /// Tags to add.
+    pub tags: Vec<String>,
+    /// Where the backup sits in the WAL of its PostgreSQL server.
+    pub pg: Option<crate::snapshot::PgInfo>,
 }
 
 /// The result of a backup.
@@ -99,6 +116,21 @@ struct Run<'a> {
     counters: Counters,
     skipped: Mutex<Vec<String>>,
     changed_during: Mutex<Vec<String>>,
+    exclude: Exclude,
+}
+
+/// Stores one stream as a file named `name` in a tree of its own (a WAL segment, say), and
+/// indexes it; returns the tree's id and what was added. The caller holds a lock.
+pub(crate) fn store_stream(
+    repo: &Repository,
+    name: &str,
+    reader: &mut (dyn Read + Send),
+) -> Result<(Id, packer::Packed)> {
+    let run = Run::new(repo, &crate::progress::NoProgress);
+    let tree = run.stdin_root(name, reader)?;
+    let id = run.store_tree(tree)?;
+    let packed = run.packer.finish()?;
+    Ok((id, packed))
 }
 
 /// Backs up `opts.paths` (or `stdin` when `opts.stdin_name` is set) into `repo`.
@@ -107,6 +139,24 @@ pub fn backup(
     opts: &BackupOptions,
     stdin: Option<&mut (dyn Read + Send)>,
     progress: &dyn Progress,
+) -> Result<BackupResult> {
+    backup_with(
+        repo,
+        opts,
+        stdin,
+        progress,
+        &mut || Ok(Additions::default()),
+    )
+}
+
+/// [`backup`], calling `finish` once every source file was read, and adding what it returns
+/// to the snapshot. If `finish` fails, no snapshot is written.
+pub fn backup_with(
+    repo: &mut Repository,
+    opts: &BackupOptions,
+    stdin: Option<&mut (dyn Read + Send)>,
+    progress: &dyn Progress,
+    finish: &mut dyn FnMut() -> Result<Additions>,
 ) -> Result<BackupResult> {
     let started = Instant::now();
     // Held to the end: prune cannot delete what this backup deduplicates against.
@@ -155,22 +205,28 @@ pub fn backup(
         None => None,
     };
 
-    let run = Run {
-        repo,
-        chunker: Chunker::new(&repo.config().chunker),
-        packer: Packer::new(repo),
-        progress,
-        force_read: opts.force_read,
-        interrupt: opts.interrupt.clone(),
-        counters: Counters::default(),
-        skipped: Mutex::new(Vec::new()),
-        changed_during: Mutex::new(Vec::new()),
-    };
+    let mut run = Run::new(repo, progress);
+    run.force_read = opts.force_read;
+    run.interrupt = opts.interrupt.clone();
+    run.exclude = Exclude::new(&opts.exclude, &sources)?;
 
-    let root = match sources {
-        Sources::Stdin(name, reader) => run.stdin_root(&name, reader),
-        Sources::Paths(abs) => run.paths_root(&abs, parent_tree.as_ref()),
+    let mut extra_tags = Vec::new();
+    let mut pg = None;
+    let root_tree = || -> Result<Id> {
+        let mut tree = match sources {
+            Sources::Stdin(name, reader) => run.stdin_root(&name, reader)?,
+            Sources::Paths(abs) => run.paths_root(&abs, parent_tree.as_ref())?,
+        };
+        let more = finish()?;
+        validate_label("tag", more.tags.iter())?;
+        for (name, bytes) in more.files {
+            run.add_file(&mut tree, &name, &bytes)?;
+        }
+        extra_tags = more.tags;
+        pg = more.pg;
+        run.store_tree(tree)
     };
+    let root = root_tree();
     let root = match root {
         Ok(root) => root,
         Err(Error::Interrupted { .. }) => {
@@ -211,10 +267,11 @@ pub fn backup(
         paths,
         stdin: stdin_mode,
         name: opts.name.clone(),
-        tags: opts.tags.clone(),
+        tags: opts.tags.iter().chain(&extra_tags).cloned().collect(),
         tree: root,
         parent: parent.map(|(id, _)| id),
         summary: Summary::default(),
+        pg,
     };
     // The snapshot's own size counts as added; its length hardly changes with the figure
     // itself, so estimate once, then fix the figure.
@@ -235,6 +292,57 @@ pub fn backup(
 enum Sources<'s> {
     Stdin(String, &'s mut (dyn Read + Send)),
     Paths(Vec<PathBuf>),
+}
+
+/// The exclusion patterns of a backup, and how to turn a source path into its snapshot path.
+#[derive(Default)]
+struct Exclude {
+    set: Option<globset::GlobSet>,
+    /// Source paths and the prefix their snapshot paths drop: a lone directory is the root;
+    /// otherwise each source is an entry of the root named by its last component.
+    bases: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Exclude {
+    fn new(patterns: &[String], sources: &Sources<'_>) -> Result<Exclude> {
+        if patterns.is_empty() {
+            return Ok(Exclude::default());
+        }
+        let mut b = globset::GlobSetBuilder::new();
+        for p in patterns {
+            let glob = globset::GlobBuilder::new(p.trim_start_matches('/'))
+                .literal_separator(true)
+                .build()
+                .map_err(|e| Error::InvalidInput(format!("--exclude {p:?}: {e}")))?;
+            b.add(glob);
+        }
+        let set = b
+            .build()
+            .map_err(|e| Error::InvalidInput(format!("--exclude: {e}")))?;
+        let bases = match sources {
+            Sources::Paths(paths) if paths.len() == 1 && paths[0].is_dir() => {
+                vec![(paths[0].clone(), paths[0].clone())]
+            }
+            Sources::Paths(paths) => paths
+                .iter()
+                .map(|p| (p.clone(), p.parent().unwrap_or(p).to_path_buf()))
+                .collect(),
+            Sources::Stdin(..) => Vec::new(),
+        };
+        Ok(Exclude {
+            set: Some(set),
+            bases,
+        })
+    }
+
+    fn excludes(&self, path: &Path) -> bool {
+        let Some(set) = &self.set else { return false };
+        self.bases
+            .iter()
+            .find(|(src, _)| path.starts_with(src))
+            .and_then(|(_, base)| path.strip_prefix(base).ok())
+            .is_some_and(|rel| set.is_match(rel))
+    }
 }
 
 fn validate_label<'a>(what: &str, values: impl Iterator<Item = &'a String>) -> Result<()> {
@@ -290,7 +398,32 @@ fn check_sources(repo: &Repository, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(repo: &'a Repository, progress: &'a dyn Progress) -> Run<'a> {
+        Run {
+            repo,
+            chunker: Chunker::new(&repo.config().chunker),
+            packer: Packer::new(repo),
+            progress,
+            force_read: false,
+            interrupt: None,
+            counters: Counters::default(),
+            skipped: Mutex::new(Vec::new()),
+            changed_during: Mutex::new(Vec::new()),
+            exclude: Exclude::default(),
+        }
+    }
+
+    /// Puts a file with `bytes` in `tree` as `name`, replacing an entry of that name.
+    fn add_file(&self, tree: &mut Tree, name: &str, bytes: &[u8]) -> Result<()> {
+        let mut node = self.stream_node(name, &mut &bytes[..])?;
+        node.mode = 0o600;
+        tree.nodes.retain(|n| n.name != name.as_bytes());
+        tree.nodes.push(node);
+        tree.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(())
+    }
+
     fn check_interrupt(&self) -> Result<()> {
         if self.interrupt.as_ref().is_some_and(|f| f.load(Relaxed)) {
             return Err(Error::Interrupted { kept: 0 });
@@ -298,15 +431,21 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn stdin_root(&self, name: &str, reader: &mut (dyn Read + Send)) -> Result<Id> {
+    fn stdin_root(&self, name: &str, reader: &mut (dyn Read + Send)) -> Result<Tree> {
+        let node = self.stream_node(name, reader)?;
+        self.counters.dirs.fetch_add(1, Relaxed);
+        Ok(Tree { nodes: vec![node] })
+    }
+
+    /// A file node holding what `reader` yields, stored now.
+    fn stream_node(&self, name: &str, reader: &mut (dyn Read + Send)) -> Result<Node> {
         let now = jiff::Timestamp::now();
         let content = self.chunk_stream(reader, name)?;
         let size = content.len();
         self.counters.files.fetch_add(1, Relaxed);
         self.counters.files_new.fetch_add(1, Relaxed);
         self.counters.logical_bytes.fetch_add(size, Relaxed);
-        self.counters.dirs.fetch_add(1, Relaxed);
-        let node = Node {
+        Ok(Node {
             name: name.as_bytes().to_vec(),
             kind: NodeKind::File(content),
             mode: 0o600,
@@ -319,15 +458,14 @@ impl Run<'_> {
             inode: 0,
             dev: 0,
             size,
-        };
-        self.store_tree(Tree { nodes: vec![node] })
+        })
     }
 
-    fn paths_root(&self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<Id> {
+    fn paths_root(&self, paths: &[PathBuf], parent: Option<&Tree>) -> Result<Tree> {
         if let [single] = paths
             && single.is_dir()
         {
-            return self.dir(single, parent);
+            return self.dir_tree(single, parent);
         }
         let mut names = HashSet::new();
         for p in paths {
@@ -353,13 +491,19 @@ impl Run<'_> {
             })
             .collect::<Result<_>>()?;
         self.counters.dirs.fetch_add(1, Relaxed);
-        self.store_tree(Tree {
+        Ok(Tree {
             nodes: nodes.into_iter().flatten().collect(),
         })
     }
 
     /// Backs up one directory and returns its tree id.
     fn dir(&self, path: &Path, parent: Option<&Tree>) -> Result<Id> {
+        let tree = self.dir_tree(path, parent)?;
+        self.store_tree(tree)
+    }
+
+    /// Backs up what one directory holds and returns its tree, not yet stored.
+    fn dir_tree(&self, path: &Path, parent: Option<&Tree>) -> Result<Tree> {
         let mut entries = Vec::new();
         let rd = fs::read_dir(path).map_err(|e| Error::io("cannot list", path, e))?;
         for entry in rd {
@@ -372,6 +516,9 @@ impl Run<'_> {
             .map(|name| {
                 self.check_interrupt()?;
                 let p = path.join(name);
+                if self.exclude.excludes(&p) {
+                    return Ok(None);
+                }
                 let meta = match fs::symlink_metadata(&p) {
                     Ok(m) => m,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -381,11 +528,21 @@ impl Run<'_> {
                     Err(e) => return Err(Error::io("cannot stat", &p, e)),
                 };
                 let parent_node = parent.and_then(|t| t.find(name.as_bytes()));
-                self.entry(&p, name.as_bytes(), &meta, parent_node)
+                match self.entry(&p, name.as_bytes(), &meta, parent_node) {
+                    // A database deletes files while it runs (dropped tables, old segments):
+                    // one that is gone by the time it is opened is skipped, as if listed later.
+                    Err(Error::Io {
+                        path: gone, source, ..
+                    }) if source.kind() == std::io::ErrorKind::NotFound && gone == p => {
+                        self.skip(&p, "it vanished during the backup");
+                        Ok(None)
+                    }
+                    other => other,
+                }
             })
             .collect::<Result<_>>()?;
         self.counters.dirs.fetch_add(1, Relaxed);
-        self.store_tree(Tree {
+        Ok(Tree {
             nodes: nodes.into_iter().flatten().collect(),
         })
     }

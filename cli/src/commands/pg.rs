@@ -1,0 +1,246 @@
+//! `cairn pg`: PostgreSQL base backups, WAL archiving and point-in-time restores.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use cairn_engine::{
+    Archived, PgBackupOptions, PgConnect, PgRestoreOptions, PgTarget, archive_wal, base_backup,
+    fetch_wal, pg_inventory, pg_restore,
+};
+
+use crate::Globals;
+use crate::progress::Bar;
+use crate::units::human_bytes;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Take a consistent base backup of a running server.
+    Backup(BackupArgs),
+    /// Store one WAL file; for `archive_command = 'cairn --repo R pg archive-wal %p %f'`.
+    ArchiveWal {
+        /// Path of the file (`%p`).
+        path: PathBuf,
+        /// Its name (`%f`).
+        name: String,
+    },
+    /// Write one archived WAL file; for `restore_command`. Exits 1 if it is not archived.
+    FetchWal {
+        /// Its name (`%f`).
+        name: String,
+        /// Where to write it (`%p`).
+        path: PathBuf,
+    },
+    /// Restore a base backup and set up recovery to a point in time.
+    Restore(RestoreArgs),
+    /// Base backups and the WAL archived after each: what can be restored.
+    List {
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct BackupArgs {
+    /// The server's data directory.
+    #[arg(long, value_name = "DIR")]
+    pgdata: PathBuf,
+    /// Host or socket directory (default: $PGHOST, else /var/run/postgresql).
+    #[arg(long)]
+    host: Option<String>,
+    /// Port (default: $PGPORT, else 5432).
+    #[arg(long)]
+    port: Option<u16>,
+    /// User (default: $PGUSER, else the current user). The password, if one is needed, comes
+    /// from $PGPASSWORD.
+    #[arg(long)]
+    user: Option<String>,
+    /// Database to connect to (default: $PGDATABASE, else postgres).
+    #[arg(long)]
+    dbname: Option<String>,
+    /// A name for the snapshot.
+    #[arg(long)]
+    name: Option<String>,
+    /// A tag for the snapshot (pg-base is always added); may be repeated.
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Print one JSON summary object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("until").required(true).args(["time", "lsn", "latest"])))]
+struct RestoreArgs {
+    /// The new data directory (missing or empty).
+    #[arg(long, value_name = "DIR")]
+    target: PathBuf,
+    /// Recover to this time (RFC 3339, e.g. 2026-11-22T10:15:00Z).
+    #[arg(long, value_name = "TIME")]
+    time: Option<String>,
+    /// Recover to this LSN (e.g. 0/5000060).
+    #[arg(long, value_name = "LSN")]
+    lsn: Option<String>,
+    /// Recover everything archived.
+    #[arg(long)]
+    latest: bool,
+    /// Restore this base backup instead of the newest that ends before the target.
+    #[arg(long, value_name = "SNAPSHOT")]
+    snapshot: Option<String>,
+}
+
+pub fn run(g: &Globals, a: Args) -> Result<i32> {
+    match a.command {
+        Command::Backup(b) => {
+            let mut repo = g.open()?;
+            let bar = Bar::new(!b.json, "files");
+            let result = base_backup(
+                &mut repo,
+                &PgBackupOptions {
+                    pgdata: b.pgdata,
+                    connect: PgConnect {
+                        host: b.host,
+                        port: b.port,
+                        user: b.user,
+                        dbname: b.dbname,
+                    },
+                    name: b.name,
+                    tags: b.tags,
+                },
+                &bar,
+            );
+            bar.finish();
+            let done = result?;
+            super::backup::report(&done, b.json);
+            if let (false, Some(pg)) = (b.json, &done.snapshot.pg) {
+                println!(
+                    "PostgreSQL base backup: timeline {}, WAL {} ({}) to {} ({})",
+                    pg.timeline, pg.start_lsn, pg.start_wal, pg.stop_lsn, pg.stop_wal
+                );
+            }
+            Ok(0)
+        }
+        Command::ArchiveWal { path, name } => {
+            let mut repo = g.open()?;
+            match archive_wal(&mut repo, &path, &name)? {
+                Archived::Stored => {}
+                Archived::AlreadyThere => eprintln!("{name} was already archived, identical"),
+            }
+            Ok(0)
+        }
+        Command::FetchWal { name, path } => {
+            let mut repo = g.open()?;
+            if fetch_wal(&mut repo, &name, &path)? {
+                Ok(0)
+            } else {
+                // PostgreSQL asks for files past the end of the archive: not an error.
+                eprintln!("{name} is not archived");
+                Ok(1)
+            }
+        }
+        Command::Restore(r) => {
+            let until = match (&r.time, &r.lsn, r.latest) {
+                (Some(t), _, _) => PgTarget::Time(t.parse().with_context(|| {
+                    format!("--time {t:?}: give an RFC 3339 time such as 2026-11-22T10:15:00Z")
+                })?),
+                (None, Some(l), _) => PgTarget::Lsn(l.clone()),
+                (None, None, true) => PgTarget::Latest,
+                (None, None, false) => bail!("give --time, --lsn or --latest"),
+            };
+            let mut repo = g.open()?;
+            let bar = Bar::new(true, "files");
+            let report = pg_restore(
+                &mut repo,
+                &PgRestoreOptions {
+                    target: r.target.clone(),
+                    until,
+                    snapshot: r.snapshot,
+                    restore_command: fetch_command(g)?,
+                },
+                &bar,
+            );
+            bar.finish();
+            let report = report?;
+            println!(
+                "restored base backup {} to {} ({} files, {}); start PostgreSQL there to replay WAL (at least to {})",
+                report.snapshot.short(),
+                r.target.display(),
+                report.files,
+                human_bytes(report.bytes),
+                report.stop_lsn
+            );
+            Ok(0)
+        }
+        Command::List { json } => {
+            let repo = g.open()?;
+            let inv = pg_inventory(&repo)?;
+            if json {
+                println!("{}", serde_json::to_string(&inv)?);
+                return Ok(0);
+            }
+            for b in &inv.backups {
+                let until = b.wal_until.as_deref().unwrap_or("(none archived)");
+                println!(
+                    "base backup {}  ended {}  timeline {}  WAL {} .. {}  archived through {}{}",
+                    b.id.short(),
+                    b.time_end,
+                    b.pg.timeline,
+                    b.pg.start_wal,
+                    b.pg.stop_wal,
+                    until,
+                    if b.consistent {
+                        ""
+                    } else {
+                        "  NOT RESTORABLE: WAL missing before its stop"
+                    }
+                );
+            }
+            for t in &inv.timelines {
+                println!(
+                    "timeline {}: {} segments, {} .. {}{}",
+                    t.timeline,
+                    t.segments,
+                    t.first,
+                    t.last,
+                    if t.gaps.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", {} gaps", t.gaps.len())
+                    }
+                );
+                for (from, to) in &t.gaps {
+                    println!("  missing {from} .. {to}");
+                }
+            }
+            if inv.backups.is_empty() {
+                println!("no PostgreSQL base backups");
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// The `restore_command` a restored server runs: this binary, this repository, and the
+/// settings given to this run, with `%f` and `%p` for PostgreSQL to fill in.
+fn fetch_command(g: &Globals) -> Result<String> {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let exe = std::env::current_exe().context("cannot find the cairn executable")?;
+    let mut cmd = quote(&exe.display().to_string());
+    cmd += &format!(" --repo {}", quote(&g.location()?.to_string()));
+    cmd += &format!(
+        " --cache-dir {}",
+        quote(&g.cache_dir().display().to_string())
+    );
+    if let Some(c) = &g.config {
+        let abs = std::path::absolute(c).context("cannot resolve --config")?;
+        cmd += &format!(" --config {}", quote(&abs.display().to_string()));
+    }
+    cmd += " pg fetch-wal %f %p";
+    Ok(cmd)
+}

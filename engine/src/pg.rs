@@ -1,0 +1,762 @@
+//! PostgreSQL: consistent base backups of a running server, a WAL archive kept in the same
+//! repository (deduplicated and compressed like everything else), and point-in-time restores.
+//!
+//! ```text
+//! pg backup:   connect -> pg_backup_start(label, fast) -> back up the data directory (without
+//!              what PostgreSQL documents as safe to skip) -> pg_backup_stop() -> its
+//!              backup_label and tablespace_map go into the snapshot's root -> snapshot, tagged
+//!              pg-base, with start/stop LSN and timeline (format-spec/snapshot.md)
+//! archive-wal: one WAL file -> chunks in packs -> index -> wal/<name> record (format-spec/wal.md),
+//!              written once: the same name with other contents is refused
+//! fetch-wal:   wal/<name> -> its tree -> the file, written beside %p and renamed into place
+//! pg restore:  newest base backup that ends before the target -> restore -> recovery.signal
+//!              and recovery settings (restore_command calls fetch-wal)
+//! ```
+//!
+//! The backup's session stays open from start to stop: if cairn dies, the server sees the
+//! connection close and ends the backup itself, and no snapshot was written.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::backup::{Additions, BackupOptions, BackupResult, backup_with, store_stream};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::lock::LockKind;
+use crate::progress::Progress;
+use crate::repository::Repository;
+use crate::restore::{RestoreOptions, restore};
+use crate::snapshot::{PgInfo, Snapshot};
+pub use crate::wal::{
+    WAL_RECORD_VERSION, WalRecord, parse_lsn, parse_segment, segment_name, valid_wal_name, wal_path,
+};
+
+/// The tag of PostgreSQL base backups.
+pub const PG_BASE_TAG: &str = "pg-base";
+
+/// Paths of a data directory a base backup leaves out (relative to it), as PostgreSQL's
+/// documentation of low-level backups lists them: WAL (archived separately), runtime state
+/// rebuilt at start, and temporary files. The directories themselves are kept, empty.
+pub const PG_EXCLUDES: &[&str] = &[
+    "pg_wal/*",
+    "pg_replslot/*",
+    "pg_dynshmem/*",
+    "pg_notify/*",
+    "pg_serial/*",
+    "pg_snapshots/*",
+    "pg_stat_tmp/*",
+    "pg_subtrans/*",
+    "postmaster.pid",
+    "postmaster.opts",
+    "backup_label",
+    "backup_label.old",
+    "tablespace_map",
+    "tablespace_map.old",
+    "recovery.signal",
+    "standby.signal",
+    "**/pgsql_tmp*",
+    "**/pg_internal.init",
+];
+
+/// How to reach the server: the standard libpq variables fill what is not given.
+#[derive(Debug, Clone, Default)]
+pub struct PgConnect {
+    /// Host name, address, or socket directory (`PGHOST`; default `/var/run/postgresql`).
+    pub host: Option<String>,
+    /// Port (`PGPORT`; default 5432).
+    pub port: Option<u16>,
+    /// User (`PGUSER`; default the operating-system user).
+    pub user: Option<String>,
+    /// Database (`PGDATABASE`; default `postgres`).
+    pub dbname: Option<String>,
+}
+
+impl PgConnect {
+    fn config(&self) -> Result<postgres::Config> {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let mut c = postgres::Config::new();
+        let host = self
+            .host
+            .clone()
+            .or_else(|| env("PGHOST"))
+            .unwrap_or_else(|| "/var/run/postgresql".into());
+        c.host(&host);
+        let port = match (self.port, env("PGPORT")) {
+            (Some(p), _) => p,
+            (None, Some(p)) => p
+                .parse()
+                .map_err(|_| Error::InvalidInput(format!("PGPORT {p:?} is not a port")))?,
+            (None, None) => 5432,
+        };
+        c.port(port);
+        let user = self
+            .user
+            .clone()
+            .or_else(|| env("PGUSER"))
+            .or_else(|| env("USER"))
+            .unwrap_or_else(|| "postgres".into());
+        c.user(&user);
+        c.dbname(
+            &self
+                .dbname
+                .clone()
+                .or_else(|| env("PGDATABASE"))
+                .unwrap_or_else(|| "postgres".into()),
+        );
+        if let Some(pw) = env("PGPASSWORD") {
+            c.password(pw);
+        }
+        c.application_name("cairn");
+        c.connect_timeout(std::time::Duration::from_secs(30));
+        Ok(c)
+    }
+}
+
+fn pg_error(doing: &str, e: postgres::Error) -> Error {
+    Error::Postgres {
+        doing: doing.to_string(),
+        detail: e
+            .as_db_error()
+            .map_or_else(|| e.to_string(), |d| d.message().to_string()),
+    }
+}
+
+/// What `archive-wal` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Archived {
+    /// The file is now stored.
+    Stored,
+    /// The same file was already stored under this name.
+    AlreadyThere,
+}
+
+/// Stores the WAL file at `path` under `name` (`%p` and `%f` of `archive_command`). Returns
+/// only once the file and its record are stored durably. Archiving the same contents again
+/// succeeds; other contents under an archived name are refused.
+pub fn archive_wal(repo: &mut Repository, path: &Path, name: &str) -> Result<Archived> {
+    if !valid_wal_name(name) {
+        return Err(Error::InvalidInput(format!(
+            "{name:?} is not the name of a WAL segment, history or backup file"
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let digest = blake3::hash(&bytes).to_hex().to_string();
+    let same_as = |record: &WalRecord| -> Result<Archived> {
+        if record.digest == digest && record.size == bytes.len() as u64 {
+            Ok(Archived::AlreadyThere)
+        } else {
+            Err(Error::WalConflict {
+                name: name.to_string(),
+            })
+        }
+    };
+    if let Some(existing) = repo.store().read_opt(&wal_path(name))? {
+        return same_as(&WalRecord::decode(&existing, name)?);
+    }
+    let lock = repo.lock(LockKind::Shared, "archive-wal")?;
+    let (tree, _) = store_stream(repo, name, &mut &bytes[..])?;
+    let record = WalRecord {
+        version: WAL_RECORD_VERSION,
+        name: name.to_string(),
+        size: bytes.len() as u64,
+        digest: digest.clone(),
+        tree,
+        time: jiff::Timestamp::now().to_string(),
+    };
+    lock.confirm()?;
+    if repo.store().write_new(&wal_path(name), record.encode())? {
+        return Ok(Archived::Stored);
+    }
+    // Another archiver got there first.
+    let existing = repo.store().read(&wal_path(name))?;
+    same_as(&WalRecord::decode(&existing, name)?)
+}
+
+/// The archived WAL file names, sorted.
+pub fn wal_names(repo: &Repository) -> Result<Vec<String>> {
+    let mut names: Vec<String> = repo
+        .store()
+        .list("wal/")?
+        .into_iter()
+        .filter_map(|p| p.strip_prefix("wal/").map(str::to_string))
+        .filter(|n| valid_wal_name(n))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Reads the record of an archived WAL file, or `None` if it is not archived.
+pub fn load_wal_record(repo: &Repository, name: &str) -> Result<Option<WalRecord>> {
+    match repo.store().read_opt(&wal_path(name))? {
+        Some(bytes) => WalRecord::decode(&bytes, name).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Writes the archived WAL file `name` to `dest` (`%f` and `%p` of `restore_command`);
+/// returns false if it is not archived. The file appears at `dest` whole or not at all.
+pub fn fetch_wal(repo: &mut Repository, name: &str, dest: &Path) -> Result<bool> {
+    if !valid_wal_name(name) {
+        return Err(Error::InvalidInput(format!(
+            "{name:?} is not the name of a WAL segment, history or backup file"
+        )));
+    }
+    let Some(record) = load_wal_record(repo, name)? else {
+        return Ok(false);
+    };
+    let dir = dest.parent().filter(|p| !p.as_os_str().is_empty());
+    let dir = dir.unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".cairn-fetch-{}", Id::random().short()));
+    let result = (|| {
+        let opts = RestoreOptions {
+            target: tmp.clone(),
+            ..RestoreOptions::default()
+        };
+        restore(
+            repo,
+            &wal_snapshot(&record),
+            &opts,
+            &crate::progress::NoProgress,
+        )?;
+        let file = tmp.join(name);
+        let got = std::fs::read(&file).map_err(|e| Error::io("cannot read", &file, e))?;
+        if blake3::hash(&got).to_hex().as_str() != record.digest {
+            return Err(Error::corrupt(
+                format!("WAL record {name}"),
+                "the restored file does not match its digest",
+            ));
+        }
+        std::fs::rename(&file, dest).map_err(|e| Error::io("cannot move into place", dest, e))
+    })();
+    let _ = std::fs::remove_dir_all(&tmp);
+    result.map(|()| true)
+}
+
+/// A snapshot-shaped view of a WAL record, for the restore machinery.
+fn wal_snapshot(record: &WalRecord) -> Snapshot {
+    Snapshot {
+        version: crate::snapshot::SNAPSHOT_VERSION,
+        time: record.time.clone(),
+        time_end: record.time.clone(),
+        hostname: String::new(),
+        username: String::new(),
+        paths: vec![record.name.clone()],
+        stdin: true,
+        name: None,
+        tags: Vec::new(),
+        tree: record.tree,
+        parent: None,
+        summary: Default::default(),
+        pg: None,
+    }
+}
+
+/// Options of a base backup.
+#[derive(Debug, Clone, Default)]
+pub struct PgBackupOptions {
+    /// The server's data directory, as this machine sees it.
+    pub pgdata: PathBuf,
+    /// How to connect.
+    pub connect: PgConnect,
+    /// A name for the snapshot.
+    pub name: Option<String>,
+    /// More tags (`pg-base` is always added).
+    pub tags: Vec<String>,
+}
+
+/// Takes a consistent base backup of the running server whose data directory is
+/// `opts.pgdata`.
+pub fn base_backup(
+    repo: &mut Repository,
+    opts: &PgBackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
+    let mut client = opts
+        .connect
+        .config()?
+        .connect(postgres::NoTls)
+        .map_err(|e| pg_error("connect to the server", e))?;
+    let row = client
+        .query_one(
+            "SELECT current_setting('data_directory'), \
+                    current_setting('server_version_num')::int, \
+                    (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'), \
+                    (SELECT system_identifier::text FROM pg_control_system()), \
+                    current_setting('archive_mode')",
+            &[],
+        )
+        .map_err(|e| pg_error("read the server's settings", e))?;
+    let server_dir: String = row.get(0);
+    let version: i32 = row.get(1);
+    let segment_size: i64 = row.get(2);
+    let system_identifier: String = row.get(3);
+    let archive_mode: String = row.get(4);
+    let canon = |p: &Path| std::fs::canonicalize(p).map_err(|e| Error::io("cannot resolve", p, e));
+    if canon(&opts.pgdata)? != canon(Path::new(&server_dir))? {
+        return Err(Error::InvalidInput(format!(
+            "--pgdata {} is not the data directory of the server connected to ({server_dir})",
+            opts.pgdata.display()
+        )));
+    }
+    if archive_mode == "off" {
+        return Err(Error::InvalidInput(
+            "the server does not archive WAL (archive_mode = off): a base backup alone cannot \
+             be made consistent; set archive_mode and archive_command (see the README)"
+                .into(),
+        ));
+    }
+    if version < 150_000 {
+        return Err(Error::InvalidInput(format!(
+            "PostgreSQL {version} is not supported; pg backup needs PostgreSQL 15 or later"
+        )));
+    }
+    let label = format!("cairn {}", jiff::Timestamp::now());
+    let start: String = client
+        .query_one("SELECT pg_backup_start($1, true)::text", &[&label])
+        .map_err(|e| pg_error("start the backup (pg_backup_start)", e))?
+        .get(0);
+    let segment_size = segment_size as u64;
+    let backup_opts = BackupOptions {
+        paths: vec![opts.pgdata.clone()],
+        name: opts.name.clone(),
+        tags: opts.tags.clone(),
+        exclude: PG_EXCLUDES.iter().map(|s| s.to_string()).collect(),
+        ..BackupOptions::default()
+    };
+    let mut finish = || -> Result<Additions> {
+        let row = client
+            .query_one(
+                "SELECT lsn::text, labelfile, spcmapfile FROM pg_backup_stop(true)",
+                &[],
+            )
+            .map_err(|e| pg_error("stop the backup (pg_backup_stop)", e))?;
+        let stop: String = row.get(0);
+        let labelfile: String = row.get(1);
+        let spcmap: Option<String> = row.get(2);
+        let timeline = label_field(&labelfile, "START TIMELINE:")
+            .and_then(|v| v.parse().ok())
+            .ok_or_else(|| Error::corrupt("backup_label", "it names no START TIMELINE"))?;
+        let start_lsn = parse_lsn(&start)?;
+        let stop_lsn = parse_lsn(&stop)?;
+        let mut files = vec![("backup_label".to_string(), labelfile.into_bytes())];
+        if let Some(map) = spcmap.filter(|m| !m.is_empty()) {
+            files.push(("tablespace_map".to_string(), map.into_bytes()));
+        }
+        Ok(Additions {
+            files,
+            tags: vec![PG_BASE_TAG.to_string()],
+            pg: Some(PgInfo {
+                timeline,
+                start_lsn: start.clone(),
+                stop_lsn: stop,
+                start_wal: segment_name(timeline, start_lsn, segment_size),
+                stop_wal: segment_name(timeline, stop_lsn.saturating_sub(1), segment_size),
+                wal_segment_size: segment_size,
+                system_identifier: system_identifier.clone(),
+                server_version: version as u32,
+            }),
+        })
+    };
+    let result = backup_with(repo, &backup_opts, None, progress, &mut finish);
+    // Dropping the session ends a backup still in progress (on an error before the stop).
+    drop(client);
+    result
+}
+
+fn label_field<'a>(label: &'a str, key: &str) -> Option<&'a str> {
+    label
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(str::trim)
+}
+
+/// Which point a point-in-time restore reaches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgTarget {
+    /// Replay every archived WAL file.
+    Latest,
+    /// Stop at this time (RFC 3339).
+    Time(jiff::Timestamp),
+    /// Stop at this LSN.
+    Lsn(String),
+}
+
+/// Options of a point-in-time restore.
+#[derive(Debug, Clone)]
+pub struct PgRestoreOptions {
+    /// The new data directory (missing or empty).
+    pub target: PathBuf,
+    /// The point to reach.
+    pub until: PgTarget,
+    /// A base backup to use instead of the newest suitable one.
+    pub snapshot: Option<String>,
+    /// The `restore_command` PostgreSQL runs to fetch WAL (`%f` and `%p` in it).
+    pub restore_command: String,
+}
+
+/// What a point-in-time restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PgRestoreReport {
+    /// The base backup restored.
+    pub snapshot: Id,
+    /// Its stop LSN: recovery must replay at least to here.
+    pub stop_lsn: String,
+    /// Files restored.
+    pub files: u64,
+    /// Bytes written.
+    pub bytes: u64,
+}
+
+/// Restores the newest base backup that ends before the target into `opts.target` and writes
+/// the recovery settings: starting PostgreSQL there replays the archived WAL to the target.
+pub fn pg_restore(
+    repo: &mut Repository,
+    opts: &PgRestoreOptions,
+    progress: &dyn Progress,
+) -> Result<PgRestoreReport> {
+    if let Ok(mut rd) = std::fs::read_dir(&opts.target)
+        && rd.next().is_some()
+    {
+        return Err(Error::InvalidInput(format!(
+            "{} is not empty; a point-in-time restore needs a new or empty directory",
+            opts.target.display()
+        )));
+    }
+    let bases: Vec<(Id, Snapshot)> = repo
+        .snapshots()?
+        .into_iter()
+        .filter(|(_, s)| s.pg.is_some())
+        .collect();
+    let (id, snap) = match &opts.snapshot {
+        Some(spec) => {
+            let (id, s) = crate::repository::resolve_in(bases, spec)?;
+            (id, s)
+        }
+        None => {
+            let fits = |s: &Snapshot| match (&opts.until, &s.pg) {
+                (PgTarget::Latest, _) => true,
+                (PgTarget::Time(t), _) => s.end().is_some_and(|end| end < *t),
+                (PgTarget::Lsn(l), Some(pg)) => {
+                    matches!((parse_lsn(l), parse_lsn(&pg.stop_lsn)), (Ok(l), Ok(stop)) if stop <= l)
+                }
+                (PgTarget::Lsn(_), None) => false,
+            };
+            bases
+                .into_iter()
+                .rev()
+                .find(|(_, s)| fits(s))
+                .ok_or_else(|| {
+                    Error::InvalidInput(
+                        "no PostgreSQL base backup ends before that target; `cairn pg list` shows \
+                         what is restorable"
+                            .into(),
+                    )
+                })?
+        }
+    };
+    let pg = snap.pg.clone().ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "snapshot {} is not a PostgreSQL base backup",
+            id.short()
+        ))
+    })?;
+    let summary = restore(
+        repo,
+        &snap,
+        &RestoreOptions {
+            target: opts.target.clone(),
+            ..RestoreOptions::default()
+        },
+        progress,
+    )?;
+    // PostgreSQL refuses a data directory others may read.
+    set_mode(&opts.target, 0o700)?;
+    let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
+    let mut settings = format!(
+        "\n# Written by cairn pg restore from base backup {}.\nrestore_command = {}\n",
+        id.short(),
+        quote(&opts.restore_command)
+    );
+    match &opts.until {
+        PgTarget::Latest => {}
+        PgTarget::Time(t) => {
+            settings += &format!(
+                "recovery_target_time = {}\nrecovery_target_action = 'promote'\n",
+                // PostgreSQL's timestamptz input: no `T`, no `Z`.
+                quote(&t.strftime("%Y-%m-%d %H:%M:%S%.6f+00").to_string())
+            );
+        }
+        PgTarget::Lsn(l) => {
+            parse_lsn(l)?;
+            settings += &format!(
+                "recovery_target_lsn = {}\nrecovery_target_action = 'promote'\n",
+                quote(l)
+            );
+        }
+    }
+    let auto = opts.target.join("postgresql.auto.conf");
+    let mut conf = std::fs::read_to_string(&auto).unwrap_or_default();
+    conf += &settings;
+    std::fs::write(&auto, conf).map_err(|e| Error::io("cannot write", &auto, e))?;
+    let signal = opts.target.join("recovery.signal");
+    std::fs::write(&signal, b"").map_err(|e| Error::io("cannot write", &signal, e))?;
+    for dir in ["pg_wal", "pg_wal/archive_status"] {
+        let d = opts.target.join(dir);
+        std::fs::create_dir_all(&d).map_err(|e| Error::io("cannot create", &d, e))?;
+    }
+    Ok(PgRestoreReport {
+        snapshot: id,
+        stop_lsn: pg.stop_lsn,
+        files: summary.files_restored,
+        bytes: summary.bytes_written,
+    })
+}
+
+fn set_mode(p: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("cannot set the mode of", p, e))
+}
+
+/// A base backup and the WAL archived after it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PgBaseBackup {
+    /// The snapshot.
+    pub id: Id,
+    /// When the backup ended.
+    pub time_end: String,
+    /// Where it sits in the WAL.
+    pub pg: PgInfo,
+    /// The last WAL segment of the unbroken run archived from its start, if any.
+    pub wal_until: Option<String>,
+    /// Whether every segment from its start to its stop is archived (it can be restored).
+    pub consistent: bool,
+}
+
+/// The WAL archived on one timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct PgTimeline {
+    /// The timeline.
+    pub timeline: u32,
+    /// First and last archived segment.
+    pub first: String,
+    /// Last archived segment.
+    pub last: String,
+    /// Segments archived.
+    pub segments: u64,
+    /// Missing runs of segments between the first and the last, as (first missing, last
+    /// missing).
+    pub gaps: Vec<(String, String)>,
+}
+
+/// Base backups and the WAL archive: which points in time can be restored.
+#[derive(Debug, Clone, Serialize)]
+pub struct PgInventory {
+    /// Base backups, oldest first.
+    pub backups: Vec<PgBaseBackup>,
+    /// Archived WAL by timeline.
+    pub timelines: Vec<PgTimeline>,
+    /// Other archived files (timeline history, backup history).
+    pub other_files: Vec<String>,
+}
+
+/// Lists base backups and the archived WAL after each.
+pub fn pg_inventory(repo: &Repository) -> Result<PgInventory> {
+    let snaps = repo.snapshots()?;
+    let names = wal_names(repo)?;
+    inventory(&snaps, &names)
+}
+
+pub(crate) fn inventory(snaps: &[(Id, Snapshot)], names: &[String]) -> Result<PgInventory> {
+    let segment_size = snaps
+        .iter()
+        .find_map(|(_, s)| s.pg.as_ref().map(|p| p.wal_segment_size))
+        .unwrap_or(16 << 20);
+    let mut by_tli: BTreeMap<u32, Vec<u64>> = BTreeMap::new();
+    let mut other_files = Vec::new();
+    for n in names {
+        match parse_segment(n, segment_size) {
+            Some((tli, seg)) => by_tli.entry(tli).or_default().push(seg),
+            None => other_files.push(n.clone()),
+        }
+    }
+    let name_of = |tli: u32, seg: u64| segment_name(tli, seg * segment_size, segment_size);
+    let mut timelines = Vec::new();
+    for (tli, segs) in &mut by_tli {
+        segs.sort_unstable();
+        segs.dedup();
+        let mut gaps = Vec::new();
+        for w in segs.windows(2) {
+            if w[1] > w[0] + 1 {
+                gaps.push((name_of(*tli, w[0] + 1), name_of(*tli, w[1] - 1)));
+            }
+        }
+        timelines.push(PgTimeline {
+            timeline: *tli,
+            first: name_of(*tli, segs[0]),
+            last: name_of(*tli, segs[segs.len() - 1]),
+            segments: segs.len() as u64,
+            gaps,
+        });
+    }
+    let have: HashSet<(u32, u64)> = by_tli
+        .iter()
+        .flat_map(|(t, s)| s.iter().map(move |seg| (*t, *seg)))
+        .collect();
+    let mut backups = Vec::new();
+    for (id, s) in snaps {
+        let Some(pg) = &s.pg else { continue };
+        let start = parse_segment(&pg.start_wal, pg.wal_segment_size);
+        let stop = parse_segment(&pg.stop_wal, pg.wal_segment_size);
+        let (mut until, mut consistent) = (None, false);
+        if let (Some((tli, first)), Some((_, last))) = (start, stop) {
+            let mut seg = first;
+            while have.contains(&(tli, seg)) {
+                until = Some(name_of(tli, seg));
+                seg += 1;
+            }
+            consistent = seg > last;
+        }
+        backups.push(PgBaseBackup {
+            id: *id,
+            time_end: s.time_end.clone(),
+            pg: pg.clone(),
+            wal_until: until,
+            consistent,
+        });
+    }
+    Ok(PgInventory {
+        backups,
+        timelines,
+        other_files,
+    })
+}
+
+/// The WAL files no remaining base backup needs: segments before the start of the oldest
+/// base backup (on any timeline), and backup history files of segments before it. Nothing
+/// when no base backup remains (an archive without a base cannot be judged).
+pub(crate) fn expendable_wal(snaps: &[(Id, Snapshot)], names: &[String]) -> Vec<String> {
+    let Some(oldest) = snaps
+        .iter()
+        .filter_map(|(_, s)| s.pg.as_ref())
+        .filter_map(|pg| {
+            parse_segment(&pg.start_wal, pg.wal_segment_size)
+                .map(|(_, seg)| (seg, pg.wal_segment_size))
+        })
+        .min()
+    else {
+        return Vec::new();
+    };
+    let (first_needed, size) = oldest;
+    names
+        .iter()
+        .filter(|n| {
+            let seg_part = n.split('.').next().unwrap_or("");
+            !n.ends_with(".history")
+                && parse_segment(seg_part, size).is_some_and(|(_, seg)| seg < first_needed)
+        })
+        .cloned()
+        .collect()
+}
+
+/// Deletes the WAL files no remaining base backup needs (see [`expendable_wal`]); with
+/// `dry_run`, only names them.
+pub fn expire_wal(repo: &Repository, dry_run: bool) -> Result<Vec<String>> {
+    let snaps = repo.snapshots()?;
+    let names = wal_names(repo)?;
+    let gone = expendable_wal(&snaps, &names);
+    if !dry_run {
+        for n in &gone {
+            repo.store().delete(&wal_path(n))?;
+        }
+    }
+    Ok(gone)
+}
+
+/// Reads every WAL record; for `prune`. Unreadable records are errors.
+pub(crate) fn wal_records(repo: &Repository) -> Result<Vec<WalRecord>> {
+    let names = wal_names(repo)?;
+    repo.store().with_parallel_reads(|| {
+        use rayon::prelude::*;
+        names
+            .par_iter()
+            .map(|n| {
+                let bytes = repo.store().read(&wal_path(n))?;
+                WalRecord::decode(&bytes, n)
+            })
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inventory_finds_gaps_and_restorable_ranges() {
+        let pg = PgInfo {
+            timeline: 1,
+            start_lsn: "0/3000028".into(),
+            stop_lsn: "0/4000100".into(),
+            start_wal: "000000010000000000000003".into(),
+            stop_wal: "000000010000000000000004".into(),
+            wal_segment_size: 16 << 20,
+            system_identifier: "1".into(),
+            server_version: 150000,
+        };
+        let snap = Snapshot {
+            version: 1,
+            time: "2026-01-01T00:00:00Z".into(),
+            time_end: "2026-01-01T00:01:00Z".into(),
+            hostname: "h".into(),
+            username: "u".into(),
+            paths: vec!["/pg".into()],
+            stdin: false,
+            name: None,
+            tags: vec![PG_BASE_TAG.into()],
+            tree: Id::of(b"t"),
+            parent: None,
+            summary: Default::default(),
+            pg: Some(pg),
+        };
+        let names: Vec<String> = [
+            "000000010000000000000001",
+            "000000010000000000000003",
+            "000000010000000000000004",
+            "000000010000000000000005",
+            "000000010000000000000007",
+            "00000002.history",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let snaps = vec![(Id::of(b"s"), snap)];
+        let inv = inventory(&snaps, &names).unwrap();
+        assert_eq!(inv.timelines.len(), 1);
+        assert_eq!(
+            inv.timelines[0].gaps,
+            vec![
+                (
+                    "000000010000000000000002".to_string(),
+                    "000000010000000000000002".to_string()
+                ),
+                (
+                    "000000010000000000000006".to_string(),
+                    "000000010000000000000006".to_string()
+                ),
+            ]
+        );
+        assert!(inv.backups[0].consistent);
+        assert_eq!(
+            inv.backups[0].wal_until.as_deref(),
+            Some("000000010000000000000005")
+        );
+        assert_eq!(inv.other_files, vec!["00000002.history".to_string()]);
+        assert_eq!(
+            expendable_wal(&snaps, &names),
+            vec!["000000010000000000000001".to_string()]
+        );
+    }
+}
