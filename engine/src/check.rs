@@ -271,13 +271,39 @@ pub fn check(
     let mut f = Findings::default();
     let mut stats = CheckStats::default();
 
-    // 1. Index files, and a cache rebuilt from exactly them.
+    // 1. Snapshots and WAL records, listed before the index files: a backup or WAL archiver
+    // running alongside writes its index files before its snapshot or record, so whatever a
+    // listed snapshot needs is in an index file listed after it.
+    let snapshots = load_snapshots(repo, &mut f)?;
+    let selected: Vec<(Id, Snapshot)> = if opts.snapshots.is_empty() {
+        snapshots
+    } else {
+        let mut chosen = Vec::new();
+        for spec in &opts.snapshots {
+            // Resolved among the snapshots that could be read: a damaged one is reported,
+            // not a reason to stop.
+            let (id, _) = crate::repository::resolve_in(snapshots.clone(), spec)?;
+            if let Some(s) = snapshots.iter().find(|(i, _)| *i == id) {
+                chosen.push(s.clone());
+            }
+        }
+        chosen
+    };
+    stats.snapshots = selected.len() as u64;
+    // The PostgreSQL WAL archive: its records, and whether each base backup can be restored.
+    let wal = if opts.snapshots.is_empty() {
+        check_wal(repo, &selected, &mut f)?
+    } else {
+        Vec::new()
+    };
+
+    // 2. Index files, and a cache rebuilt from exactly them.
     let (summaries, index_files) = rebuild_index(repo, &mut f)?;
     stats.index_files = index_files;
     stats.packs = summaries.len() as u64;
     stats.blobs = summaries.values().map(|s| u64::from(s.blobs)).sum();
 
-    // 2. Packs present against packs indexed. Damaged packs are reported after the walk, which
+    // 3. Packs present against packs indexed. Damaged packs are reported after the walk, which
     // skips them and tells which of them the checked snapshots need.
     let present = list_packs(repo, &mut f)?;
     let mut bad_packs: BTreeMap<Id, (&'static str, String)> = BTreeMap::new();
@@ -320,30 +346,6 @@ pub fn check(
                 .into(),
         );
     }
-
-    // 3. Snapshots and everything they reference.
-    let snapshots = load_snapshots(repo, &mut f)?;
-    let selected: Vec<(Id, Snapshot)> = if opts.snapshots.is_empty() {
-        snapshots
-    } else {
-        let mut chosen = Vec::new();
-        for spec in &opts.snapshots {
-            // Resolved among the snapshots that could be read: a damaged one is reported,
-            // not a reason to stop.
-            let (id, _) = crate::repository::resolve_in(snapshots.clone(), spec)?;
-            if let Some(s) = snapshots.iter().find(|(i, _)| *i == id) {
-                chosen.push(s.clone());
-            }
-        }
-        chosen
-    };
-    stats.snapshots = selected.len() as u64;
-    // The PostgreSQL WAL archive: its records, and whether each base backup can be restored.
-    let wal = if opts.snapshots.is_empty() {
-        check_wal(repo, &selected, &mut f)?
-    } else {
-        Vec::new()
-    };
 
     // 3 and 4. Walk the snapshots, and read the data. Without a snapshot filter every pack is a
     // candidate, so the reading runs alongside the walk, keeping both cores busy; with a filter,

@@ -98,6 +98,9 @@ pub fn copy(
     let src_lock = src.lock(LockKind::Shared, "copy (source)")?;
     let dst_lock = dst.lock(LockKind::Shared, "copy")?;
     let all = src.snapshots()?;
+    // A backup that finished after the lock was taken indexed its blobs before writing its
+    // snapshot: bring the cache up to date with what the listed snapshots may need.
+    src.resync()?;
     let chosen: Vec<(Id, crate::snapshot::Snapshot)> = if specs.is_empty() {
         all
     } else {

@@ -17,6 +17,7 @@
 //! connection close and ends the backup itself, and no snapshot was written.
 
 use std::collections::{BTreeMap, HashSet};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -30,7 +31,8 @@ use crate::repository::Repository;
 use crate::restore::{RestoreOptions, restore};
 use crate::snapshot::{PgInfo, Snapshot};
 pub use crate::wal::{
-    WAL_RECORD_VERSION, WalRecord, parse_lsn, parse_segment, segment_name, valid_wal_name, wal_path,
+    WAL_RECORD_VERSION, WalRecord, parse_lsn, parse_segment, segment_file, segment_name,
+    valid_wal_name, wal_path,
 };
 
 /// The tag of PostgreSQL base backups.
@@ -38,9 +40,12 @@ pub const PG_BASE_TAG: &str = "pg-base";
 
 /// Paths of a data directory a base backup leaves out (relative to it), as PostgreSQL's
 /// documentation of low-level backups lists them: WAL (archived separately), runtime state
-/// rebuilt at start, and temporary files. The directories themselves are kept, empty.
+/// rebuilt at start, and temporary files. The directories themselves are kept, empty, but
+/// for `pg_wal`.
 pub const PG_EXCLUDES: &[&str] = &[
-    "pg_wal/*",
+    // Left out whole, not only its contents: it may be a symlink to a WAL directory elsewhere
+    // (`initdb -X`), which a restore must not point at. The restore makes a new, empty one.
+    "pg_wal",
     "pg_replslot/*",
     "pg_dynshmem/*",
     "pg_notify/*",
@@ -307,6 +312,19 @@ pub fn base_backup(
                 .into(),
         ));
     }
+    let tablespaces: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global')",
+            &[],
+        )
+        .map_err(|e| pg_error("list tablespaces", e))?
+        .get(0);
+    if tablespaces > 0 {
+        return Err(Error::InvalidInput(format!(
+            "the server has {tablespaces} tablespaces outside its data directory, which pg backup \
+             does not copy yet; back them up with the server stopped, or move them into pg_default"
+        )));
+    }
     if version < 150_000 {
         return Err(Error::InvalidInput(format!(
             "PostgreSQL {version} is not supported; pg backup needs PostgreSQL 15 or later"
@@ -424,37 +442,12 @@ pub fn pg_restore(
             opts.target.display()
         )));
     }
-    let bases: Vec<(Id, Snapshot)> = repo
-        .snapshots()?
-        .into_iter()
-        .filter(|(_, s)| s.pg.is_some())
-        .collect();
+    let all = repo.snapshots()?;
+    let names = wal_names(repo)?;
+    let bases: Vec<(Id, Snapshot)> = all.into_iter().filter(|(_, s)| s.pg.is_some()).collect();
     let (id, snap) = match &opts.snapshot {
-        Some(spec) => {
-            let (id, s) = crate::repository::resolve_in(bases, spec)?;
-            (id, s)
-        }
-        None => {
-            let fits = |s: &Snapshot| match (&opts.until, &s.pg) {
-                (PgTarget::Latest, _) => true,
-                (PgTarget::Time(t), _) => s.end().is_some_and(|end| end < *t),
-                (PgTarget::Lsn(l), Some(pg)) => {
-                    matches!((parse_lsn(l), parse_lsn(&pg.stop_lsn)), (Ok(l), Ok(stop)) if stop <= l)
-                }
-                (PgTarget::Lsn(_), None) => false,
-            };
-            bases
-                .into_iter()
-                .rev()
-                .find(|(_, s)| fits(s))
-                .ok_or_else(|| {
-                    Error::InvalidInput(
-                        "no PostgreSQL base backup ends before that target; `cairn pg list` shows \
-                         what is restorable"
-                            .into(),
-                    )
-                })?
-        }
+        Some(spec) => crate::repository::resolve_in(bases, spec)?,
+        None => choose_base(bases, &names, &opts.until)?,
     };
     let pg = snap.pg.clone().ok_or_else(|| {
         Error::InvalidInput(format!(
@@ -473,38 +466,40 @@ pub fn pg_restore(
     )?;
     // PostgreSQL refuses a data directory others may read.
     set_mode(&opts.target, 0o700)?;
-    let quote = |v: &str| format!("'{}'", v.replace('\'', "''"));
-    let mut settings = format!(
-        "\n# Written by cairn pg restore from base backup {}.\nrestore_command = {}\n",
-        id.short(),
-        quote(&opts.restore_command)
-    );
-    match &opts.until {
-        PgTarget::Latest => {}
-        PgTarget::Time(t) => {
-            settings += &format!(
-                "recovery_target_time = {}\nrecovery_target_action = 'promote'\n",
-                // PostgreSQL's timestamptz input: no `T`, no `Z`.
-                quote(&t.strftime("%Y-%m-%d %H:%M:%S%.6f+00").to_string())
-            );
-        }
-        PgTarget::Lsn(l) => {
-            parse_lsn(l)?;
-            settings += &format!(
-                "recovery_target_lsn = {}\nrecovery_target_action = 'promote'\n",
-                quote(l)
-            );
-        }
-    }
     let auto = opts.target.join("postgresql.auto.conf");
-    let mut conf = std::fs::read_to_string(&auto).unwrap_or_default();
-    conf += &settings;
+    let old = std::fs::read_to_string(&auto).unwrap_or_default();
+    // Recovery settings left by an earlier restore of the backed-up cluster would add a second
+    // target (which PostgreSQL refuses) or a stale one: they are commented out.
+    let mut conf: String = old
+        .lines()
+        .map(|l| {
+            let key = l.trim_start();
+            if key.starts_with("recovery_target") || key.starts_with("restore_command") {
+                format!("# (replaced by cairn pg restore) {l}\n")
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
+    conf += &recovery_settings(&id, &pg, &opts.until, &opts.restore_command)?;
     std::fs::write(&auto, conf).map_err(|e| Error::io("cannot write", &auto, e))?;
     let signal = opts.target.join("recovery.signal");
     std::fs::write(&signal, b"").map_err(|e| Error::io("cannot write", &signal, e))?;
+    let mut made = vec![auto, signal];
     for dir in ["pg_wal", "pg_wal/archive_status"] {
         let d = opts.target.join(dir);
-        std::fs::create_dir_all(&d).map_err(|e| Error::io("cannot create", &d, e))?;
+        std::fs::create_dir(&d).map_err(|e| Error::io("cannot create", &d, e))?;
+        set_mode(&d, 0o700)?;
+        made.push(d);
+    }
+    // What the restore added belongs to whoever owns the restored files (a restore run as
+    // root for a server run as postgres), or the server could not read its backup_label.
+    let owner = std::fs::metadata(opts.target.join("PG_VERSION"))
+        .map_err(|e| Error::io("cannot stat", opts.target.join("PG_VERSION"), e))?;
+    made.extend(["backup_label", "tablespace_map"].map(|f| opts.target.join(f)));
+    for p in made.iter().filter(|p| p.exists()) {
+        std::os::unix::fs::chown(p, Some(owner.uid()), Some(owner.gid()))
+            .map_err(|e| Error::io("cannot set the owner of", p, e))?;
     }
     Ok(PgRestoreReport {
         snapshot: id,
@@ -512,6 +507,98 @@ pub fn pg_restore(
         files: summary.files_restored,
         bytes: summary.bytes_written,
     })
+}
+
+/// The newest base backup that ends before `until` and whose WAL from start to stop is
+/// archived, among those of one cluster: the repository may hold several, and their WAL
+/// cannot be mixed.
+fn choose_base(
+    bases: Vec<(Id, Snapshot)>,
+    names: &[String],
+    until: &PgTarget,
+) -> Result<(Id, Snapshot)> {
+    let clusters: HashSet<&str> = bases
+        .iter()
+        .filter_map(|(_, s)| s.pg.as_ref().map(|p| p.system_identifier.as_str()))
+        .collect();
+    if clusters.len() > 1 {
+        return Err(Error::InvalidInput(format!(
+            "the repository holds base backups of {} clusters; name one with --snapshot",
+            clusters.len()
+        )));
+    }
+    let consistent: HashSet<Id> = inventory(&bases, names)?
+        .backups
+        .iter()
+        .filter(|b| b.consistent)
+        .map(|b| b.id)
+        .collect();
+    let fits = |s: &Snapshot| match (until, &s.pg) {
+        (_, None) => false,
+        (PgTarget::Latest, Some(_)) => true,
+        (PgTarget::Time(t), Some(_)) => s.end().is_some_and(|end| end < *t),
+        (PgTarget::Lsn(l), Some(pg)) => {
+            matches!((parse_lsn(l), parse_lsn(&pg.stop_lsn)), (Ok(l), Ok(stop)) if stop <= l)
+        }
+    };
+    bases
+        .into_iter()
+        .rev()
+        .find(|(id, s)| fits(s) && consistent.contains(id))
+        .ok_or_else(|| {
+            Error::InvalidInput(
+                "no restorable PostgreSQL base backup ends before that target; `cairn pg list` \
+                 shows what is restorable"
+                    .into(),
+            )
+        })
+}
+
+/// The lines added to `postgresql.auto.conf`: the one recovery target, its action, and the
+/// timeline to follow.
+fn recovery_settings(
+    id: &Id,
+    pg: &PgInfo,
+    until: &PgTarget,
+    restore_command: &str,
+) -> Result<String> {
+    // postgresql.conf strings: quotes doubled, backslashes escaped.
+    let quote = |v: &str| format!("'{}'", v.replace('\\', "\\\\").replace('\'', "''"));
+    let (time, lsn, timeline) = match until {
+        PgTarget::Latest => (String::new(), String::new(), "latest".to_string()),
+        // PostgreSQL's timestamptz input: no `T`, no `Z`.
+        PgTarget::Time(t) => (
+            t.strftime("%Y-%m-%d %H:%M:%S%.6f+00").to_string(),
+            String::new(),
+            pg.timeline.to_string(),
+        ),
+        PgTarget::Lsn(l) => {
+            let v = parse_lsn(l)?;
+            (
+                String::new(),
+                format!("{:X}/{:X}", v >> 32, v & 0xFFFF_FFFF),
+                pg.timeline.to_string(),
+            )
+        }
+    };
+    let mut out = format!(
+        "\n# Written by cairn pg restore from base backup {}.\nrestore_command = {}\n",
+        id.short(),
+        quote(restore_command)
+    );
+    let target = match until {
+        PgTarget::Latest => None,
+        PgTarget::Time(_) => Some(("recovery_target_time", time)),
+        PgTarget::Lsn(_) => Some(("recovery_target_lsn", lsn)),
+    };
+    if let Some((key, value)) = target {
+        out += &format!(
+            "{key} = {}\nrecovery_target_action = 'promote'\n",
+            quote(&value)
+        );
+    }
+    out += &format!("recovery_target_timeline = {}\n", quote(&timeline));
+    Ok(out)
 }
 
 fn set_mode(p: &Path, mode: u32) -> Result<()> {
@@ -582,7 +669,7 @@ pub(crate) fn inventory(snaps: &[(Id, Snapshot)], names: &[String]) -> Result<Pg
             None => other_files.push(n.clone()),
         }
     }
-    let name_of = |tli: u32, seg: u64| segment_name(tli, seg * segment_size, segment_size);
+    let name_of = |tli: u32, seg: u64| segment_file(tli, seg, segment_size);
     let mut timelines = Vec::new();
     for (tli, segs) in &mut by_tli {
         segs.sort_unstable();
@@ -661,10 +748,15 @@ pub(crate) fn expendable_wal(snaps: &[(Id, Snapshot)], names: &[String]) -> Vec<
         .collect()
 }
 
-/// Deletes the WAL files no remaining base backup needs (see [`expendable_wal`]); with
-/// `dry_run`, only names them.
-pub fn expire_wal(repo: &Repository, dry_run: bool) -> Result<Vec<String>> {
-    let snaps = repo.snapshots()?;
+/// Deletes the WAL files no remaining base backup needs (see [`expendable_wal`]), counting
+/// the snapshots `going` (about to be removed by a dry run) as gone; with `dry_run`, only
+/// names them.
+pub fn expire_wal(repo: &Repository, going: &[Id], dry_run: bool) -> Result<Vec<String>> {
+    let snaps: Vec<(Id, Snapshot)> = repo
+        .snapshots()?
+        .into_iter()
+        .filter(|(id, _)| !going.contains(id))
+        .collect();
     let names = wal_names(repo)?;
     let gone = expendable_wal(&snaps, &names);
     if !dry_run {
@@ -693,6 +785,39 @@ pub(crate) fn wal_records(repo: &Repository) -> Result<Vec<WalRecord>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recovery_settings_name_one_target_and_quote_values() {
+        let pg = PgInfo {
+            timeline: 3,
+            start_lsn: "0/3000028".into(),
+            stop_lsn: "0/4000100".into(),
+            start_wal: "000000030000000000000003".into(),
+            stop_wal: "000000030000000000000004".into(),
+            wal_segment_size: 16 << 20,
+            system_identifier: "1".into(),
+            server_version: 150000,
+        };
+        let id = Id::of(b"s");
+        let lsn =
+            recovery_settings(&id, &pg, &PgTarget::Lsn(" 0/00005A".into()), r"c 'x' \y").unwrap();
+        assert!(lsn.contains("recovery_target_lsn = '0/5A'\n"), "{lsn}");
+        assert!(!lsn.contains("recovery_target_time ="), "{lsn}");
+        assert!(lsn.contains("recovery_target_timeline = '3'\n"), "{lsn}");
+        assert!(lsn.contains(r"restore_command = 'c ''x'' \\y'"), "{lsn}");
+        let t: jiff::Timestamp = "2026-11-22T10:15:00.5Z".parse().unwrap();
+        let time = recovery_settings(&id, &pg, &PgTarget::Time(t), "c").unwrap();
+        assert!(
+            time.contains("recovery_target_time = '2026-11-22 10:15:00.500000+00'\n"),
+            "{time}"
+        );
+        let latest = recovery_settings(&id, &pg, &PgTarget::Latest, "c").unwrap();
+        assert!(
+            latest.contains("recovery_target_timeline = 'latest'\n"),
+            "{latest}"
+        );
+        assert!(recovery_settings(&id, &pg, &PgTarget::Lsn("x".into()), "c").is_err());
+    }
 
     #[test]
     fn inventory_finds_gaps_and_restorable_ranges() {

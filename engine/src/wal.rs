@@ -21,27 +21,50 @@ pub fn parse_lsn(s: &str) -> Result<u64> {
 
 /// The name of the WAL segment file holding `lsn` on `timeline`.
 pub fn segment_name(timeline: u32, lsn: u64, segment_size: u64) -> String {
-    let per_id = 0x1_0000_0000 / segment_size.max(1);
-    let segno = lsn / segment_size.max(1);
+    segment_file(
+        timeline,
+        lsn / sane_segment_size(segment_size),
+        segment_size,
+    )
+}
+
+/// The name of WAL segment number `segno` on `timeline`.
+pub fn segment_file(timeline: u32, segno: u64, segment_size: u64) -> String {
+    let per_id = 0x1_0000_0000 / sane_segment_size(segment_size);
     format!("{timeline:08X}{:08X}{:08X}", segno / per_id, segno % per_id)
+}
+
+/// PostgreSQL's WAL segments are a power of two from 1 MiB to 1 GiB; anything else (a damaged
+/// or crafted snapshot) is taken as the default 16 MiB rather than divided by.
+fn sane_segment_size(size: u64) -> u64 {
+    if size.is_power_of_two() && (1 << 20..=1 << 30).contains(&size) {
+        size
+    } else {
+        16 << 20
+    }
 }
 
 /// Timeline and segment number of a WAL segment file name, if it is one.
 pub fn parse_segment(name: &str, segment_size: u64) -> Option<(u32, u64)> {
-    if name.len() != 24 || !name.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if name.len() != 24 || !name.bytes().all(is_upper_hex) {
         return None;
     }
     let tli = u32::from_str_radix(&name[..8], 16).ok()?;
     let log = u64::from_str_radix(&name[8..16], 16).ok()?;
     let seg = u64::from_str_radix(&name[16..], 16).ok()?;
-    let per_id = 0x1_0000_0000 / segment_size.max(1);
-    Some((tli, log * per_id + seg))
+    let per_id = 0x1_0000_0000 / sane_segment_size(segment_size);
+    (seg < per_id).then_some((tli, log * per_id + seg))
+}
+
+/// PostgreSQL names WAL files in uppercase hex.
+fn is_upper_hex(b: u8) -> bool {
+    b.is_ascii_digit() || (b'A'..=b'F').contains(&b)
 }
 
 /// Whether `name` is a file PostgreSQL archives: a segment, a `.partial` segment, a timeline
 /// `.history` file, or a `.backup` history file.
 pub fn valid_wal_name(name: &str) -> bool {
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(is_upper_hex);
     if let Some(base) = name.strip_suffix(".history") {
         return hex(base, 8);
     }
@@ -130,6 +153,13 @@ mod tests {
             Some((3, 0x16 * 256 + 0xB3))
         );
         assert_eq!(parse_segment("00000003.history", seg), None);
+        // Out of range for the segment size, lowercase, absurd sizes: no panic, no answer.
+        assert_eq!(parse_segment("000000010000000000000100", seg), None);
+        assert_eq!(parse_segment("0000000300000016000000b3", seg), None);
+        assert_eq!(
+            segment_name(1, u64::MAX, u64::MAX),
+            segment_name(1, u64::MAX, 16 << 20)
+        );
         for ok in [
             "000000010000000000000002",
             "00000002.history",
@@ -138,7 +168,14 @@ mod tests {
         ] {
             assert!(valid_wal_name(ok), "{ok}");
         }
-        for bad in ["../x", "0000000100000000000000", "x.history", "", "a/b"] {
+        for bad in [
+            "../x",
+            "0000000100000000000000",
+            "x.history",
+            "",
+            "a/b",
+            "0000000a.history",
+        ] {
             assert!(!valid_wal_name(bad), "{bad}");
         }
     }

@@ -21,7 +21,7 @@ pub struct Args {
 pub fn run(g: &Globals, a: Args) -> Result<()> {
     let repo = g.open()?;
     let ids = delete_snapshots(&repo, &a.snapshots)?;
-    let wal = cairn_engine::expire_wal(&repo, false)?;
+    let wal = cairn_engine::expire_wal(&repo, &[], false)?;
     drop(repo);
     if a.json {
         println!(

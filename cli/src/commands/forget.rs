@@ -70,7 +70,11 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let given = a.policy.policy();
     let policy = (!given.is_empty()).then_some(&given);
     let groups = forget(&repo, policy, a.dry_run)?;
-    let wal = cairn_engine::expire_wal(&repo, a.dry_run)?;
+    let going: Vec<cairn_engine::Id> = groups
+        .iter()
+        .flat_map(|g| g.snapshots.iter().filter(|v| !v.keep).map(|v| v.id))
+        .collect();
+    let wal = cairn_engine::expire_wal(&repo, &going, a.dry_run)?;
     drop(repo);
     if a.json {
         println!("{}", serde_json::to_string(&groups)?);

@@ -29,7 +29,8 @@ enum Command {
         /// Its name (`%f`).
         name: String,
     },
-    /// Write one archived WAL file; for `restore_command`. Exits 1 if it is not archived.
+    /// Write one archived WAL file; for `restore_command`. Exits 1 if it is not archived, 200
+    /// on any other failure (which stops PostgreSQL's recovery instead of ending it early).
     FetchWal {
         /// Its name (`%f`).
         name: String,
@@ -81,19 +82,24 @@ struct RestoreArgs {
     /// The new data directory (missing or empty).
     #[arg(long, value_name = "DIR")]
     target: PathBuf,
-    /// Recover to this time (RFC 3339, e.g. 2026-11-22T10:15:00Z).
+    /// Recover to this time (RFC 3339, e.g. 2026-11-22T10:15:00Z), along the base backup's
+    /// timeline.
     #[arg(long, value_name = "TIME")]
     time: Option<String>,
     /// Recover to this LSN (e.g. 0/5000060).
     #[arg(long, value_name = "LSN")]
     lsn: Option<String>,
-    /// Recover everything archived.
+    /// Recover everything archived, following the newest timeline.
     #[arg(long)]
     latest: bool,
     /// Restore this base backup instead of the newest that ends before the target.
     #[arg(long, value_name = "SNAPSHOT")]
     snapshot: Option<String>,
 }
+
+/// The exit status of a `fetch-wal` that failed for another reason than the file not being
+/// archived: above 125, so that PostgreSQL stops recovery rather than end it early.
+const FETCH_FAILED: i32 = 200;
 
 pub fn run(g: &Globals, a: Args) -> Result<i32> {
     match a.command {
@@ -135,13 +141,21 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             Ok(0)
         }
         Command::FetchWal { name, path } => {
-            let mut repo = g.open()?;
-            if fetch_wal(&mut repo, &name, &path)? {
-                Ok(0)
-            } else {
-                // PostgreSQL asks for files past the end of the archive: not an error.
-                eprintln!("{name} is not archived");
-                Ok(1)
+            // Exit status 1 tells PostgreSQL the archive ends here, and it promotes; any other
+            // failure must stop recovery instead, which a status above 125 does.
+            match g
+                .open()
+                .and_then(|mut repo| Ok(fetch_wal(&mut repo, &name, &path)?))
+            {
+                Ok(true) => Ok(0),
+                Ok(false) => {
+                    eprintln!("{name} is not archived");
+                    Ok(1)
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    Ok(FETCH_FAILED)
+                }
             }
         }
         Command::Restore(r) => {
