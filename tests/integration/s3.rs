@@ -49,6 +49,16 @@ fn start() -> Option<Server> {
         );
         return None;
     }
+    for _ in 0..5 {
+        if let Some(server) = launch() {
+            return Some(server);
+        }
+    }
+    panic!("the S3 server found its ports taken five times over");
+}
+
+/// Starts the server on ports free a moment ago; `None` if one of them was taken meanwhile.
+fn launch() -> Option<Server> {
     let dir = tempfile::tempdir().expect("tempdir");
     let access_key = "cairn-test-admin".to_string();
     let secret_key = format!("secret-{:016x}", rand_u64());
@@ -117,16 +127,22 @@ fn start() -> Option<Server> {
     loop {
         let out = server.curl("s3", &["-f", "-o", "/dev/null", &server.endpoint]);
         if out.status.success() {
-            break;
+            return Some(server);
+        }
+        let log = std::fs::read_to_string(server._dir.path().join("weed.log")).unwrap_or_default();
+        // The ports were free when chosen, but another process may have taken one since.
+        if log.contains("not available") || log.contains("address already in use") {
+            let mut server = server;
+            let _ = server._shell.kill();
+            let _ = server._shell.wait();
+            return None;
         }
         assert!(
             Instant::now() < deadline,
-            "the S3 server did not come up within 60 s; its log: {}",
-            std::fs::read_to_string(server._dir.path().join("weed.log")).unwrap_or_default()
+            "the S3 server did not come up within 60 s; its log: {log}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    Some(server)
 }
 
 impl Server {
