@@ -264,6 +264,7 @@ fn postgres_backup_archive_and_point_in_time_restore() {
     let first_added = first["bytes_added"].as_u64().unwrap();
     pg.pgbench(&["-c", "1", "-t", "100", "-n"]);
     let at_t1 = pg.balances();
+    let lsn1 = pg.sql("SELECT pg_current_wal_lsn()");
     let t1 =
         pg.sql("SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
     std::thread::sleep(Duration::from_millis(1200));
@@ -357,6 +358,22 @@ fn postgres_backup_archive_and_point_in_time_restore() {
     amcheck.args(["--install-missing", "--all", "--heapallindexed"]);
     pg.ok(amcheck);
     pg.stop(&r1);
+
+    // 2b. The same point named by its LSN.
+    let r1b = pg.path("restored-lsn");
+    pg.cairn_ok(&[
+        "pg",
+        "restore",
+        "--lsn",
+        &lsn1,
+        "--target",
+        r1b.to_str().unwrap(),
+    ]);
+    append(&r1b.join("postgresql.auto.conf"), "archive_mode = off\n");
+    pg.start(&r1b);
+    pg.wait_promoted();
+    assert_eq!(pg.balances(), at_t1, "the table at the LSN of T1");
+    pg.stop(&r1b);
 
     // 3. Everything archived.
     let r2 = pg.path("restored-latest");
