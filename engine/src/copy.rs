@@ -19,12 +19,12 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::backup::packer::{Packer, Prepared};
+use crate::backup::packer::Packer;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{BlobLocation, pack_path};
 use crate::lock::LockKind;
-use crate::pack::{BLOB_HEADER_LEN, BlobKind, check_blob_header, open_blob};
+use crate::pack::{BLOB_HEADER_LEN, BlobKind};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::snapshot::snapshot_path;
@@ -226,19 +226,7 @@ fn copy_pack(
             let e = &b.entry;
             let at = (e.offset - start) as usize;
             let blob = &range[at..(e.end() - start) as usize];
-            let (header, stored) = blob.split_at(BLOB_HEADER_LEN as usize);
-            let about = || format!("pack {} of the source", pack.short());
-            check_blob_header(e, header).map_err(|m| m.about(about()))?;
-            // A damaged blob is not copied: the copy stops, and `check` on the source says
-            // what it affects.
-            open_blob(e, stored)?;
-            packer.add(Prepared::stored(
-                e.kind,
-                e.id,
-                e.raw_len,
-                e.compression,
-                stored.to_vec(),
-            ))?;
+            packer.add_verified(e, blob, &format!("pack {} of the source", pack.short()))?;
             n += 1;
             bytes += blob.len() as u64;
             progress.bytes(blob.len() as u64);

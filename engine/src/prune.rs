@@ -24,14 +24,14 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::backup::packer::{Packer, Prepared};
+use crate::backup::packer::Packer;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{
     PackRecord, encode_index, id_from_path, index_path, load_index_file, pack_path,
 };
 use crate::lock::LockKind;
-use crate::pack::{BLOB_HEADER_LEN, BlobKind, check_blob_header, open_blob};
+use crate::pack::{BLOB_HEADER_LEN, BlobKind};
 use crate::progress::Progress;
 use crate::reach::walk_blobs;
 use crate::repository::Repository;
@@ -367,17 +367,7 @@ fn repack_one(
                 "shorter than its index says",
             )
         })?;
-        let (header, stored) = blob.split_at(BLOB_HEADER_LEN as usize);
-        check_blob_header(e, header).map_err(|m| m.about(format!("pack {}", record.id.short())))?;
-        // A damaged blob is not copied: prune stops, and `check` says what it affects.
-        open_blob(e, stored)?;
-        packer.add(Prepared::stored(
-            e.kind,
-            e.id,
-            e.raw_len,
-            e.compression,
-            stored.to_vec(),
-        ))?;
+        packer.add_verified(e, blob, &format!("pack {}", record.id.short()))?;
         progress.bytes(blob.len() as u64);
     }
     Ok(())

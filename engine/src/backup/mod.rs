@@ -305,20 +305,9 @@ struct Exclude {
 
 impl Exclude {
     fn new(patterns: &[String], sources: &Sources<'_>) -> Result<Exclude> {
-        if patterns.is_empty() {
+        let Some(set) = crate::restore::globs("--exclude", patterns)? else {
             return Ok(Exclude::default());
-        }
-        let mut b = globset::GlobSetBuilder::new();
-        for p in patterns {
-            let glob = globset::GlobBuilder::new(p.trim_start_matches('/'))
-                .literal_separator(true)
-                .build()
-                .map_err(|e| Error::InvalidInput(format!("--exclude {p:?}: {e}")))?;
-            b.add(glob);
-        }
-        let set = b
-            .build()
-            .map_err(|e| Error::InvalidInput(format!("--exclude: {e}")))?;
+        };
         let bases = match sources {
             Sources::Paths(paths) if paths.len() == 1 && paths[0].is_dir() => {
                 vec![(paths[0].clone(), paths[0].clone())]

@@ -14,7 +14,10 @@ use std::sync::Mutex;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{PackRecord, encode_index, index_path, pack_path};
-use crate::pack::{BlobKind, Compression, PackWriter, compress};
+use crate::pack::{
+    BLOB_HEADER_LEN, BlobEntry, BlobKind, Compression, PackWriter, check_blob_header, compress,
+    open_blob,
+};
 use crate::repository::Repository;
 use crate::store::Upload;
 
@@ -318,6 +321,23 @@ impl<'a> Packer<'a> {
             .lock()
             .map(|i| (i.written.clone(), i.written_indexes.clone()))
             .unwrap_or_default()
+    }
+
+    /// Verifies one blob read from a pack (its header against `entry`, and the digest of its
+    /// raw bytes) and adds it still compressed: copying between packs (prune, copy). `blob` is
+    /// its header and stored bytes; `pack` names where it was read, for errors. A damaged blob
+    /// is not copied: the caller stops, and `check` says what it affects.
+    pub(crate) fn add_verified(&self, entry: &BlobEntry, blob: &[u8], pack: &str) -> Result<()> {
+        let (header, stored) = blob.split_at(BLOB_HEADER_LEN.min(blob.len() as u64) as usize);
+        check_blob_header(entry, header).map_err(|m| m.about(pack))?;
+        open_blob(entry, stored)?;
+        self.add(Prepared::stored(
+            entry.kind,
+            entry.id,
+            entry.raw_len,
+            entry.compression,
+            stored.to_vec(),
+        ))
     }
 
     /// Seals what is left, waits for every upload and writes the last index file.

@@ -32,6 +32,7 @@
 
 mod compare;
 mod plan;
+pub(crate) use plan::globs;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
