@@ -208,7 +208,14 @@ fn a_killed_prune_leaves_a_valid_repository_and_the_next_one_finishes() {
     let span = t.elapsed().as_millis().max(20) as u64;
 
     let mut killed_midway = 0;
-    for trial in 0..20u64 {
+    // Other tests share the machine, so a prune's time varies: trials go on (up to 40) until
+    // at least 10 prunes were stopped part way, each trial checked either way.
+    let mut trials = 0;
+    for trial in (0..40u64).map(|t| t % 20) {
+        if trials >= 20 && killed_midway >= 10 {
+            break;
+        }
+        trials += 1;
         let sb = Sandbox::new();
         copy_dir(&base.repo(), &sb.repo());
         let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
@@ -230,10 +237,10 @@ fn a_killed_prune_leaves_a_valid_repository_and_the_next_one_finishes() {
         sb.ok(&["prune", "--max-unused", "0%"]);
         assert_sound(&sb, &latest, &format!("trial {trial}"));
     }
-    eprintln!("{killed_midway} of 20 prunes killed before they finished");
+    eprintln!("{killed_midway} of {trials} prunes killed before they finished");
     assert!(
         killed_midway >= 10,
-        "only {killed_midway} of 20 prunes were stopped"
+        "only {killed_midway} of {trials} prunes were stopped"
     );
 }
 
