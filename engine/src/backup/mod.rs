@@ -520,8 +520,12 @@ impl<'a> Run<'a> {
                 match self.entry(&p, name.as_bytes(), &meta, parent_node) {
                     // A database deletes files while it runs (dropped tables, old segments):
                     // one that is gone by the time it is opened is skipped, as if listed later.
+                    // Only where the entry itself is opened: a "not found" from anything else
+                    // is a real error.
                     Err(Error::Io {
-                        path: gone, source, ..
+                        action: "cannot open" | "cannot list" | "cannot read link",
+                        path: gone,
+                        source,
                     }) if source.kind() == std::io::ErrorKind::NotFound && gone == p => {
                         self.skip(&p, "it vanished during the backup");
                         Ok(None)
@@ -612,7 +616,7 @@ impl<'a> Run<'a> {
         }
         let shown = path.display().to_string();
         self.progress.file_started(&shown);
-        let file = File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+        let file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
         let content = self.chunk_stream(file, &shown).map_err(|e| match e {
             Error::Io { action, source, .. } => Error::io(action, path, source),
             other => other,
