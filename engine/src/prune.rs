@@ -110,6 +110,10 @@ enum Fate {
 
 /// Packs per index file that prune writes.
 const PACKS_PER_INDEX: usize = 256;
+/// An index file listing fewer packs than this is small (a backup writes 16 per file)...
+const SMALL_INDEX: usize = 16;
+/// ...and prune merges the small ones once there are this many.
+const MERGE_SMALL_INDEXES: usize = 32;
 
 /// Removes what no snapshot reaches.
 pub fn prune(
@@ -254,10 +258,20 @@ pub fn prune(
         .filter(|(_, f)| **f != Fate::Keep)
         .map(|(id, _)| *id)
         .collect();
-    // Index files that list a pack going away are replaced.
+    // Index files that list a pack going away are replaced. So are small ones when there are
+    // many (every archived WAL file writes one, every short backup one or two): each command
+    // lists and reads them all, so they are merged into full ones.
+    let small: Vec<Id> = loaded
+        .iter()
+        .filter(|(_, records)| records.len() < SMALL_INDEX)
+        .map(|(id, _)| *id)
+        .collect();
+    let merge = small.len() >= MERGE_SMALL_INDEXES;
     let obsolete: Vec<Id> = loaded
         .iter()
-        .filter(|(_, records)| records.iter().any(|r| going.contains(&r.id)))
+        .filter(|(id, records)| {
+            records.iter().any(|r| going.contains(&r.id)) || (merge && small.contains(id))
+        })
         .map(|(id, _)| *id)
         .collect();
     if opts.dry_run {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{Rng, Sandbox, copy_dir, last_json, snapshot_of};
+use crate::common::{Rng, Sandbox, copy_dir, files_under, last_json, snapshot_of};
 
 /// A database directory of `files` files of `pages` 8 KiB pages.
 fn database(dir: &Path, files: u64, pages: u64, rng: &mut Rng) {
@@ -42,7 +42,7 @@ fn evolve(dir: &Path, share: f64, rng: &mut Rng) {
 }
 
 fn repo_bytes(repo: &Path) -> u64 {
-    crate::common::files_under(repo)
+    files_under(repo)
         .iter()
         .filter(|p| !p.starts_with(repo.join("locks")))
         .map(|p| std::fs::metadata(p).unwrap().len())
@@ -312,7 +312,7 @@ fn a_prune_stopped_after_any_step_leaves_a_repository_the_next_prune_finishes() 
         let report = last_json(&done.ok(&["prune", "--max-unused", "0%", "--json"]));
         assert!(report["packs_written"].as_u64().unwrap() > 0, "{report}");
         let rel_files = |root: &Path| -> std::collections::BTreeSet<PathBuf> {
-            crate::common::files_under(root)
+            files_under(root)
                 .into_iter()
                 .map(|p| p.strip_prefix(root).unwrap().to_path_buf())
                 .filter(|p| !p.starts_with("locks"))
@@ -477,4 +477,39 @@ fn prune_relies_on_a_healthy_copy_over_a_missing_pack() {
     let report = last_json(&sb.ok(&["prune", "--json"]));
     assert_eq!(report["packs_deleted"], 1, "{report}");
     assert_sound(&sb, &src, "after the last round");
+}
+
+#[test]
+fn prune_merges_many_small_index_files() {
+    let sb = Sandbox::new();
+    sb.ok(&["init"]);
+    let src = sb.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut rng = Rng(77);
+    // Each small backup writes one index file (as each archived WAL file does).
+    for i in 0..40u64 {
+        std::fs::write(src.join("table"), rng.page(8192, i)).unwrap();
+        sb.backup(&[], &[&src]);
+    }
+    let index_files = || files_under(&sb.repo().join("index")).len();
+    assert!(index_files() >= 40);
+    let report = last_json(&sb.ok(&["prune", "--max-unused", "100%", "--json"]));
+    assert_eq!(report["packs_deleted"], 0, "{report}");
+    assert!(
+        index_files() <= 2,
+        "{} index files after prune: {report}",
+        index_files()
+    );
+    // Every snapshot still restores, from a cache rebuilt from the merged files.
+    std::fs::remove_dir_all(sb.cache()).unwrap();
+    sb.ok(&["check", "--read-data"]);
+    let out = sb.path("out");
+    sb.ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read(out.join("table")).unwrap(),
+        std::fs::read(src.join("table")).unwrap()
+    );
+    // Nothing to merge the second time.
+    let again = last_json(&sb.ok(&["prune", "--json"]));
+    assert_eq!(again["index_files_written"], 0, "{again}");
 }
