@@ -154,21 +154,12 @@ impl Config {
 
     /// Decodes and validates a stored config.
     pub fn decode(bytes: &[u8]) -> Result<Config> {
-        #[derive(Deserialize)]
-        struct VersionOnly {
-            version: u32,
-        }
-        let v: VersionOnly = serde_json::from_slice(bytes)
-            .map_err(|e| Error::corrupt("config", format!("not a config object: {e}")))?;
-        if v.version != FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                object: "repository config".into(),
-                found: v.version,
-                supported: FORMAT_VERSION,
-            });
-        }
-        let c: Config =
-            serde_json::from_slice(bytes).map_err(|e| Error::corrupt("config", e.to_string()))?;
+        let c: Config = crate::wire::decode_versioned_json(
+            bytes,
+            "repository config",
+            "a config object",
+            FORMAT_VERSION,
+        )?;
         c.validate()?;
         Ok(c)
     }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::id::Id;
 
 /// Snapshot format version written and read by this build.
@@ -117,21 +117,12 @@ impl Snapshot {
 
     /// Decodes a stored snapshot.
     pub fn decode(bytes: &[u8], id: &Id) -> Result<Snapshot> {
-        let what = || format!("snapshot {}", id.short());
-        #[derive(Deserialize)]
-        struct VersionOnly {
-            version: u32,
-        }
-        let v: VersionOnly = serde_json::from_slice(bytes)
-            .map_err(|e| Error::corrupt(what(), format!("not a snapshot object: {e}")))?;
-        if v.version != SNAPSHOT_VERSION {
-            return Err(Error::UnsupportedVersion {
-                object: what(),
-                found: v.version,
-                supported: SNAPSHOT_VERSION,
-            });
-        }
-        serde_json::from_slice(bytes).map_err(|e| Error::corrupt(what(), e.to_string()))
+        crate::wire::decode_versioned_json(
+            bytes,
+            &format!("snapshot {}", id.short()),
+            "a snapshot object",
+            SNAPSHOT_VERSION,
+        )
     }
 
     /// Start time as a timestamp.

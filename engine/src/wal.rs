@@ -105,21 +105,8 @@ impl WalRecord {
     /// Decodes a stored record, checking it against the name it is stored under.
     pub fn decode(bytes: &[u8], name: &str) -> Result<WalRecord> {
         let what = || format!("WAL record {name}");
-        #[derive(Deserialize)]
-        struct VersionOnly {
-            version: u32,
-        }
-        let v: VersionOnly = serde_json::from_slice(bytes)
-            .map_err(|e| Error::corrupt(what(), format!("not a WAL record: {e}")))?;
-        if v.version != WAL_RECORD_VERSION {
-            return Err(Error::UnsupportedVersion {
-                object: what(),
-                found: v.version,
-                supported: WAL_RECORD_VERSION,
-            });
-        }
         let r: WalRecord =
-            serde_json::from_slice(bytes).map_err(|e| Error::corrupt(what(), e.to_string()))?;
+            crate::wire::decode_versioned_json(bytes, &what(), "a WAL record", WAL_RECORD_VERSION)?;
         if r.name != name || !valid_wal_name(&r.name) || r.digest.len() != 64 {
             return Err(Error::corrupt(what(), "its name or digest is not valid"));
         }

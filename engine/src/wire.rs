@@ -164,6 +164,32 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// Decodes a JSON object that carries its format `version` (config, snapshot, WAL record):
+/// a version other than `supported` is refused as unsupported (asking for a newer cairn)
+/// before the rest is read; anything that does not parse is damage to `object`, which is
+/// `a` of its `kind` (e.g. "a snapshot object").
+pub(crate) fn decode_versioned_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    object: &str,
+    kind: &str,
+    supported: u32,
+) -> crate::Result<T> {
+    #[derive(serde::Deserialize)]
+    struct VersionOnly {
+        version: u32,
+    }
+    let v: VersionOnly = serde_json::from_slice(bytes)
+        .map_err(|e| crate::Error::corrupt(object, format!("not {kind}: {e}")))?;
+    if v.version != supported {
+        return Err(crate::Error::UnsupportedVersion {
+            object: object.to_string(),
+            found: v.version,
+            supported,
+        });
+    }
+    serde_json::from_slice(bytes).map_err(|e| crate::Error::corrupt(object, e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
