@@ -4,12 +4,17 @@
 //! and runs on rayon; the runtime here drives OpenDAL's asynchronous I/O and runs uploads in
 //! the background while the caller goes on chunking and compressing.
 //!
-//! Contract (what every backend must give, local disk and object stores alike):
+//! Contract (what every backend must give, local disk and object stores alike; the
+//! conformance suite in `tests/integration/storage.rs` runs on memory, local disk and S3):
 //! - `write` is atomic: a reader sees the whole file or nothing, never a prefix. On the local
-//!   file system this holds because OpenDAL writes into `tmp/` and renames.
+//!   file system this holds because OpenDAL writes into `tmp/` and renames; on S3 a PUT, or a
+//!   multipart upload, becomes visible only when complete.
 //! - Files are written once and never changed; writing the same name twice writes the same
-//!   bytes (names are BLAKE3 digests of the contents), so a retried write is harmless.
+//!   bytes (names are BLAKE3 digests of the contents), so a retried write is harmless. The
+//!   exceptions (the config, lock files) are whole-file replacements; `write_new` writes only
+//!   if nothing is there.
 //! - `read_opt` tells "not there" apart from "could not read".
+//! - Transient failures are retried here, with back-off; what reaches the caller is final.
 //!
 //! It must never interpret file contents: that is the job of the modules above.
 
