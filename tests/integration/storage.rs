@@ -413,9 +413,10 @@ fn five_snapshots(
 }
 
 /// Copies all snapshots of `from` into `to` (which has no repository yet) and checks the copy.
-fn copy_and_check(from: &Sandbox, to: &Sandbox) {
+fn copy_and_check(from: &Sandbox, to: &Sandbox, extra: &[&str]) {
     let states = five_snapshots(from);
     let mut args = vec!["copy", "--to", to.repo_spec.as_str(), "--json"];
+    args.extend_from_slice(extra);
     let first = last_json(&from.ok(&args));
     assert_eq!(first["snapshots_copied"], 5, "{first}");
     assert!(first["blobs_copied"].as_u64().unwrap() > 0);
@@ -478,7 +479,7 @@ fn copy_local_to_local_refuses_other_chunking() {
     let from2 = Sandbox::new();
     from2.ok(&["init", "--compression", "none"]);
     let to2 = other_side(&from2, false).unwrap();
-    copy_and_check(&from2, &to2);
+    copy_and_check(&from2, &to2, &[]);
     // The destination was made with the source's parameters.
     let cfg: serde_json::Value =
         serde_json::from_slice(&std::fs::read(from2.path("copy/config")).unwrap()).unwrap();
@@ -492,9 +493,28 @@ fn copy_local_to_s3() {
     let Some(to) = other_side(&from, true) else {
         return;
     };
-    let mut from = from;
-    from.env = to.env.clone();
-    copy_and_check(&from, &to);
+    // The destination's settings come from a config file only: the source is local, and its
+    // environment holds no S3 settings.
+    let get = |k: &str| {
+        to.env
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    let config = from.path("offsite.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[s3]\nendpoint = {:?}\naccess_key_id = {:?}\nsecret_access_key = {:?}\nconnections = 4\n",
+            get("AWS_ENDPOINT_URL"),
+            get("AWS_ACCESS_KEY_ID"),
+            get("AWS_SECRET_ACCESS_KEY")
+        ),
+    )
+    .unwrap();
+    assert!(from.env.is_empty());
+    copy_and_check(&from, &to, &["--to-config", config.to_str().unwrap()]);
 }
 
 #[test]
@@ -502,7 +522,7 @@ fn copy_s3_to_local_and_s3_to_s3() {
     let Some(from) = Sandbox::s3() else { return };
     from.ok(&["init"]);
     let to = other_side(&from, false).unwrap();
-    copy_and_check(&from, &to);
+    copy_and_check(&from, &to, &[]);
     let to_s3 = other_side(&from, true).unwrap();
     let out = last_json(&from.ok(&["copy", "--to", &to_s3.repo_spec, "--json"]));
     assert_eq!(out["snapshots_copied"], 6, "{out}");
