@@ -8,6 +8,7 @@
 //!   from the source pack by pack (coalesced ranges, in parallel), verified, and added still
 //!   compressed to the destination's packer                (packs, then index files)
 //! then the snapshot files, unchanged                     (the write ordering of a backup)
+//! and the archived PostgreSQL WAL the copied base backups may replay, the same way
 //! ```
 //!
 //! Blob ids name raw bytes, so a copy needs the same chunking and list splitting on both sides
@@ -47,6 +48,10 @@ pub struct CopyReport {
     pub blobs_copied: u64,
     /// Blobs the copied snapshots reach that the destination already had.
     pub blobs_present: u64,
+    /// Archived PostgreSQL WAL files copied.
+    pub wal_files_copied: u64,
+    /// Archived WAL files the destination already had.
+    pub wal_files_present: u64,
     /// Stored (compressed) bytes transferred.
     pub bytes_copied: u64,
     /// Packs written to the destination.
@@ -115,6 +120,7 @@ pub fn copy(
         picked
     };
     let mut report = CopyReport::default();
+    let wal = wal_to_copy(src, dst, &chosen, specs.is_empty(), &mut report)?;
     let mut todo = Vec::new();
     for (id, snap) in chosen {
         if dst.store().size(&snapshot_path(&id))?.is_some() {
@@ -123,15 +129,19 @@ pub fn copy(
             todo.push((id, snap));
         }
     }
-    if todo.is_empty() {
+    if todo.is_empty() && wal.is_empty() {
         report.duration_s = started.elapsed().as_secs_f64();
         return Ok(report);
     }
 
-    // Everything the snapshots to copy reach, each blob once.
+    // Everything the snapshots and WAL records to copy reach, each blob once.
     let mut reached: HashSet<(BlobKind, Id)> = HashSet::new();
-    for (_, snap) in &todo {
-        crate::reach::walk_blobs(src, &snap.tree, &mut |kind, id| reached.insert((kind, *id)))?;
+    let trees = todo
+        .iter()
+        .map(|(_, s)| &s.tree)
+        .chain(wal.iter().map(|(r, _)| &r.tree));
+    for tree in trees {
+        crate::reach::walk_blobs(src, tree, &mut |kind, id| reached.insert((kind, *id)))?;
     }
     let mut by_kind: HashMap<BlobKind, Vec<Id>> = HashMap::new();
     for (kind, id) in reached {
@@ -194,8 +204,51 @@ pub fn copy(
         dst.store().write(&snapshot_path(id), bytes)?;
         report.snapshots_copied += 1;
     }
+    // And the WAL records, as the source stored them.
+    for (record, bytes) in &wal {
+        let path = crate::wal::wal_path(&record.name);
+        if !dst.store().write_new(&path, bytes.clone())? {
+            let there = crate::wal::WalRecord::decode(&dst.store().read(&path)?, &record.name)?;
+            if there.digest != record.digest {
+                return Err(Error::WalConflict {
+                    name: record.name.clone(),
+                });
+            }
+        }
+        report.wal_files_copied += 1;
+    }
     report.duration_s = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The archived PostgreSQL WAL files to copy, with their records as stored: all of them when
+/// every snapshot is copied; otherwise those the chosen base backups may replay (from the
+/// earliest one's start segment on, and timeline history files). Those the destination has
+/// are counted, not copied.
+fn wal_to_copy(
+    src: &Repository,
+    dst: &Repository,
+    chosen: &[(Id, crate::snapshot::Snapshot)],
+    everything: bool,
+    report: &mut CopyReport,
+) -> Result<Vec<(crate::wal::WalRecord, Vec<u8>)>> {
+    let names = crate::pg::wal_names(src)?;
+    let names = if everything {
+        names
+    } else {
+        crate::pg::wal_needed(chosen, &names)
+    };
+    let there: HashSet<String> = crate::pg::wal_names(dst)?.into_iter().collect();
+    let mut out = Vec::new();
+    for name in names {
+        if there.contains(&name) {
+            report.wal_files_present += 1;
+            continue;
+        }
+        let bytes = src.store().read(&crate::wal::wal_path(&name))?;
+        out.push((crate::wal::WalRecord::decode(&bytes, &name)?, bytes));
+    }
+    Ok(out)
 }
 
 /// Copies `blobs` of one source pack; returns how many blobs and stored bytes it copied.

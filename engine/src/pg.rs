@@ -767,6 +767,20 @@ pub fn expire_wal(repo: &Repository, going: &[Id], dry_run: bool) -> Result<Vec<
     Ok(gone)
 }
 
+/// The archived WAL files that the base backups among `snaps` may replay: segments from the
+/// earliest one's start on (any timeline), and every history file. None without a base backup.
+pub(crate) fn wal_needed(snaps: &[(Id, Snapshot)], names: &[String]) -> Vec<String> {
+    if !snaps.iter().any(|(_, s)| s.pg.is_some()) {
+        return Vec::new();
+    }
+    let before: HashSet<String> = expendable_wal(snaps, names).into_iter().collect();
+    names
+        .iter()
+        .filter(|n| !before.contains(*n))
+        .cloned()
+        .collect()
+}
+
 /// Reads every WAL record; for `prune`. Unreadable records are errors.
 pub(crate) fn wal_records(repo: &Repository) -> Result<Vec<WalRecord>> {
     let names = wal_names(repo)?;

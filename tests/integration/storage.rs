@@ -531,3 +531,42 @@ fn copy_s3_to_local_and_s3_to_s3() {
     to_s3.ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
     assert_eq!(snapshot_of(&restored), snapshot_of(&from.path("db")));
 }
+
+#[test]
+fn copy_takes_the_wal_archive_along() {
+    let from = Sandbox::new();
+    from.ok(&["init"]);
+    let mut rng = Rng(5);
+    let mut segments = Vec::new();
+    for i in 1..=3u64 {
+        let seg = from.path(&format!("seg{i}"));
+        let mut bytes = Vec::new();
+        for p in 0..64 {
+            bytes.extend(rng.page(8192, p));
+        }
+        std::fs::write(&seg, &bytes).unwrap();
+        let name = format!("0000000100000000000000{i:02X}");
+        from.ok(&["pg", "archive-wal", seg.to_str().unwrap(), &name]);
+        segments.push((name, bytes));
+    }
+    let data = from.path("data");
+    database(&data, &mut rng, 20);
+    from.backup(&[], &[&data]);
+    let to = other_side(&from, false).unwrap();
+    // Only a plain snapshot named: no base backup, so no WAL goes.
+    let some = last_json(&from.ok(&["copy", "--to", &to.repo_spec, "--json", "latest"]));
+    assert_eq!(some["wal_files_copied"], 0, "{some}");
+    // Everything: the archive goes too, and fetches whole from the copy.
+    let all = last_json(&from.ok(&["copy", "--to", &to.repo_spec, "--json"]));
+    assert_eq!(all["wal_files_copied"], 3, "{all}");
+    for (name, bytes) in &segments {
+        let out = to.path(&format!("fetched-{name}"));
+        to.ok(&["pg", "fetch-wal", name, out.to_str().unwrap()]);
+        assert_eq!(&std::fs::read(&out).unwrap(), bytes);
+    }
+    to.ok(&["check", "--read-data"]);
+    let again = last_json(&from.ok(&["copy", "--to", &to.repo_spec, "--json"]));
+    assert_eq!(again["wal_files_copied"], 0, "{again}");
+    assert_eq!(again["wal_files_present"], 3, "{again}");
+    assert_eq!(again["blobs_copied"], 0, "{again}");
+}

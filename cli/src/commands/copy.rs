@@ -75,5 +75,11 @@ fn print_report(r: &CopyReport, json: bool) -> Result<()> {
         r.blobs_present,
         r.duration_s
     );
+    if r.wal_files_copied + r.wal_files_present > 0 {
+        println!(
+            "copied {} archived WAL files ({} already there)",
+            r.wal_files_copied, r.wal_files_present
+        );
+    }
     Ok(())
 }
