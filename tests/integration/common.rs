@@ -49,8 +49,9 @@ impl Sandbox {
         self.path("cache")
     }
 
-    /// Runs cairn with this sandbox's repository and cache.
-    pub fn cairn(&self, args: &[&str]) -> Output {
+    /// A cairn command with this sandbox's repository, cache and environment, and none of the
+    /// developer's; for tests that spawn it.
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
         for k in FOREIGN_ENV {
             cmd.env_remove(k);
@@ -58,9 +59,13 @@ impl Sandbox {
         cmd.args(args)
             .env("CAIRN_REPO", &self.repo_spec)
             .env("CAIRN_CACHE_DIR", self.cache())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .expect("run cairn")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
+
+    /// Runs cairn with this sandbox's repository and cache.
+    pub fn cairn(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run cairn")
     }
 
     /// Runs cairn and insists it succeeds; returns stdout.

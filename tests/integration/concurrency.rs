@@ -15,10 +15,7 @@ fn fill(dir: &std::path::Path, files: u64, pages: u64, seed: u64) {
 }
 
 fn spawn_backup(sb: &Sandbox, path: &std::path::Path) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["backup", "--json", path.to_str().unwrap()])
-        .env("CAIRN_REPO", sb.repo())
-        .env("CAIRN_CACHE_DIR", sb.cache())
+    sb.command(&["backup", "--json", path.to_str().unwrap()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -144,10 +144,7 @@ fn backups_and_prunes_at_the_same_time_lose_nothing() {
     sb.ok(&["init", "--pack-size", "1MiB"]);
     sb.backup(&[], &[&src]);
     let spawn = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(args)
-            .env("CAIRN_REPO", sb.repo())
-            .env("CAIRN_CACHE_DIR", sb.cache())
+        sb.command(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -218,10 +215,8 @@ fn a_killed_prune_leaves_a_valid_repository_and_the_next_one_finishes() {
         trials += 1;
         let sb = Sandbox::new();
         copy_dir(&base.repo(), &sb.repo());
-        let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-            .args(["prune", "--max-unused", "0%"])
-            .env("CAIRN_REPO", sb.repo())
-            .env("CAIRN_CACHE_DIR", sb.cache())
+        let mut child = sb
+            .command(&["prune", "--max-unused", "0%"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

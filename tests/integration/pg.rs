@@ -227,6 +227,22 @@ impl Pg {
         self.ok(c);
     }
 
+    /// Runs `cairn pg restore TARGET-ARGS` into `name`, turns archiving off there unless
+    /// `archive` (a trial restore must not archive into the production archive), starts the
+    /// server and waits until recovery is over. Returns the data directory.
+    fn restore_and_start(&self, name: &str, target: &[&str], archive: bool) -> PathBuf {
+        let dir = self.path(name);
+        let mut args = vec!["pg", "restore", "--target", dir.to_str().unwrap()];
+        args.extend_from_slice(target);
+        self.cairn_ok(&args);
+        if !archive {
+            append(&dir.join("postgresql.auto.conf"), "archive_mode = off\n");
+        }
+        self.start(&dir);
+        self.wait_promoted();
+        dir
+    }
+
     fn repo_bytes(&self) -> u64 {
         fn size(p: &Path) -> u64 {
             std::fs::read_dir(p).map_or(0, |rd| {
@@ -340,19 +356,7 @@ fn postgres_backup_archive_and_point_in_time_restore() {
     // 2. Lose the cluster; recover to T1.
     pg.stop(&data);
     std::fs::remove_dir_all(&data).unwrap();
-    let r1 = pg.path("restored-t1");
-    pg.cairn_ok(&[
-        "pg",
-        "restore",
-        "--time",
-        &t1,
-        "--target",
-        r1.to_str().unwrap(),
-    ]);
-    // A trial restore must not archive into the production archive.
-    append(&r1.join("postgresql.auto.conf"), "archive_mode = off\n");
-    pg.start(&r1);
-    pg.wait_promoted();
+    let r1 = pg.restore_and_start("restored-t1", &["--time", &t1], false);
     assert_eq!(pg.balances(), at_t1, "the table at T1");
     let mut amcheck = pg.tool("pg_amcheck");
     amcheck.args(["--install-missing", "--all", "--heapallindexed"]);
@@ -360,32 +364,12 @@ fn postgres_backup_archive_and_point_in_time_restore() {
     pg.stop(&r1);
 
     // 2b. The same point named by its LSN.
-    let r1b = pg.path("restored-lsn");
-    pg.cairn_ok(&[
-        "pg",
-        "restore",
-        "--lsn",
-        &lsn1,
-        "--target",
-        r1b.to_str().unwrap(),
-    ]);
-    append(&r1b.join("postgresql.auto.conf"), "archive_mode = off\n");
-    pg.start(&r1b);
-    pg.wait_promoted();
+    let r1b = pg.restore_and_start("restored-lsn", &["--lsn", &lsn1], false);
     assert_eq!(pg.balances(), at_t1, "the table at the LSN of T1");
     pg.stop(&r1b);
 
     // 3. Everything archived.
-    let r2 = pg.path("restored-latest");
-    pg.cairn_ok(&[
-        "pg",
-        "restore",
-        "--latest",
-        "--target",
-        r2.to_str().unwrap(),
-    ]);
-    pg.start(&r2);
-    pg.wait_promoted();
+    let r2 = pg.restore_and_start("restored-latest", &["--latest"], true);
     assert_eq!(pg.balances(), latest, "the table at the end of the archive");
     assert_eq!(pg.sql("SELECT count(*) FROM quiet"), "100");
 
@@ -453,19 +437,12 @@ fn postgres_backup_archive_and_point_in_time_restore() {
         "{after}"
     );
     pg.cairn_ok(&["check", "--read-data"]);
-    let r3 = pg.path("restored-after-retention");
-    pg.cairn_ok(&[
-        "pg",
-        "restore",
-        "--latest",
-        "--snapshot",
-        list["backups"][1]["id"].as_str().unwrap(),
-        "--target",
-        r3.to_str().unwrap(),
-    ]);
-    append(&r3.join("postgresql.auto.conf"), "archive_mode = off\n");
-    pg.start(&r3);
-    pg.wait_promoted();
+    let second_id = list["backups"][1]["id"].as_str().unwrap();
+    let r3 = pg.restore_and_start(
+        "restored-after-retention",
+        &["--latest", "--snapshot", second_id],
+        false,
+    );
     assert_eq!(pg.balances(), latest);
     pg.stop(&r3);
 }

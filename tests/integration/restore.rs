@@ -3,7 +3,7 @@
 
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use crate::common::{Rng, Sandbox, snapshot_of};
@@ -110,10 +110,8 @@ fn killed_restore_finishes_with_delta() {
     sb.ok(&["init"]);
     sb.backup(&[], &[&src]);
     let t = sb.path("restore");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["restore", "latest", "--target", t.to_str().unwrap()])
-        .env("CAIRN_REPO", sb.repo())
-        .env("CAIRN_CACHE_DIR", sb.cache())
+    let mut child = sb
+        .command(&["restore", "latest", "--target", t.to_str().unwrap()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

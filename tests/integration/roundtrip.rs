@@ -150,10 +150,8 @@ fn stdin_stream_round_trips() {
     for i in 0..300 {
         dump.extend_from_slice(&rng.page(8192, i));
     }
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["backup", "--stdin", "--stdin-name", "db.sql", "--json"])
-        .env("CAIRN_REPO", sb.repo())
-        .env("CAIRN_CACHE_DIR", sb.cache())
+    let mut child = sb
+        .command(&["backup", "--stdin", "--stdin-name", "db.sql", "--json"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()

@@ -323,15 +323,8 @@ fn s3_backup_stops_cleanly_when_its_credentials_are_revoked() {
     // A long backup; the key is revoked once it has uploaded a few packs.
     let big = sb.path("big");
     random_files(&big, 160, 11);
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"));
-    for k in crate::common::FOREIGN_ENV {
-        cmd.env_remove(k);
-    }
-    let mut child = cmd
-        .args(["backup", big.to_str().unwrap()])
-        .env("CAIRN_REPO", &sb.repo_spec)
-        .env("CAIRN_CACHE_DIR", sb.cache())
-        .envs(sb.env.iter().map(|(k, v)| (k, v)))
+    let mut child = sb
+        .command(&["backup", big.to_str().unwrap()])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
