@@ -1,5 +1,15 @@
 //! The `cairn` command: parses arguments, calls the engine, prints results. No logic lives here.
 
+/// `println!` for results: a reader that went away (`cairn list | head`) is not an error, so
+/// the command goes on and exits as it would have; any other failure to write (a full disk
+/// under `>`) is, and ends the command.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::out_line(format_args!($($arg)*))
+            .map_err(|e| anyhow::Error::new(e).context("cannot write to standard output"))?
+    };
+}
+
 mod commands;
 mod progress;
 mod units;
@@ -218,6 +228,15 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes one line to stdout, taking a closed pipe as the end of the reader's interest.
+fn out_line(args: std::fmt::Arguments) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_fmt(args).and_then(|()| out.write_all(b"\n")) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
     }
 }
 

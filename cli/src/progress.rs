@@ -48,7 +48,8 @@ impl JsonLines {
             "bytes_total": (total > 0).then_some(total),
             "bytes_per_s": bytes as f64 / secs.max(1e-9),
         });
-        println!("{line}");
+        // Progress is best effort; the summary at the end reports a stdout that fails.
+        let _ = crate::out_line(format_args!("{line}"));
     }
 }
 

@@ -285,3 +285,40 @@ fn list_filters() {
             .contains("without ':'")
     );
 }
+
+#[test]
+fn closed_or_full_stdout() {
+    let (sb, _src) = small_repo();
+    // A reader that stops early (`cairn check --json | head -c0`): no panic, and the exit
+    // status is still the command's own.
+    for args in [
+        &["list"][..],
+        &["check", "--json"],
+        &["stats"],
+        &["ls", "latest"],
+    ] {
+        let mut child = sb
+            .command(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // A full disk under `>` is an error, in one line.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = sb.command(&["list"]).stdout(full).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.trim(),
+        "error: cannot write to standard output: No space left on device (os error 28)"
+    );
+}

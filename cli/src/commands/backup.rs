@@ -92,12 +92,11 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         backup(&mut repo, &opts, reader, progress)
     });
     bar.finish();
-    report(&result?, a.json);
-    Ok(())
+    report(&result?, a.json)
 }
 
 /// Prints what a backup did: a summary line, or a JSON summary object.
-pub fn report(done: &cairn_engine::BackupResult, json: bool) {
+pub fn report(done: &cairn_engine::BackupResult, json: bool) -> Result<()> {
     let s = &done.snapshot.summary;
     // How many times less the snapshot cost than a full, uncompressed copy of its files.
     let dedup = s.logical_bytes as f64 / s.bytes_added.max(1) as f64;
@@ -122,9 +121,9 @@ pub fn report(done: &cairn_engine::BackupResult, json: bool) {
             "changed_during_backup": s.changed_during_backup,
             "duration_s": s.duration_s,
         });
-        println!("{out}");
+        outln!("{out}");
     } else {
-        println!(
+        outln!(
             "snapshot {} saved: {} files ({} new, {} changed, {} unchanged), {} read, {} added (dedup ratio {:.1}), in {:.2}s",
             done.id.short(),
             s.files,
@@ -137,15 +136,16 @@ pub fn report(done: &cairn_engine::BackupResult, json: bool) {
             s.duration_s
         );
         if !s.changed_during_backup.is_empty() {
-            println!(
+            outln!(
                 "{} files changed while being read and were stored as read:",
                 s.changed_during_backup.len()
             );
             for f in &s.changed_during_backup {
-                println!("  {f}");
+                outln!("  {f}");
             }
         }
     }
+    Ok(())
 }
 
 /// Counts the regular files below `paths` and their bytes, without following symlinks.

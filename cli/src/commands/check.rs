@@ -45,18 +45,18 @@ pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
     bar.finish();
     let report = result?;
     if a.json {
-        println!("{}", serde_json::to_string(&report)?);
+        outln!("{}", serde_json::to_string(&report)?);
     } else {
         for (label, problems) in [("error", &report.errors), ("warning", &report.warnings)] {
             for p in problems {
-                println!("{label}: [{}] {}: {}", p.kind, p.object, p.detail);
+                outln!("{label}: [{}] {}: {}", p.kind, p.object, p.detail);
                 for af in &p.affected {
                     let more = if af.more_files > 0 {
                         format!(" and {} more", af.more_files)
                     } else {
                         String::new()
                     };
-                    println!("  snapshot {}: {}{more}", af.snapshot, af.files.join(", "));
+                    outln!("  snapshot {}: {}{more}", af.snapshot, af.files.join(", "));
                 }
             }
         }
@@ -66,7 +66,7 @@ pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
         } else {
             0.0
         };
-        println!(
+        outln!(
             "{}: {} snapshots, {} index files, {} packs, {} blobs, {} manifests; read {} packs ({}, {} verified at {}/s) in {:.2}s; {} errors, {} warnings",
             if report.ok {
                 "no damage found"

@@ -41,7 +41,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             let config = Repository::init_like(&location, src.config())
                 .with_context(|| format!("cannot create the destination {location}"))?;
             if !a.json {
-                println!(
+                outln!(
                     "created cairn repository {} at {location} with the source's parameters",
                     config.id.short()
                 );
@@ -62,10 +62,10 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
 
 fn print_report(r: &CopyReport, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string(r)?);
+        outln!("{}", serde_json::to_string(r)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "copied {} snapshots ({} already there): {} blobs, {} in {} packs ({} blobs already there) in {:.2}s",
         r.snapshots_copied,
         r.snapshots_present,
@@ -76,9 +76,10 @@ fn print_report(r: &CopyReport, json: bool) -> Result<()> {
         r.duration_s
     );
     if r.wal_files_copied + r.wal_files_present > 0 {
-        println!(
+        outln!(
             "copied {} archived WAL files ({} already there)",
-            r.wal_files_copied, r.wal_files_present
+            r.wal_files_copied,
+            r.wal_files_present
         );
     }
     Ok(())

@@ -24,31 +24,32 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let wal = cairn_engine::expire_wal(&repo, &[], false)?;
     drop(repo);
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "deleted": ids, "wal_expired": wal })
         );
     } else {
         for id in &ids {
-            println!("deleted snapshot {}", id.short());
+            outln!("deleted snapshot {}", id.short());
         }
-        print_expired(&wal, false);
+        print_expired(&wal, false)?;
     }
     if a.prune {
         super::prune::run_prune(g, false, DEFAULT_MAX_UNUSED, a.json)?;
     } else if !a.json {
-        println!("run `cairn prune` to reclaim their space");
+        outln!("run `cairn prune` to reclaim their space");
     }
     Ok(())
 }
 
 /// Says which archived WAL files went with the base backups that needed them.
-pub fn print_expired(wal: &[String], dry_run: bool) {
+pub fn print_expired(wal: &[String], dry_run: bool) -> Result<()> {
     if let (Some(first), Some(last)) = (wal.first(), wal.last()) {
         let verb = if dry_run { "would expire" } else { "expired" };
-        println!(
+        outln!(
             "{verb} {} archived WAL files no remaining base backup needs ({first} .. {last})",
             wal.len()
         );
     }
+    Ok(())
 }

@@ -77,10 +77,10 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let wal = cairn_engine::expire_wal(&repo, &going, a.dry_run)?;
     drop(repo);
     if a.json {
-        println!("{}", serde_json::to_string(&groups)?);
+        outln!("{}", serde_json::to_string(&groups)?);
     } else {
-        print_groups(&groups, a.dry_run);
-        super::delete::print_expired(&wal, a.dry_run);
+        print_groups(&groups, a.dry_run)?;
+        super::delete::print_expired(&wal, a.dry_run)?;
     }
     if a.prune && !a.dry_run {
         super::prune::run_prune(g, false, DEFAULT_MAX_UNUSED, a.json)?;
@@ -88,14 +88,14 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     Ok(())
 }
 
-fn print_groups(groups: &[Group], dry_run: bool) {
+fn print_groups(groups: &[Group], dry_run: bool) -> Result<()> {
     let (mut kept, mut removed) = (0, 0);
     for g in groups {
-        println!("host {}, paths {}:", g.hostname, g.paths.join(" "));
+        outln!("host {}, paths {}:", g.hostname, g.paths.join(" "));
         for v in &g.snapshots {
             if v.keep {
                 kept += 1;
-                println!(
+                outln!(
                     "  keep    {}  {}  {}",
                     v.id.short(),
                     short_time(&v.time),
@@ -104,10 +104,11 @@ fn print_groups(groups: &[Group], dry_run: bool) {
             } else {
                 removed += 1;
                 let verb = if dry_run { "would remove" } else { "remove" };
-                println!("  {verb:<7} {}  {}", v.id.short(), short_time(&v.time));
+                outln!("  {verb:<7} {}  {}", v.id.short(), short_time(&v.time));
             }
         }
     }
     let verb = if dry_run { "would remove" } else { "removed" };
-    println!("{kept} snapshots kept, {removed} {verb}; run `cairn prune` to reclaim their space");
+    outln!("{kept} snapshots kept, {removed} {verb}; run `cairn prune` to reclaim their space");
+    Ok(())
 }

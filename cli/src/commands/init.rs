@@ -36,7 +36,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         pack_size: u32::try_from(pack)?,
     };
     let config = Repository::init(&location, &opts)?;
-    println!(
+    outln!(
         "created cairn repository {} at {location}",
         config.id.short()
     );

@@ -77,12 +77,19 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(arr));
+        outln!("{}", serde_json::Value::Array(arr));
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<8}  {:<20}  {:<19}  {:>9}  {:<19}  {:>10}  {:>10}  {:>8}  PATHS",
-        "ID", "NAME/TAGS", "START", "DURATION", "END", "SIZE", "ADDED", "FILES"
+        "ID",
+        "NAME/TAGS",
+        "START",
+        "DURATION",
+        "END",
+        "SIZE",
+        "ADDED",
+        "FILES"
     );
     for (id, s) in &snaps {
         let mut label = s.name.clone().unwrap_or_default();
@@ -94,7 +101,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             label.push_str(&s.tags.join(","));
             label.push(']');
         }
-        println!(
+        outln!(
             "{:<8}  {:<20}  {:<19}  {:>8.1}s  {:<19}  {:>10}  {:>10}  {:>8}  {}",
             id.short(),
             label,
@@ -107,6 +114,6 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             s.paths.join(" ")
         );
     }
-    println!("{} snapshots", snaps.len());
+    outln!("{} snapshots", snaps.len());
     Ok(())
 }

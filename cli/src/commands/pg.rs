@@ -123,11 +123,15 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             );
             bar.finish();
             let done = result?;
-            super::backup::report(&done, b.json);
+            super::backup::report(&done, b.json)?;
             if let (false, Some(pg)) = (b.json, &done.snapshot.pg) {
-                println!(
+                outln!(
                     "PostgreSQL base backup: timeline {}, WAL {} ({}) to {} ({})",
-                    pg.timeline, pg.start_lsn, pg.start_wal, pg.stop_lsn, pg.stop_wal
+                    pg.timeline,
+                    pg.start_lsn,
+                    pg.start_wal,
+                    pg.stop_lsn,
+                    pg.stop_wal
                 );
             }
             Ok(0)
@@ -181,7 +185,7 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             );
             bar.finish();
             let report = report?;
-            println!(
+            outln!(
                 "restored base backup {} to {} ({} files, {}); start PostgreSQL there to replay WAL (at least to {})",
                 report.snapshot.short(),
                 r.target.display(),
@@ -195,12 +199,12 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             let repo = g.open()?;
             let inv = pg_inventory(&repo)?;
             if json {
-                println!("{}", serde_json::to_string(&inv)?);
+                outln!("{}", serde_json::to_string(&inv)?);
                 return Ok(0);
             }
             for b in &inv.backups {
                 let until = b.wal_until.as_deref().unwrap_or("(none archived)");
-                println!(
+                outln!(
                     "base backup {}  ended {}  timeline {}  WAL {} .. {}  archived through {}{}",
                     b.id.short(),
                     b.time_end,
@@ -216,7 +220,7 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
                 );
             }
             for t in &inv.timelines {
-                println!(
+                outln!(
                     "timeline {}: {} segments, {} .. {}{}",
                     t.timeline,
                     t.segments,
@@ -229,11 +233,11 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
                     }
                 );
                 for (from, to) in &t.gaps {
-                    println!("  missing {from} .. {to}");
+                    outln!("  missing {from} .. {to}");
                 }
             }
             if inv.backups.is_empty() {
-                println!("no PostgreSQL base backups");
+                outln!("no PostgreSQL base backups");
             }
             Ok(0)
         }

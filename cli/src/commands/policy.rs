@@ -20,14 +20,14 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let given = a.policy.policy();
     if a.clear {
         repo.set_retention(None)?;
-        println!("retention policy removed");
+        outln!("retention policy removed");
     } else if !given.is_empty() {
         repo.set_retention(Some(given))?;
-        println!("retention policy saved; `cairn forget` applies it");
+        outln!("retention policy saved; `cairn forget` applies it");
     }
     match &repo.config().retention {
-        Some(p) => println!("{}", serde_json::to_string(p)?),
-        None if !a.clear => println!("no retention policy saved"),
+        Some(p) => outln!("{}", serde_json::to_string(p)?),
+        None if !a.clear => outln!("no retention policy saved"),
         None => {}
     }
     Ok(())

@@ -47,11 +47,11 @@ pub fn run_prune(g: &Globals, dry_run: bool, max_unused: f64, json: bool) -> Res
 
 fn print_report(r: &PruneReport, json: bool) -> Result<()> {
     if json {
-        println!("{}", serde_json::to_string(r)?);
+        outln!("{}", serde_json::to_string(r)?);
         return Ok(());
     }
     let verb = if r.dry_run { "would" } else { "did" };
-    println!(
+    outln!(
         "prune {verb}: keep {} of {} packs, delete {} unused, repack {} ({} of used blobs copied), delete {} unindexed",
         r.packs_kept,
         r.packs,
@@ -60,7 +60,7 @@ fn print_report(r: &PruneReport, json: bool) -> Result<()> {
         human_bytes(r.bytes_repacked),
         r.packs_unindexed,
     );
-    println!(
+    outln!(
         "{} blobs used by {} snapshots, {} unused; repository {} -> {}{}",
         r.blobs_used,
         r.snapshots,

@@ -89,9 +89,9 @@ pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
     if a.json {
         let mut v = serde_json::to_value(&s)?;
         v["snapshot_id"] = serde_json::json!(id);
-        println!("{v}");
+        outln!("{v}");
     } else {
-        println!(
+        outln!(
             "restored snapshot {} to {}: {} files, {} directories, {} symlinks, {} written in {:.2}s",
             id.short(),
             opts.target.display(),
@@ -102,22 +102,22 @@ pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
             s.duration_s
         );
         if opts.delta {
-            println!(
+            outln!(
                 "{} already correct and kept, {} entries deleted",
                 human_bytes(s.bytes_skipped_delta),
                 s.entries_deleted
             );
         }
         if opts.verify {
-            println!("{} files read back and verified", s.files_verified);
+            outln!("{} files read back and verified", s.files_verified);
         }
         if !s.files_damaged.is_empty() {
-            println!(
+            outln!(
                 "{} files could not be restored and were left out:",
                 s.files_damaged.len()
             );
             for f in &s.files_damaged {
-                println!("  {f}");
+                outln!("  {f}");
             }
         }
     }

@@ -19,10 +19,10 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let repo = g.open()?;
     let s = stats(&repo, &a.snapshots)?;
     if a.json {
-        println!("{}", serde_json::to_string(&s)?);
+        outln!("{}", serde_json::to_string(&s)?);
         return Ok(());
     }
-    println!(
+    outln!(
         "{} snapshots, {} stored ({} packs, {} blobs); {} logical, dedup {:.2}x, compression {:.2}x",
         s.snapshots,
         human_bytes(s.stored_bytes),
@@ -32,12 +32,16 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         s.dedup_ratio,
         s.compression_ratio
     );
-    println!(
+    outln!(
         "{:<8}  {:<19}  {:>10}  {:>10}  {:>10}  NAME",
-        "ID", "START", "SIZE", "ADDED", "UNIQUE"
+        "ID",
+        "START",
+        "SIZE",
+        "ADDED",
+        "UNIQUE"
     );
     for p in &s.per_snapshot {
-        println!(
+        outln!(
             "{:<8}  {:<19}  {:>10}  {:>10}  {:>10}  {}",
             p.id.short(),
             short_time(&p.time),
