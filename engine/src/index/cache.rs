@@ -184,7 +184,7 @@ impl IndexCache {
 
     /// Where each of many blobs of one kind is, in one batched lookup.
     pub fn get_many(&self, kind: BlobKind, ids: &[Id]) -> Result<Vec<Option<BlobLocation>>> {
-        let Some(cf) = self.db.cf_handle("default") else {
+        let Some(cf) = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME) else {
             return ids.iter().map(|id| self.get(kind, id)).collect();
         };
         let keys: Vec<[u8; 34]> = ids.iter().map(|id| blob_key(kind, id)).collect();
@@ -333,7 +333,9 @@ fn open_db(path: &Path) -> std::result::Result<DB, String> {
     // Every lookup is a point lookup of a random id, most of them (during a backup of new
     // data) of ids that are absent: bloom filters answer those without reading a block.
     opts.optimize_for_point_lookup(64);
-    DB::open(&opts, path).map_err(|e| e.to_string())
+    // Named explicitly so that `cf_handle("default")` finds it: batched lookups need the
+    // handle (without it `get_many` falls back to one lookup per key, at twice the cost).
+    DB::open_cf(&opts, path, [rocksdb::DEFAULT_COLUMN_FAMILY_NAME]).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
