@@ -297,9 +297,11 @@ pub fn check(
         Vec::new()
     };
 
-    // 2. Index files, and a cache rebuilt from exactly them.
-    let (summaries, index_files) = rebuild_index(repo, &mut f)?;
-    stats.index_files = index_files;
+    // 2. Index files. The cache is checked against them (and rebuilt if it differs) before
+    // the walk, which looks chunks up in it; reading the packs needs only the files.
+    let index_files = load_index_files(repo, &mut f)?;
+    let summaries = &index_files.summaries;
+    stats.index_files = index_files.ids.len() as u64;
     stats.packs = summaries.len() as u64;
     stats.blobs = summaries.values().map(|s| u64::from(s.blobs)).sum();
 
@@ -307,7 +309,7 @@ pub fn check(
     // skips them and tells which of them the checked snapshots need.
     let present = list_packs(repo, &mut f)?;
     let mut bad_packs: BTreeMap<Id, (&'static str, String)> = BTreeMap::new();
-    for (id, s) in &summaries {
+    for (id, s) in summaries {
         match present.get(id) {
             None => {
                 bad_packs.insert(
@@ -361,7 +363,8 @@ pub fn check(
         c.sort();
         select(c, opts.read_data)
     };
-    let walk_all = |f: &mut Findings| {
+    let walk_all = |f: &mut Findings| -> Result<Walk> {
+        verify_cache(repo, &index_files)?;
         let mut walk = Walk::new(repo, &bad_packs);
         for (_, snap) in &selected {
             walk.tree(&snap.tree, 0, f);
@@ -370,7 +373,7 @@ pub fn check(
             walk.tree(&record.tree, 0, f);
         }
         walk.look_up_chunks(f);
-        walk
+        Ok(walk)
     };
     let read = |to_read: &[Id]| {
         if to_read.is_empty() {
@@ -383,15 +386,15 @@ pub fn check(
             .sum();
         progress.total(to_read.len() as u64, total);
         let t = Instant::now();
-        let verdicts = read_packs(repo, to_read, &summaries, progress);
+        let verdicts = read_packs(repo, to_read, summaries, progress);
         (verdicts, t.elapsed().as_secs_f64())
     };
     let (walk, to_read, (verdicts, read_duration)) = if opts.snapshots.is_empty() {
         let to_read = candidates(None);
         let (walk, verdicts) = rayon::join(|| walk_all(&mut f), || read(&to_read));
-        (walk, to_read, verdicts)
+        (walk?, to_read, verdicts)
     } else {
-        let walk = walk_all(&mut f);
+        let walk = walk_all(&mut f)?;
         let to_read = candidates(Some(&walk.packs));
         let verdicts = read(&to_read);
         (walk, to_read, verdicts)
@@ -465,11 +468,18 @@ fn subset_of(id: &Id, m: u32) -> u32 {
     (v % u64::from(m)) as u32
 }
 
-fn rebuild_index(
-    repo: &mut Repository,
-    f: &mut Findings,
-) -> Result<(HashMap<Id, PackSummary>, u64)> {
-    let store = repo.store().clone();
+/// What the index files say: a summary of each pack they list, and what a cache built from
+/// exactly the readable ones would hold.
+struct IndexFiles {
+    summaries: HashMap<Id, PackSummary>,
+    /// Every index file listed, readable or not.
+    ids: Vec<Id>,
+    readable: HashSet<Id>,
+    expected: Fingerprint,
+}
+
+fn load_index_files(repo: &Repository, f: &mut Findings) -> Result<IndexFiles> {
+    let store = repo.store();
     let mut ids: Vec<Id> = Vec::new();
     for path in store.list("index/")? {
         match id_from_path(&path) {
@@ -488,7 +498,7 @@ fn rebuild_index(
     for group in ids.chunks(64) {
         let loaded: Vec<(Id, Result<Vec<PackRecord>>)> = group
             .par_iter()
-            .map(|id| (*id, load_index_file(&store, id)))
+            .map(|id| (*id, load_index_file(store, id)))
             .collect();
         for (id, res) in loaded {
             match res {
@@ -534,23 +544,33 @@ fn rebuild_index(
             }
         }
     }
-    // The cache is used only if it holds exactly what the readable index files say: same
-    // files absorbed, same entries (by fingerprint). Otherwise it is rebuilt from them.
+    Ok(IndexFiles {
+        summaries,
+        ids,
+        readable,
+        expected,
+    })
+}
+
+/// Makes the local cache hold exactly what the readable index files say: it is used as it is
+/// if it holds the same files' entries (by fingerprint), and rebuilt from them otherwise.
+fn verify_cache(repo: &Repository, files: &IndexFiles) -> Result<()> {
     let (cached, absorbed) = repo.index().fingerprint()?;
-    if cached != expected || absorbed != readable {
-        repo.clear_index()?;
-        for group in ids.chunks(64) {
-            let loaded: Vec<(Id, Result<Vec<PackRecord>>)> = group
-                .par_iter()
-                .filter(|id| readable.contains(*id))
-                .map(|id| (*id, load_index_file(&store, id)))
-                .collect();
-            for (id, res) in loaded {
-                repo.index().absorb(&id, &res?)?;
-            }
+    if cached == files.expected && absorbed == files.readable {
+        return Ok(());
+    }
+    repo.clear_index()?;
+    for group in files.ids.chunks(64) {
+        let loaded: Vec<(Id, Result<Vec<PackRecord>>)> = group
+            .par_iter()
+            .filter(|id| files.readable.contains(*id))
+            .map(|id| (*id, load_index_file(repo.store(), id)))
+            .collect();
+        for (id, res) in loaded {
+            repo.index().absorb(&id, &res?)?;
         }
     }
-    Ok((summaries, ids.len() as u64))
+    Ok(())
 }
 
 fn short_error(e: &Error) -> String {
@@ -664,9 +684,11 @@ struct Walk<'a> {
     chunks: Vec<(Id, u64)>,
 }
 
-/// Chunk references looked up in one batch: one lookup per leaf list (a few chunks) would cost
-/// the audit more in per-call overhead than in finding the chunks.
-const LOOKUP_BATCH: usize = 4096;
+/// Chunk references looked up in one sorted batch (40 MiB at most). The larger the batch, the
+/// closer its ids lie in the cache, and the more of them one pass of an iterator finds by
+/// stepping rather than searching: a repository of up to a million chunks is looked up in
+/// a single pass.
+const LOOKUP_BATCH: usize = 1 << 20;
 
 impl<'a> Walk<'a> {
     fn new(repo: &'a Repository, bad_packs: &'a BTreeMap<Id, (&'static str, String)>) -> Self {

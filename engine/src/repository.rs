@@ -240,7 +240,7 @@ impl Repository {
     }
 
     /// Empties the local index cache, for a caller about to absorb every index file again.
-    pub(crate) fn clear_index(&mut self) -> Result<()> {
+    pub(crate) fn clear_index(&self) -> Result<()> {
         self.meta_packs.clear();
         self.index.clear()
     }

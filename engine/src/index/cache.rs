@@ -41,6 +41,12 @@ impl Drop for IndexCache {
     }
 }
 
+/// Sorted batches at least this long are looked up by [`IndexCache::get_sorted`].
+const MERGE_MIN: usize = 64;
+/// Entries an iterator steps over before it seeks instead (a seek costs about as much as
+/// a few dozen steps).
+const MERGE_STEPS: usize = 16;
+
 fn blob_key(kind: BlobKind, id: &Id) -> [u8; 34] {
     let mut k = [0u8; 34];
     k[0] = PREFIX_BLOB;
@@ -87,7 +93,7 @@ impl IndexCache {
                 )
             }
         };
-        let mut cache = IndexCache { db, path, private };
+        let cache = IndexCache { db, path, private };
         match cache.db.get(KEY_VERSION).map_err(|e| cache.err(e))? {
             Some(v) if v == CACHE_VERSION => {}
             _ => {
@@ -110,7 +116,7 @@ impl IndexCache {
     }
 
     /// Empties the cache.
-    pub(crate) fn clear(&mut self) -> Result<()> {
+    pub(crate) fn clear(&self) -> Result<()> {
         let mut batch = WriteBatch::default();
         batch.delete_range(&[0u8][..], &[0xffu8; 40][..]);
         batch.put(KEY_VERSION, CACHE_VERSION);
@@ -182,8 +188,12 @@ impl IndexCache {
         })
     }
 
-    /// Where each of many blobs of one kind is, in one batched lookup.
+    /// Where each of many blobs of one kind is, in one batched lookup. Sorted ids are found
+    /// faster: by one pass of an iterator when they lie close together.
     pub fn get_many(&self, kind: BlobKind, ids: &[Id]) -> Result<Vec<Option<BlobLocation>>> {
+        if ids.len() >= MERGE_MIN && ids.is_sorted() {
+            return self.get_sorted(kind, ids);
+        }
         let Some(cf) = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME) else {
             return ids.iter().map(|id| self.get(kind, id)).collect();
         };
@@ -202,6 +212,46 @@ impl IndexCache {
                 })
             })
             .collect()
+    }
+
+    /// `get_many` for sorted ids: one iterator walks the cache alongside them, stepping to the
+    /// next id when it is a few entries on and seeking when it is further. A batch that
+    /// covers much of the cache (an audit of every chunk) then costs a step per entry rather
+    /// than a search per id; a sparse one costs what separate lookups would.
+    fn get_sorted(&self, kind: BlobKind, ids: &[Id]) -> Result<Vec<Option<BlobLocation>>> {
+        let mut it = self.db.raw_iterator();
+        let mut out = Vec::with_capacity(ids.len());
+        let mut positioned = false;
+        for id in ids {
+            let key = blob_key(kind, id);
+            let mut steps = 0;
+            loop {
+                if !positioned || steps == MERGE_STEPS {
+                    it.seek(key);
+                    positioned = true;
+                    break;
+                }
+                match it.key() {
+                    Some(k) if k < &key[..] => {
+                        it.next();
+                        steps += 1;
+                    }
+                    // At or past the id, or at the end of the cache.
+                    _ => break,
+                }
+            }
+            it.status().map_err(|e| self.err(e))?;
+            out.push(match (it.key(), it.value()) {
+                (Some(k), Some(v)) if k == &key[..] => {
+                    Some(decode_location(v).map_err(|m| Error::Cache {
+                        path: self.path.clone(),
+                        detail: format!("entry for {} unreadable: {}", id.short(), m.0),
+                    })?)
+                }
+                _ => None,
+            });
+        }
+        Ok(out)
     }
 
     /// True if the repository has the blob.
@@ -396,5 +446,64 @@ mod tests {
         let mut both = Fingerprint::default();
         both.add_packs(std::slice::from_ref(&other));
         assert_eq!(cache.fingerprint().unwrap().0, both);
+    }
+
+    #[test]
+    fn sorted_lookups_agree_with_single_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = IndexCache::open(dir.path()).unwrap();
+        // Data and tree entries over the same id range, so the walk crosses kinds; ids far
+        // apart and close together, so it both seeks and steps.
+        let entry = |i: u32, kind| BlobEntry {
+            id: Id::of(&i.to_le_bytes()),
+            kind,
+            compression: crate::pack::Compression::None,
+            offset: u64::from(i) * 4096,
+            stored_len: 100 + i,
+            raw_len: 100 + i,
+        };
+        let blobs: Vec<BlobEntry> = (0..2000)
+            .filter(|i| i % 3 != 0)
+            .map(|i| {
+                entry(
+                    i,
+                    if i % 7 == 0 {
+                        BlobKind::Tree
+                    } else {
+                        BlobKind::Data
+                    },
+                )
+            })
+            .collect();
+        let pack = PackRecord {
+            id: Id::of(b"pack"),
+            len: 1 << 30,
+            blobs,
+        };
+        cache.absorb(&Id::of(b"index"), &[pack]).unwrap();
+        for kind in [BlobKind::Data, BlobKind::Tree] {
+            for take in [64, 100, 2000] {
+                // Present, absent (every third), and the other kind's ids.
+                let mut ids: Vec<Id> = (0..2000u32)
+                    .step_by(2000 / take)
+                    .map(|i| Id::of(&i.to_le_bytes()))
+                    .collect();
+                ids.sort();
+                let single: Vec<Option<BlobLocation>> =
+                    ids.iter().map(|id| cache.get(kind, id).unwrap()).collect();
+                assert!(single.iter().any(Option::is_some) && single.iter().any(Option::is_none));
+                assert_eq!(
+                    cache.get_many(kind, &ids).unwrap(),
+                    single,
+                    "{kind:?} {take}"
+                );
+            }
+        }
+        // Past the last entry and before the first.
+        let ends = [Id([0; 32]), Id([0xff; 32])];
+        assert_eq!(
+            cache.get_sorted(BlobKind::Data, &ends).unwrap(),
+            vec![None, None]
+        );
     }
 }
