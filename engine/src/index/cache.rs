@@ -41,7 +41,8 @@ impl Drop for IndexCache {
     }
 }
 
-/// Sorted batches at least this long are looked up by [`IndexCache::get_sorted`].
+/// Sorted batches at least this long, with at most [`MERGE_STEPS`] cache entries per id,
+/// are looked up by [`IndexCache::get_sorted`].
 const MERGE_MIN: usize = 64;
 /// Entries an iterator steps over before it seeks instead (a seek costs about as much as
 /// a few dozen steps).
@@ -188,11 +189,21 @@ impl IndexCache {
         })
     }
 
-    /// Where each of many blobs of one kind is, in one batched lookup. Sorted ids are found
-    /// faster: by one pass of an iterator when they lie close together.
+    /// Where each of many blobs of one kind is, in one batched lookup. Sorted ids that lie
+    /// close together in the cache (a batch that covers a good part of it) are found by one
+    /// pass of an iterator; others by a multi-get, whose bloom filters answer absent ids
+    /// without reading a block.
     pub fn get_many(&self, kind: BlobKind, ids: &[Id]) -> Result<Vec<Option<BlobLocation>>> {
         if ids.len() >= MERGE_MIN && ids.is_sorted() {
-            return self.get_sorted(kind, ids);
+            let entries = self
+                .db
+                .property_int_value(rocksdb::properties::ESTIMATE_NUM_KEYS)
+                .ok()
+                .flatten()
+                .unwrap_or(u64::MAX);
+            if entries / ids.len() as u64 <= MERGE_STEPS as u64 {
+                return self.get_sorted(kind, ids);
+            }
         }
         let Some(cf) = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME) else {
             return ids.iter().map(|id| self.get(kind, id)).collect();
@@ -217,7 +228,7 @@ impl IndexCache {
     /// `get_many` for sorted ids: one iterator walks the cache alongside them, stepping to the
     /// next id when it is a few entries on and seeking when it is further. A batch that
     /// covers much of the cache (an audit of every chunk) then costs a step per entry rather
-    /// than a search per id; a sparse one costs what separate lookups would.
+    /// than a search per id.
     fn get_sorted(&self, kind: BlobKind, ids: &[Id]) -> Result<Vec<Option<BlobLocation>>> {
         let mut it = self.db.raw_iterator();
         let mut out = Vec::with_capacity(ids.len());
@@ -226,13 +237,17 @@ impl IndexCache {
             let key = blob_key(kind, id);
             let mut steps = 0;
             loop {
-                if !positioned || steps == MERGE_STEPS {
+                if !positioned {
                     it.seek(key);
                     positioned = true;
                     break;
                 }
                 match it.key() {
                     Some(k) if k < &key[..] => {
+                        if steps == MERGE_STEPS {
+                            it.seek(key);
+                            break;
+                        }
                         it.next();
                         steps += 1;
                     }
@@ -383,9 +398,15 @@ fn open_db(path: &Path) -> std::result::Result<DB, String> {
     // Every lookup is a point lookup of a random id, most of them (during a backup of new
     // data) of ids that are absent: bloom filters answer those without reading a block.
     opts.optimize_for_point_lookup(64);
-    // Named explicitly so that `cf_handle("default")` finds it: batched lookups need the
-    // handle (without it `get_many` falls back to one lookup per key, at twice the cost).
-    DB::open_cf(&opts, path, [rocksdb::DEFAULT_COLUMN_FAMILY_NAME]).map_err(|e| e.to_string())
+    // The default column family is named, with these same options (bloom filters, block
+    // cache), so that `cf_handle` finds it: batched lookups need the handle, and without it
+    // `get_many` would fall back to one lookup per key.
+    DB::open_cf_with_opts(
+        &opts,
+        path,
+        [(rocksdb::DEFAULT_COLUMN_FAMILY_NAME, opts.clone())],
+    )
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -480,7 +501,36 @@ mod tests {
             len: 1 << 30,
             blobs,
         };
-        cache.absorb(&Id::of(b"index"), &[pack]).unwrap();
+        // From table files, and from a memtable over a range tombstone (a cleared cache
+        // absorbed again), as well as straight from the memtable.
+        cache
+            .absorb(&Id::of(b"index"), std::slice::from_ref(&pack))
+            .unwrap();
+        check_lookups(&cache);
+        cache.db.flush().unwrap();
+        // The tuning reaches the column family lookups use: its table files carry filters.
+        let props = cache
+            .db
+            .property_value(rocksdb::properties::AGGREGATED_TABLE_PROPERTIES)
+            .unwrap()
+            .unwrap_or_default();
+        let filter_bytes: u64 = props
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("filter block size="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        assert!(filter_bytes > 0, "no bloom filters: {props}");
+        check_lookups(&cache);
+        cache.clear().unwrap();
+        cache
+            .absorb(&Id::of(b"index"), std::slice::from_ref(&pack))
+            .unwrap();
+        check_lookups(&cache);
+        cache.db.flush().unwrap();
+        check_lookups(&cache);
+    }
+
+    fn check_lookups(cache: &IndexCache) {
         for kind in [BlobKind::Data, BlobKind::Tree] {
             for take in [64, 100, 2000] {
                 // Present, absent (every third), and the other kind's ids.
@@ -494,6 +544,11 @@ mod tests {
                 assert!(single.iter().any(Option::is_some) && single.iter().any(Option::is_none));
                 assert_eq!(
                     cache.get_many(kind, &ids).unwrap(),
+                    single,
+                    "{kind:?} {take}"
+                );
+                assert_eq!(
+                    cache.get_sorted(kind, &ids).unwrap(),
                     single,
                     "{kind:?} {take}"
                 );
