@@ -3,17 +3,19 @@
 //!
 //! ```text
 //! 1. index files:  list index/, read each, check its name and decode it; keep per pack only a
-//!                  summary (size, blob count, digest of its entries). The local cache is never
-//!                  trusted: it is used only if it holds exactly these files' entries (same
-//!                  files, same order-independent fingerprint of its entries, one sequential
-//!                  scan), and otherwise rebuilt from them
+//!                  summary (size, blob count, digest of its entries)
 //! 2. packs:        list data/, compare sizes with the index; missing and short packs are damage,
 //!                  packs no index mentions are warnings
-//! 3. snapshots:    read each, walk its trees and chunk lists (each tree and list verified once),
-//!                  look up every chunk in the verified index, in sorted batches
+//! 3. snapshots:    first the local cache, which is never trusted: it is used only if it holds
+//!                  exactly the index files' entries (same files, same order-independent
+//!                  fingerprint of its entries, one sequential scan), and otherwise rebuilt
+//!                  from them. Then walk each snapshot's trees and chunk lists (each tree and
+//!                  list verified once) and look up every chunk in the verified cache, in
+//!                  sorted batches found by one pass of an iterator
 //! 4. --read-data:  for each selected pack, in parallel: stream it once, hashing the whole file
 //!                  (its name is its digest), verifying every blob (header, decompression,
-//!                  BLAKE3), and comparing its directory with the index
+//!                  BLAKE3), and comparing its directory with the index. It needs only step 1,
+//!                  so without a snapshot filter it runs alongside step 3
 //! 5. attribution:  if anything is damaged, walk the snapshots again and name the files that
 //!                  reach a damaged blob or pack
 //! ```
@@ -23,6 +25,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Instant;
 
 use rand::seq::IndexedRandom;
@@ -363,8 +366,11 @@ pub fn check(
         c.sort();
         select(c, opts.read_data)
     };
+    // Set when the cache cannot be verified or rebuilt: the check then fails, and the reading
+    // alongside stops rather than finishing for nothing.
+    let failed = AtomicBool::new(false);
     let walk_all = |f: &mut Findings| -> Result<Walk> {
-        verify_cache(repo, &index_files)?;
+        verify_cache(repo, &index_files).inspect_err(|_| failed.store(true, Relaxed))?;
         let mut walk = Walk::new(repo, &bad_packs);
         for (_, snap) in &selected {
             walk.tree(&snap.tree, 0, f);
@@ -386,7 +392,7 @@ pub fn check(
             .sum();
         progress.total(to_read.len() as u64, total);
         let t = Instant::now();
-        let verdicts = read_packs(repo, to_read, summaries, progress);
+        let verdicts = read_packs(repo, to_read, summaries, &failed, progress);
         (verdicts, t.elapsed().as_secs_f64())
     };
     let (walk, to_read, (verdicts, read_duration)) = if opts.snapshots.is_empty() {
@@ -684,10 +690,10 @@ struct Walk<'a> {
     chunks: Vec<(Id, u64)>,
 }
 
-/// Chunk references looked up in one sorted batch (40 MiB at most). The larger the batch, the
-/// closer its ids lie in the cache, and the more of them one pass of an iterator finds by
-/// stepping rather than searching: a repository of up to a million chunks is looked up in
-/// a single pass.
+/// Chunk references looked up in one sorted batch (with the ids and their locations, about
+/// 160 MiB at most). The larger the batch, the closer its ids lie in the cache, and the more
+/// of them one pass of an iterator finds by stepping rather than searching: the chunks of a
+/// repository with up to a million chunk references are looked up in a single pass.
 const LOOKUP_BATCH: usize = 1 << 20;
 
 impl<'a> Walk<'a> {
@@ -860,6 +866,7 @@ fn read_packs(
     repo: &Repository,
     packs: &[Id],
     summaries: &HashMap<Id, PackSummary>,
+    stop: &AtomicBool,
     progress: &dyn Progress,
 ) -> Vec<PackVerdict> {
     // Index files are shared by up to 16 packs; decode each once.
@@ -869,6 +876,9 @@ fn read_packs(
         packs
             .par_iter()
             .map(|id| {
+                if stop.load(Relaxed) {
+                    return PackVerdict::default();
+                }
                 let v = match summaries.get(id) {
                     Some(s) => verify_pack(repo, id, s, &index_files, progress),
                     None => PackVerdict::default(),
