@@ -28,6 +28,9 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let (id, snap) = repo.resolve(spec)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    // A reader that went away (`cairn ls … | head`) ends the listing early, and is not an
+    // error.
+    let mut closed = false;
     let mut print = |path: &str, n: &Node| -> cairn_engine::Result<()> {
         let mtime = jiff::Timestamp::new(n.mtime, n.mtime_ns as i32)
             .map(|t| t.to_string())
@@ -56,9 +59,16 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                 short_time(&mtime)
             )
         };
-        writeln!(out, "{line}").map_err(|e| cairn_engine::Error::io("cannot write", "stdout", e))
+        writeln!(out, "{line}").map_err(|e| {
+            closed = e.kind() == std::io::ErrorKind::BrokenPipe;
+            cairn_engine::Error::io("cannot write", "stdout", e)
+        })
     };
-    walk(&repo, &snap, sub, &mut print).map_err(|e| match e {
+    let walked = walk(&repo, &snap, sub, &mut print);
+    if closed {
+        return Ok(());
+    }
+    walked.map_err(|e| match e {
         cairn_engine::Error::PathNotInSnapshot { path, .. } => {
             cairn_engine::Error::PathNotInSnapshot {
                 path,
@@ -67,6 +77,10 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         }
         e => e,
     })?;
-    out.flush()?;
-    Ok(())
+    match out.flush() {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("cannot write to standard output"))
+        }
+        _ => Ok(()),
+    }
 }
