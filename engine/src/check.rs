@@ -606,22 +606,32 @@ fn check_wal(
     snapshots: &[(Id, Snapshot)],
     f: &mut Findings,
 ) -> Result<Vec<crate::wal::WalRecord>> {
-    let names = crate::pg::wal_names(repo)?;
+    let mut names = crate::pg::wal_names(repo)?;
     let mut records = Vec::new();
+    let mut gone = HashSet::new();
     for name in &names {
         let path = crate::wal::wal_path(name);
-        match repo
-            .store()
-            .read(&path)
-            .and_then(|b| crate::wal::WalRecord::decode(&b, name))
-        {
-            Ok(r) => records.push(r),
+        match repo.store().read_opt(&path).and_then(|b| {
+            b.map(|b| crate::wal::WalRecord::decode(&b, name))
+                .transpose()
+        }) {
+            Ok(Some(r)) => records.push(r),
+            // Expired by a forget or delete since the listing (those take no lock).
+            Ok(None) => {
+                f.warn(
+                    "wal-gone",
+                    path,
+                    "removed while the check ran; not checked".into(),
+                );
+                gone.insert(name.clone());
+            }
             Err(e @ Error::Storage { .. }) if !e.is_damage() => return Err(e),
             Err(e) => {
                 f.error("wal-record", path, short_error(&e));
             }
         }
     }
+    names.retain(|n| !gone.contains(n));
     let inv = crate::pg::inventory(snapshots, &names)?;
     for b in &inv.backups {
         if !b.consistent {
@@ -663,6 +673,12 @@ fn load_snapshots(repo: &Repository, f: &mut Findings) -> Result<Vec<(Id, Snapsh
         };
         match repo.load_snapshot(&id) {
             Ok(s) => out.push((id, s)),
+            // Forgotten or deleted since the listing (those take no lock): not damage.
+            Err(Error::SnapshotNotFound(_)) => f.warn(
+                "snapshot-gone",
+                path,
+                "removed while the check ran; not checked".into(),
+            ),
             Err(e @ Error::Storage { .. }) => return Err(e),
             Err(e) => {
                 let i = f.error("snapshot", path, short_error(&e));

@@ -362,13 +362,24 @@ impl Repository {
             .iter()
             .filter_map(|p| crate::index::id_from_path(p))
             .collect();
-        let mut out = self.store.with_parallel_reads(|| {
-            ids.par_iter()
-                .map(|id| self.load_snapshot(id).map(|s| (*id, s)))
-                .collect::<Result<Vec<_>>>()
-        })?;
+        let mut out = self.load_listed(&ids)?;
         sort_by_time(&mut out);
         Ok(out)
+    }
+
+    /// Reads the snapshots `ids`, listed a moment ago. One that has gone since (forgotten or
+    /// deleted meanwhile: those take no lock) is left out, not an error.
+    fn load_listed(&self, ids: &[Id]) -> Result<Vec<(Id, Snapshot)>> {
+        let read: Vec<Option<(Id, Snapshot)>> = self.store.with_parallel_reads(|| {
+            ids.par_iter()
+                .map(|id| match self.load_snapshot(id) {
+                    Ok(s) => Ok(Some((*id, s))),
+                    Err(Error::SnapshotNotFound(_)) => Ok(None),
+                    Err(e) => Err(e),
+                })
+                .collect::<Result<_>>()
+        })?;
+        Ok(read.into_iter().flatten().collect())
     }
 
     /// Reads one snapshot and checks it against its name.
@@ -427,4 +438,31 @@ pub(crate) fn resolve_in(all: Vec<(Id, Snapshot)>, spec: &str) -> Result<(Id, Sn
         .rev()
         .find(|(_, s)| s.name.as_deref() == Some(spec))
         .ok_or_else(|| Error::SnapshotNotFound(spec.into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_gone_since_listing_is_left_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::Local(dir.path().join("repo"));
+        Repository::init(&location, &InitOptions::default()).unwrap();
+        let repo = Repository::open(&location, &dir.path().join("cache")).unwrap();
+        assert!(
+            repo.load_listed(&[Id::of(b"forgotten")])
+                .unwrap()
+                .is_empty()
+        );
+        // Damage is still an error.
+        let bad = Id::of(b"not a snapshot");
+        repo.store()
+            .write(&snapshot_path(&bad), b"not a snapshot".to_vec())
+            .unwrap();
+        assert!(matches!(
+            repo.load_listed(&[bad]),
+            Err(Error::Corrupt { .. })
+        ));
+    }
 }
