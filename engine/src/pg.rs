@@ -2,10 +2,12 @@
 //! repository (deduplicated and compressed like everything else), and point-in-time restores.
 //!
 //! ```text
-//! pg backup:   connect -> pg_backup_start(label, fast) -> back up the data directory (without
-//!              what PostgreSQL documents as safe to skip) -> pg_backup_stop() -> its
-//!              backup_label and tablespace_map go into the snapshot's root -> snapshot, tagged
-//!              pg-base, with start/stop LSN and timeline (format-spec/snapshot.md)
+//! pg backup:   connect -> checks -> shared repository lock (so that waiting for a prune does
+//!              not hold the server in backup mode) -> pg_backup_start(label, fast) -> back up
+//!              the data directory (without what PostgreSQL documents as safe to skip) ->
+//!              pg_backup_stop() -> its backup_label and tablespace_map go into the snapshot's
+//!              root -> snapshot, tagged pg-base, with start/stop LSN and timeline
+//!              (format-spec/snapshot.md)
 //! archive-wal: one WAL file -> chunks in packs -> index -> wal/<name> record (format-spec/wal.md),
 //!              written once: the same name with other contents is refused
 //! fetch-wal:   wal/<name> -> its tree -> the file, written beside %p and renamed into place
@@ -330,6 +332,9 @@ pub fn base_backup(
             "PostgreSQL {version} is not supported; pg backup needs PostgreSQL 15 or later"
         )));
     }
+    // Taken before the server enters backup mode, so that waiting for a running prune does
+    // not keep the server in it; held to the end (the backup below takes its own as well).
+    let _lock = repo.lock(LockKind::Shared, "pg backup")?;
     let label = format!("cairn {}", jiff::Timestamp::now());
     let start: String = client
         .query_one("SELECT pg_backup_start($1, true)::text", &[&label])

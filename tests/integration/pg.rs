@@ -420,6 +420,30 @@ fn postgres_backup_archive_and_point_in_time_restore() {
     );
     assert_eq!(snapshots(), before);
     pg.cairn_ok(&["check"]);
+    // A base backup that cannot have the repository (a prune holds it) gives up before the
+    // server enters backup mode: no backup is aborted when it exits.
+    let aborted = |log: &str| {
+        log.matches("aborting backup due to backend exiting")
+            .count()
+    };
+    let aborted_before = aborted(&log);
+    let held = pg.path("repo/locks").join("f".repeat(64));
+    // A lock of a version this cairn cannot read counts as held, and is never taken as stale.
+    std::fs::write(&held, r#"{"version": 99}"#).unwrap();
+    let out = pg.cairn(&[
+        "--lock-wait",
+        "1s",
+        "pg",
+        "backup",
+        "--pgdata",
+        r2.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("locked"), "{err}");
+    std::fs::remove_file(&held).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let log = std::fs::read_to_string(pg.path("server.log")).unwrap();
+    assert_eq!(aborted(&log), aborted_before, "{log}");
     // And a new base backup works.
     pg.cairn_ok(&["pg", "backup", "--pgdata", r2.to_str().unwrap()]);
     pg.stop(&r2);
