@@ -333,8 +333,8 @@ pub fn base_backup(
         )));
     }
     // Taken before the server enters backup mode, so that waiting for a running prune does
-    // not keep the server in it; held to the end (the backup below takes its own as well).
-    let _lock = repo.lock(LockKind::Shared, "pg backup")?;
+    // not keep the server in it; the backup below holds it to the end.
+    let lock = repo.lock(LockKind::Shared, "pg backup")?;
     let label = format!("cairn {}", jiff::Timestamp::now());
     let start: String = client
         .query_one("SELECT pg_backup_start($1, true)::text", &[&label])
@@ -382,7 +382,7 @@ pub fn base_backup(
             }),
         })
     };
-    let result = backup_with(repo, &backup_opts, None, progress, &mut finish);
+    let result = backup_with(repo, &backup_opts, None, progress, &mut finish, Some(lock));
     // Dropping the session ends a backup still in progress (on an error before the stop).
     drop(client);
     result

@@ -31,6 +31,7 @@ use rayon::prelude::*;
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::lock::{Lock, LockKind};
 use crate::manifest::{Content, ContentBuilder, ContentRef, Node, NodeKind, Tree};
 use crate::pack::BlobKind;
 use crate::progress::Progress;
@@ -146,21 +147,27 @@ pub fn backup(
         stdin,
         progress,
         &mut || Ok(Additions::default()),
+        None,
     )
 }
 
 /// [`backup`], calling `finish` once every source file was read, and adding what it returns
-/// to the snapshot. If `finish` fails, no snapshot is written.
+/// to the snapshot. If `finish` fails, no snapshot is written. `held` is a shared lock the
+/// caller already holds (it is then not taken again); without one, the backup takes its own.
 pub fn backup_with(
     repo: &mut Repository,
     opts: &BackupOptions,
     stdin: Option<&mut (dyn Read + Send)>,
     progress: &dyn Progress,
     finish: &mut dyn FnMut() -> Result<Additions>,
+    held: Option<Lock>,
 ) -> Result<BackupResult> {
     let started = Instant::now();
     // Held to the end: prune cannot delete what this backup deduplicates against.
-    let lock = repo.lock(crate::lock::LockKind::Shared, "backup")?;
+    let lock = match held {
+        Some(lock) => lock,
+        None => repo.lock(LockKind::Shared, "backup")?,
+    };
     let repo: &Repository = repo;
     let time = jiff::Timestamp::now();
     let hostname = opts
