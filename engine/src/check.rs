@@ -11,7 +11,8 @@
 //!                  fingerprint of its entries, one sequential scan), and otherwise rebuilt
 //!                  from them. Then walk each snapshot's trees and chunk lists (each tree and
 //!                  list verified once) and look up every chunk in the verified cache, in
-//!                  sorted batches found by one pass of an iterator
+//!                  sorted batches (found by one pass of an iterator when they cover much of
+//!                  the cache)
 //! 4. --read-data:  for each selected pack, in parallel: stream it once, hashing the whole file
 //!                  (its name is its digest), verifying every blob (header, decompression,
 //!                  BLAKE3), and comparing its directory with the index. It needs only step 1,
@@ -634,7 +635,8 @@ fn check_wal(
     names.retain(|n| !gone.contains(n));
     let inv = crate::pg::inventory(snapshots, &names)?;
     for b in &inv.backups {
-        if !b.consistent {
+        // A base backup forgotten since it was read takes the WAL only it needed with it.
+        if !b.consistent && !snapshot_gone(repo, &b.id, f)? {
             f.error(
                 "wal-missing",
                 crate::snapshot::snapshot_path(&b.id),
@@ -660,10 +662,26 @@ fn check_wal(
     Ok(records)
 }
 
+/// True if snapshot `id`, read a moment ago, has been forgotten or deleted since (those take
+/// no lock); says so in a warning.
+fn snapshot_gone(repo: &Repository, id: &Id, f: &mut Findings) -> Result<bool> {
+    let path = crate::snapshot::snapshot_path(id);
+    if repo.store().read_opt(&path)?.is_some() {
+        return Ok(false);
+    }
+    f.warn(
+        "snapshot-gone",
+        path,
+        "removed while the check ran; not checked".into(),
+    );
+    Ok(true)
+}
+
 fn load_snapshots(repo: &Repository, f: &mut Findings) -> Result<Vec<(Id, Snapshot)>> {
     let mut out = Vec::new();
     for path in repo.store().list("snapshots/")? {
-        let Some(id) = id_from_path(&path) else {
+        let Some(id) = id_from_path(&path).filter(|id| crate::snapshot::snapshot_path(id) == path)
+        else {
             f.warn(
                 "stray-file",
                 path,
@@ -674,11 +692,9 @@ fn load_snapshots(repo: &Repository, f: &mut Findings) -> Result<Vec<(Id, Snapsh
         match repo.load_snapshot(&id) {
             Ok(s) => out.push((id, s)),
             // Forgotten or deleted since the listing (those take no lock): not damage.
-            Err(Error::SnapshotNotFound(_)) => f.warn(
-                "snapshot-gone",
-                path,
-                "removed while the check ran; not checked".into(),
-            ),
+            Err(Error::SnapshotNotFound(_)) => {
+                snapshot_gone(repo, &id, f)?;
+            }
             Err(e @ Error::Storage { .. }) => return Err(e),
             Err(e) => {
                 let i = f.error("snapshot", path, short_error(&e));

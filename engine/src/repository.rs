@@ -360,7 +360,7 @@ impl Repository {
             .store
             .list("snapshots/")?
             .iter()
-            .filter_map(|p| crate::index::id_from_path(p))
+            .filter_map(|p| crate::index::id_from_path(p).filter(|id| snapshot_path(id) == *p))
             .collect();
         let mut out = self.load_listed(&ids)?;
         sort_by_time(&mut out);

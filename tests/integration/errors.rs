@@ -322,3 +322,25 @@ fn closed_or_full_stdout() {
         "error: cannot write to standard output: No space left on device (os error 28)"
     );
 }
+
+#[test]
+fn a_snapshot_file_out_of_place_is_a_stray_file() {
+    let (sb, _src) = small_repo();
+    let listed = sb.ok(&["list"]);
+    // A copy of a real snapshot, one directory too deep: not where a snapshot lives.
+    let snaps = sb.repo().join("snapshots");
+    let real = std::fs::read_dir(&snaps).unwrap().next().unwrap().unwrap();
+    std::fs::create_dir(snaps.join("misplaced")).unwrap();
+    std::fs::copy(real.path(), snaps.join("misplaced").join(real.file_name())).unwrap();
+    assert_eq!(sb.ok(&["list"]), listed);
+    let report = crate::common::last_json(&sb.ok(&["check", "--json"]));
+    assert_eq!(report["ok"], true, "{report}");
+    let warnings = report["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w["kind"] == "stray-file"
+                && w["object"].as_str().unwrap().contains("misplaced")),
+        "{report}"
+    );
+}
