@@ -10,6 +10,15 @@ macro_rules! outln {
     };
 }
 
+/// `eprintln!` that cannot panic: when stderr itself is gone (`cairn … 2>&1 | head`), there is
+/// nowhere left to say anything, and the exit status still tells.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod commands;
 mod progress;
 mod units;
@@ -146,7 +155,7 @@ impl Globals {
         let mut repo = cairn_engine::Repository::open(&self.location()?, &cache)?;
         repo.set_lock_wait(wait);
         for w in repo.warnings() {
-            eprintln!("warning: {w}");
+            errln!("warning: {w}");
         }
         Ok(repo)
     }
@@ -170,7 +179,7 @@ fn main() -> ExitCode {
                 .collect();
             let message = message.join(" ");
             let message = message.strip_prefix("error: ").unwrap_or(&message);
-            eprintln!("error: {message}; see `cairn help`");
+            errln!("error: {message}; see `cairn help`");
             return ExitCode::from(2);
         }
     };
@@ -186,7 +195,7 @@ fn main() -> ExitCode {
             Ok(commands::check::Outcome::Clean) => Ok(()),
             Ok(commands::check::Outcome::Damaged) => return ExitCode::from(1),
             Err(e) => {
-                eprintln!("error: {e:#}");
+                errln!("error: {e:#}");
                 return ExitCode::from(2);
             }
         },
@@ -219,12 +228,12 @@ fn main() -> ExitCode {
                 Some(cairn_engine::Error::Interrupted { .. })
             ) =>
         {
-            eprintln!("{e}");
+            errln!("{e}");
             ExitCode::from(130)
         }
         Err(e) => {
             let _ = std::io::stdout().flush();
-            eprintln!("error: {e:#}");
+            errln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }

@@ -72,7 +72,7 @@ impl cairn_engine::Progress for JsonLines {
         self.total_bytes.store(bytes, Relaxed);
     }
     fn warn(&self, message: &str) {
-        eprintln!("warning: {message}");
+        errln!("warning: {message}");
     }
 }
 
@@ -162,7 +162,7 @@ impl cairn_engine::Progress for Bar {
     fn warn(&self, message: &str) {
         match &self.bar {
             Some(b) => b.println(format!("warning: {message}")),
-            None => eprintln!("warning: {message}"),
+            None => errln!("warning: {message}"),
         }
     }
 }

@@ -309,6 +309,16 @@ fn closed_or_full_stdout() {
         assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
+    // With stderr closed too, an error still ends in its own exit status, not a panic (101).
+    let mut child = sb
+        .command(&["ls", "no-such-snapshot"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    assert_eq!(child.wait().unwrap().code(), Some(1));
     // A full disk under `>` is an error, in one line.
     let full = std::fs::OpenOptions::new()
         .write(true)

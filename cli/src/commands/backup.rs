@@ -60,7 +60,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("stopping: indexing what was uploaded (Ctrl-C again to quit at once)");
+        errln!("stopping: indexing what was uploaded (Ctrl-C again to quit at once)");
     });
     let opts = BackupOptions {
         paths: a.paths,

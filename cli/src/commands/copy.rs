@@ -52,7 +52,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     };
     dst.set_lock_wait(g.lock_wait()?);
     for w in dst.warnings() {
-        eprintln!("warning: {w}");
+        errln!("warning: {w}");
     }
     let bar = Bar::new(!a.json, "packs");
     let report = copy(&mut src, &mut dst, &a.snapshots, &bar);

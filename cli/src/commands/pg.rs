@@ -140,7 +140,7 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             let mut repo = g.open()?;
             match archive_wal(&mut repo, &path, &name)? {
                 Archived::Stored => {}
-                Archived::AlreadyThere => eprintln!("{name} was already archived, identical"),
+                Archived::AlreadyThere => errln!("{name} was already archived, identical"),
             }
             Ok(0)
         }
@@ -153,11 +153,11 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             {
                 Ok(true) => Ok(0),
                 Ok(false) => {
-                    eprintln!("{name} is not archived");
+                    errln!("{name} is not archived");
                     Ok(1)
                 }
                 Err(e) => {
-                    eprintln!("error: {e:#}");
+                    errln!("error: {e:#}");
                     Ok(FETCH_FAILED)
                 }
             }
