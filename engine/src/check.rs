@@ -666,15 +666,19 @@ fn check_wal(
 /// no lock); says so in a warning.
 fn snapshot_gone(repo: &Repository, id: &Id, f: &mut Findings) -> Result<bool> {
     let path = crate::snapshot::snapshot_path(id);
-    if repo.store().read_opt(&path)?.is_some() {
+    if repo.store().size(&path)?.is_some() {
         return Ok(false);
     }
+    warn_gone(f, path);
+    Ok(true)
+}
+
+fn warn_gone(f: &mut Findings, path: String) {
     f.warn(
         "snapshot-gone",
         path,
         "removed while the check ran; not checked".into(),
     );
-    Ok(true)
 }
 
 fn load_snapshots(repo: &Repository, f: &mut Findings) -> Result<Vec<(Id, Snapshot)>> {
@@ -692,9 +696,7 @@ fn load_snapshots(repo: &Repository, f: &mut Findings) -> Result<Vec<(Id, Snapsh
         match repo.load_snapshot(&id) {
             Ok(s) => out.push((id, s)),
             // Forgotten or deleted since the listing (those take no lock): not damage.
-            Err(Error::SnapshotNotFound(_)) => {
-                snapshot_gone(repo, &id, f)?;
-            }
+            Err(Error::SnapshotNotFound(_)) => warn_gone(f, path),
             Err(e @ Error::Storage { .. }) => return Err(e),
             Err(e) => {
                 let i = f.error("snapshot", path, short_error(&e));
