@@ -8,8 +8,11 @@ use std::path::Path;
 use super::plan::FileChunk;
 use crate::id::Id;
 
-/// Bytes read from a file at a time.
-const READ_SIZE: u64 = 8 << 20;
+/// Bytes read from a file at a time: small enough that the buffer stays in the core's own
+/// cache from the kernel's copy into it to the hashing (with 8 MiB reads the hashing read
+/// every buffer back from memory, and a delta restore took 10% longer). The kernel still
+/// reads ahead over the whole run: see the `WillNeed` advice below.
+const READ_SIZE: u64 = 256 << 10;
 
 /// For each chunk, true if the file at `path` holds exactly its bytes at its offset. A missing
 /// or unreadable file matches nothing.
@@ -21,8 +24,8 @@ pub(super) fn matching_chunks(path: &Path, chunks: &[FileChunk]) -> Vec<bool> {
     let Ok(len) = file.metadata().map(|m| m.len()) else {
         return out;
     };
-    // One buffer per thread, kept between calls: a fresh 8 MiB buffer per run costs page
-    // faults and zeroing on every call.
+    // One buffer per thread, kept between calls: a fresh buffer per run costs page faults
+    // and zeroing on every call.
     thread_local! {
         static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
