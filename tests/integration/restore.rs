@@ -213,39 +213,49 @@ fn damaged_pack_names_files_and_skip_damaged_restores_the_rest() {
     let line = sb.fails(&["restore", "latest", "--target", t.to_str().unwrap()]);
     assert!(line.contains("cannot restore t"), "{line}");
 
-    let t2 = sb.path("t2");
-    let out = sb.cairn(&[
-        "restore",
-        "latest",
-        "--target",
-        t2.to_str().unwrap(),
-        "--skip-damaged",
-        "--verify",
-        "--json",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let damaged = damaged_files(&v);
-    assert_eq!(damaged.len(), 1, "{v}");
-    // The damaged file is left out; every other file is restored exactly.
-    for i in 0..6 {
-        let name = format!("t{i}");
-        let restored = t2.join(&name);
-        if damaged.contains(&name) {
-            assert!(!restored.exists(), "a damaged file was left behind");
-        } else {
-            assert_eq!(
-                std::fs::read(&restored).unwrap(),
-                std::fs::read(src.join(&name)).unwrap()
-            );
+    // In one batch, and in batches of 3 chunks: then the damaged file is cut across batches,
+    // and the damage is found while the batch after it is already being prepared.
+    for (dir, batch) in [("t2", None), ("t3", Some("3"))] {
+        let t2 = sb.path(dir);
+        let t2_s = t2.to_str().unwrap();
+        let mut args = vec![
+            "restore",
+            "latest",
+            "--target",
+            t2_s,
+            "--skip-damaged",
+            "--verify",
+            "--json",
+        ];
+        if let Some(b) = batch {
+            args.extend(["--batch-chunks", b]);
         }
+        let out = sb.cairn(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let damaged = damaged_files(&v);
+        assert_eq!(damaged.len(), 1, "{v}");
+        // The damaged file is left out; every other file is restored exactly.
+        for i in 0..6 {
+            let name = format!("t{i}");
+            let restored = t2.join(&name);
+            if damaged.contains(&name) {
+                assert!(!restored.exists(), "a damaged file was left behind");
+            } else {
+                assert_eq!(
+                    std::fs::read(&restored).unwrap(),
+                    std::fs::read(src.join(&name)).unwrap()
+                );
+            }
+        }
+        assert_eq!(v["files_verified"], 5, "{v}");
+        assert_eq!(v["files_restored"], 5, "{v}");
     }
-    assert_eq!(v["files_verified"], 5);
 }
 
 #[test]

@@ -6,23 +6,27 @@
 //!   make each directory when reached (parents first; --delete removes what the tree lacks)
 //!   expand each file's chunk list into the current batch; a file too large for one batch is
 //!   cut into pieces that follow each other
-//!   batch full (64 Ki chunks or 16 Ki files) -> hand it to the writer (at most one waits)
-//! writer, for each batch:
-//!   create each file (or, with --delta, reuse an existing one and drop the chunks it already
-//!   holds, compared in parallel)
+//!   batch full (64 Ki chunks or 16 Ki files) -> hand it to the preparer
+//! preparer (the calling thread), for each batch:
+//!   create each file (or, with --delta, reuse an existing one and find the chunks it already
+//!   holds, compared in parallel on all cores)
 //!   look the remaining chunks up in the index (parallel), group them by pack
-//!   for each pack segment of a few MiB, in parallel (rayon):
+//!   -> hand the batch to the finisher
+//! finisher thread, for each batch, in a pool of twice as many threads as cores (reading
+//! scattered chunks mostly waits on the disk):
+//!   for each pack segment of a few MiB, in parallel:
 //!     read the needed ranges (coalesced) -> check blob header -> decompress -> verify BLAKE3
 //!     -> write at every (file, offset) that needs the chunk (all-zero chunks of new files are
 //!        left as holes)
-//!   remove files found damaged; --verify: re-read and compare; set the metadata of the
-//!   files this batch finished
+//!   remove files found damaged (pieces of them in the batch prepared meanwhile are dropped);
+//!   --verify: re-read and compare; set the metadata of the files this batch finished
 //! symlinks, then directory metadata deepest first
 //! ```
 //!
 //! Memory is bounded by the batch, not by the snapshot: a snapshot of millions of files or a
-//! file of hundreds of GiB is restored in as many batches as it takes, while the walker
-//! prepares the next batch during the writing of this one.
+//! file of hundreds of GiB is restored in as many batches as it takes. At most three batches
+//! are alive: the one the walker fills, the one being prepared, and the one being written. So
+//! a delta restore compares the next batch with the existing copy while this one is written.
 //!
 //! Safety invariants: no byte is written before its chunk's hash is verified; every path
 //! written is the target joined with names that the tree decoder checked to be single, safe
@@ -34,15 +38,15 @@ mod compare;
 mod plan;
 pub(crate) use plan::globs;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -181,11 +185,13 @@ pub fn restore(
 
     // The walk runs on its own thread and hands bounded batches to the writer, so that
     // planning overlaps writing and memory stays bounded whatever the snapshot's size.
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(1);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(0);
     // Set when the writer fails, so that the walker stops making directories (and, with
     // --delete, removing entries) at once rather than at its next batch.
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let mut state = WriteState::default();
+    // Files that cannot be restored: their number, path, and why.
+    let damaged: Mutex<BTreeMap<u32, (PathBuf, String)>> = Mutex::new(BTreeMap::new());
+    let write_pool = write_pool()?;
     let (written, walked) = std::thread::scope(|s| {
         let walker = s.spawn(|| -> Result<WalkOutcome> {
             let mut w = Walker {
@@ -216,14 +222,50 @@ pub fn restore(
             w.finish()?;
             Ok(w.out)
         });
-        let mut written = Ok(());
+        // Prepared batches go to a thread of their own to be written, so that comparing the
+        // next batch with an existing copy (CPU) overlaps the pack reads and writes of this
+        // one (mostly waiting). The queue holds none: at most two batches are in hand.
+        let (ptx, prx) = std::sync::mpsc::sync_channel::<Prepared>(0);
+        let finisher = s.spawn(|| -> Result<Finished> {
+            let mut total = Finished::default();
+            for prep in prx {
+                match write_pool.install(|| finish_batch(repo, opts, progress, prep, &damaged)) {
+                    Ok(f) => total.add(f),
+                    Err(e) => {
+                        stop.store(true, Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(total)
+        });
+        let mut open_fresh = HashMap::new();
+        let mut prepared = Ok(());
         for batch in &rx {
-            written = write_batch(repo, opts, progress, batch, &mut state);
-            if written.is_err() {
-                stop.store(true, Relaxed);
+            // The finisher failed: its error is the one reported.
+            if stop.load(Relaxed) {
                 break;
             }
+            match prepare_batch(repo, opts, progress, batch, &damaged, &mut open_fresh) {
+                // A closed queue means the finisher stopped on an error, which it reports.
+                Ok(p) => {
+                    if ptx.send(p).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    stop.store(true, Relaxed);
+                    prepared = Err(e);
+                    break;
+                }
+            }
         }
+        drop(ptx);
+        let finished = finisher
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // The finisher's error comes from an earlier batch than the preparer's.
+        let written = finished.and_then(|f| prepared.map(|()| f));
         // A stopped writer makes the walker stop at its next batch.
         drop(rx);
         let walked = walker
@@ -231,7 +273,7 @@ pub fn restore(
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (written, walked)
     });
-    written?;
+    let finished = written?;
     let walked = walked?;
     if !filter.is_trivial()
         && walked.files == 0
@@ -273,9 +315,17 @@ pub fn restore(
         set_meta(&target.join(rel), node, false)?;
     }
 
-    let mut summary = state.summary;
-    summary.files_damaged = state
-        .damaged
+    let mut summary = RestoreSummary {
+        bytes_written: finished.written,
+        bytes_sparse: finished.sparse,
+        bytes_skipped_delta: finished.skipped,
+        files_restored: finished.restored,
+        files_verified: finished.verified,
+        ..RestoreSummary::default()
+    };
+    summary.files_damaged = damaged
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
         .values()
         .map(|(rel, reason)| format!("{}: {reason}", rel.display()))
         .collect();
@@ -289,41 +339,86 @@ pub fn restore(
 /// Chunks per batch by default: about 512 MiB of file content, a few tens of MiB of plan.
 const BATCH_CHUNKS: usize = 64 * 1024;
 
-/// What the writer carries from one batch to the next.
+/// Threads that write restored files on a local disk: more than the cores, because a delta
+/// restore's reads of scattered chunks mostly wait on the disk. (An object store's reads run in
+/// its own pool of one thread per connection.)
+fn write_pool() -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(2 * rayon::current_num_threads())
+        .thread_name(|i| format!("cairn-restore-{i}"))
+        .build()
+        .map_err(|e| {
+            Error::io(
+                "cannot start the restore threads for",
+                "cairn",
+                std::io::Error::other(e),
+            )
+        })
+}
+
+/// A batch made ready to write: its files opened, the chunks they already hold (with
+/// `--delta`) left out, and every other chunk located in its pack.
+struct Prepared {
+    pieces: Vec<Piece>,
+    /// Per piece: whether its file was created by this restore (unwritten ranges are zeros).
+    fresh: Vec<bool>,
+    /// Pieces (by position) that cannot be restored, and why.
+    damaged: BTreeMap<u32, String>,
+    /// Per pack: the blobs wanted from it, and the places each goes.
+    packs: HashMap<Id, HashMap<Id, (BlobEntry, Vec<Placement>)>>,
+    /// Bytes already right in the existing copy (`--delta`).
+    skipped: u64,
+}
+
+/// What writing batches did.
 #[derive(Default)]
-struct WriteState {
-    summary: RestoreSummary,
-    /// Files cut across batches and not finished yet: whether each was created by this restore.
-    open_fresh: HashMap<u32, bool>,
-    /// Files that cannot be restored: their number, path, and why.
-    damaged: std::collections::BTreeMap<u32, (PathBuf, String)>,
+struct Finished {
+    written: u64,
+    sparse: u64,
+    skipped: u64,
+    restored: u64,
+    verified: u64,
+}
+
+impl Finished {
+    fn add(&mut self, o: Finished) {
+        self.written += o.written;
+        self.sparse += o.sparse;
+        self.skipped += o.skipped;
+        self.restored += o.restored;
+        self.verified += o.verified;
+    }
 }
 
 /// Compares runs of this many chunks (about 32 MiB) at a time, so both cores share large files.
 const COMPARE_RUN: usize = 4096;
 
-/// Restores one batch: opens or creates its files, keeps (with `--delta`) the chunks already
-/// right, locates the others, reads each pack once, verifies, writes, and finishes the files
-/// whose last piece this is.
-fn write_batch(
+/// Prepares one batch: opens or creates its files, finds (with `--delta`) the chunks they
+/// already hold, and locates every other chunk in its pack. Pieces of files already found
+/// damaged are left out.
+fn prepare_batch(
     repo: &Repository,
     opts: &RestoreOptions,
     progress: &dyn Progress,
     batch: Batch,
-    st: &mut WriteState,
-) -> Result<()> {
+    damaged_files: &Mutex<BTreeMap<u32, (PathBuf, String)>>,
+    open_fresh: &mut HashMap<u32, bool>,
+) -> Result<Prepared> {
     let target = &opts.target;
-    let pieces: Vec<Piece> = batch
-        .pieces
-        .into_iter()
-        .filter(|p| !st.damaged.contains_key(&p.file))
-        .collect();
+    let pieces: Vec<Piece> = {
+        let known = damaged_files.lock().unwrap_or_else(PoisonError::into_inner);
+        batch
+            .pieces
+            .into_iter()
+            .filter(|p| !known.contains_key(&p.file))
+            .collect()
+    };
     let fresh: Vec<bool> = pieces
         .par_iter()
         .map(|p| {
             if !p.first {
                 // Unknown means not created here: zeros are then written, never assumed.
-                return Ok(st.open_fresh.get(&p.file).copied().unwrap_or(false));
+                return Ok(open_fresh.get(&p.file).copied().unwrap_or(false));
             }
             if p.damaged.is_some() {
                 return Ok(true);
@@ -333,9 +428,9 @@ fn write_batch(
         .collect::<Result<_>>()?;
     for (p, f) in pieces.iter().zip(&fresh) {
         if p.first && !p.last {
-            st.open_fresh.insert(p.file, *f);
+            open_fresh.insert(p.file, *f);
         } else if p.last {
-            st.open_fresh.remove(&p.file);
+            open_fresh.remove(&p.file);
         }
     }
 
@@ -358,21 +453,24 @@ fn write_batch(
             compare::matching_chunks(&target.join(&pieces[i].rel), run)
         })
         .collect();
-    let mut kept: HashSet<(u32, u64)> = HashSet::new();
+    // Per piece, which of its chunks are kept (empty: none).
+    let mut kept: Vec<Vec<bool>> = vec![Vec::new(); pieces.len()];
     let mut skipped = 0u64;
     for (&(i, s), m) in runs.iter().zip(matched) {
-        for (c, ok) in pieces[i].chunks[s..].iter().zip(m) {
+        let chunks = &pieces[i].chunks;
+        let k = &mut kept[i];
+        k.resize(chunks.len(), false);
+        for (j, ok) in m.into_iter().enumerate() {
             if ok {
-                kept.insert((i as u32, c.offset));
-                skipped += u64::from(c.len);
+                k[s + j] = true;
+                skipped += u64::from(chunks[s + j].len);
             }
         }
     }
-    st.summary.bytes_skipped_delta += skipped;
     progress.bytes(skipped);
 
     // Locate every chunk still to write, in parallel batches of lookups.
-    let mut damaged: std::collections::BTreeMap<u32, String> = pieces
+    let mut damaged: BTreeMap<u32, String> = pieces
         .iter()
         .enumerate()
         .filter_map(|(i, p)| Some((i as u32, p.damaged.clone()?)))
@@ -380,9 +478,15 @@ fn write_batch(
     let todo: Vec<(u32, FileChunk)> = pieces
         .iter()
         .enumerate()
-        .filter(|(i, p)| p.damaged.is_none() && !damaged.contains_key(&(*i as u32)))
-        .flat_map(|(i, p)| p.chunks.iter().map(move |c| (i as u32, *c)))
-        .filter(|(i, c)| !kept.contains(&(*i, c.offset)))
+        .filter(|(_, p)| p.damaged.is_none())
+        .flat_map(|(i, p)| {
+            let k = &kept[i];
+            p.chunks
+                .iter()
+                .enumerate()
+                .filter(move |(j, _)| !k.get(*j).copied().unwrap_or(false))
+                .map(move |(_, c)| (i as u32, *c))
+        })
         .collect();
     drop(kept);
     // In id order, split between the cores: sorted lookups lie close together in the cache
@@ -442,6 +546,46 @@ fn write_batch(
         }
     }
 
+    Ok(Prepared {
+        pieces,
+        fresh,
+        damaged,
+        packs,
+        skipped,
+    })
+}
+
+/// Writes a prepared batch: reads each pack once, verifies, writes, removes the files found
+/// damaged, checks them again (`--verify`), and finishes the files whose last piece this is.
+fn finish_batch(
+    repo: &Repository,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+    prep: Prepared,
+    damaged_files: &Mutex<BTreeMap<u32, (PathBuf, String)>>,
+) -> Result<Finished> {
+    let target = &opts.target;
+    let Prepared {
+        pieces,
+        fresh,
+        mut damaged,
+        packs,
+        skipped,
+    } = prep;
+    // Files the batch before this one found damaged after this one was prepared: they were
+    // removed then, and nothing more of them is written.
+    let stale: HashSet<u32> = {
+        let known = damaged_files.lock().unwrap_or_else(PoisonError::into_inner);
+        pieces
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| known.contains_key(&p.file))
+            .map(|(i, _)| i as u32)
+            .collect()
+    };
+    for i in &stale {
+        damaged.entry(*i).or_default();
+    }
     let written = AtomicU64::new(0);
     let sparse = AtomicU64::new(0);
     let damaged = Mutex::new(damaged);
@@ -487,20 +631,24 @@ fn write_batch(
             .map(|(pack, wanted)| ctx.restore_segment(pack, wanted))
             .collect::<Result<Vec<()>>>()
     })?;
-    st.summary.bytes_written += written.load(Relaxed);
-    st.summary.bytes_sparse += sparse.load(Relaxed);
 
     // Files that could not be restored are not left behind half written.
-    let damaged = damaged.into_inner().unwrap_or_default();
-    for (i, reason) in damaged {
-        let p = &pieces[i as usize];
-        remove_any(&target.join(&p.rel))?;
-        st.open_fresh.remove(&p.file);
-        if st.damaged.insert(p.file, (p.rel.clone(), reason)).is_none() {
-            progress.file_done();
+    {
+        let mut known = damaged_files.lock().unwrap_or_else(PoisonError::into_inner);
+        for (i, reason) in damaged.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            if stale.contains(&i) {
+                continue;
+            }
+            let p = &pieces[i as usize];
+            remove_any(&target.join(&p.rel))?;
+            // A file cut across batches has a piece in each; it counts once.
+            if known.insert(p.file, (p.rel.clone(), reason)).is_none() {
+                progress.file_done();
+            }
         }
     }
-    let intact = |p: &Piece| !st.damaged.contains_key(&p.file);
+    let known = damaged_files.lock().unwrap_or_else(PoisonError::into_inner);
+    let intact = |p: &Piece| !known.contains_key(&p.file);
 
     // Verify before the final modes are set: a restored file may end up unreadable to us.
     if opts.verify {
@@ -533,11 +681,14 @@ fn write_batch(
     for _ in &finished {
         progress.file_done();
     }
-    st.summary.files_restored += finished.len() as u64;
-    if opts.verify {
-        st.summary.files_verified += finished.len() as u64;
-    }
-    Ok(())
+    let restored = finished.len() as u64;
+    Ok(Finished {
+        written: written.load(Relaxed),
+        sparse: sparse.load(Relaxed),
+        skipped,
+        restored,
+        verified: if opts.verify { restored } else { 0 },
+    })
 }
 
 /// Opens the file a restore writes at `target/rel`, sized to `size`. With `delta`, an
@@ -701,7 +852,7 @@ struct WriteCtx<'a> {
     progress: &'a dyn Progress,
     skip_damaged: bool,
     /// Files that cannot be restored, and why; shared by the writers.
-    damaged: &'a Mutex<std::collections::BTreeMap<u32, String>>,
+    damaged: &'a Mutex<BTreeMap<u32, String>>,
 }
 
 impl WriteCtx<'_> {
