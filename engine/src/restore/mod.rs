@@ -45,7 +45,7 @@ use std::io::ErrorKind;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
@@ -77,8 +77,9 @@ struct Placement {
 const SEGMENT: u64 = 4 << 20;
 /// Gaps between needed blobs up to this size are read rather than skipped.
 const COALESCE_GAP: u64 = 256 * 1024;
-/// Files each restoring thread keeps open.
-const MAX_OPEN_FILES: usize = 64;
+/// Files each restoring thread keeps open (there are twice as many threads as cores: see
+/// `write_pool`).
+const MAX_OPEN_FILES: usize = 32;
 /// Deepest directory nesting restored; deeper trees are refused as hostile (paths that deep
 /// exceed what the kernel accepts anyway).
 pub(crate) const MAX_TREE_DEPTH: usize = 2048;
@@ -188,7 +189,7 @@ pub fn restore(
     let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(0);
     // Set when the writer fails, so that the walker stops making directories (and, with
     // --delete, removing entries) at once rather than at its next batch.
-    let stop = std::sync::atomic::AtomicBool::new(false);
+    let stop = AtomicBool::new(false);
     // Files that cannot be restored: their number, path, and why.
     let damaged: Mutex<BTreeMap<u32, (PathBuf, String)>> = Mutex::new(BTreeMap::new());
     let write_pool = write_pool()?;
@@ -246,13 +247,23 @@ pub fn restore(
             if stop.load(Relaxed) {
                 break;
             }
-            match prepare_batch(repo, opts, progress, batch, &damaged, &mut open_fresh) {
+            match prepare_batch(
+                repo,
+                opts,
+                progress,
+                batch,
+                &damaged,
+                &mut open_fresh,
+                &stop,
+            ) {
                 // A closed queue means the finisher stopped on an error, which it reports.
                 Ok(p) => {
                     if ptx.send(p).is_err() {
                         break;
                     }
                 }
+                // Stopped because the finisher failed: its error is the one reported.
+                Err(_) if stop.load(Relaxed) => break,
                 Err(e) => {
                     stop.store(true, Relaxed);
                     prepared = Err(e);
@@ -366,8 +377,8 @@ struct Prepared {
     damaged: BTreeMap<u32, String>,
     /// Per pack: the blobs wanted from it, and the places each goes.
     packs: HashMap<Id, HashMap<Id, (BlobEntry, Vec<Placement>)>>,
-    /// Bytes already right in the existing copy (`--delta`).
-    skipped: u64,
+    /// Per piece: bytes already right in the existing copy (`--delta`).
+    skipped: Vec<u64>,
 }
 
 /// What writing batches did.
@@ -403,6 +414,7 @@ fn prepare_batch(
     batch: Batch,
     damaged_files: &Mutex<BTreeMap<u32, (PathBuf, String)>>,
     open_fresh: &mut HashMap<u32, bool>,
+    stop: &AtomicBool,
 ) -> Result<Prepared> {
     let target = &opts.target;
     let pieces: Vec<Piece> = {
@@ -435,6 +447,9 @@ fn prepare_batch(
     }
 
     // With --delta, which chunks the existing files already hold.
+    if stop.load(Relaxed) {
+        return Err(stopped());
+    }
     let runs: Vec<(usize, usize)> = pieces
         .iter()
         .enumerate()
@@ -453,9 +468,9 @@ fn prepare_batch(
             compare::matching_chunks(&target.join(&pieces[i].rel), run)
         })
         .collect();
-    // Per piece, which of its chunks are kept (empty: none).
+    // Per piece, which of its chunks are kept (empty: none), and their bytes.
     let mut kept: Vec<Vec<bool>> = vec![Vec::new(); pieces.len()];
-    let mut skipped = 0u64;
+    let mut skipped = vec![0u64; pieces.len()];
     for (&(i, s), m) in runs.iter().zip(matched) {
         let chunks = &pieces[i].chunks;
         let k = &mut kept[i];
@@ -463,11 +478,14 @@ fn prepare_batch(
         for (j, ok) in m.into_iter().enumerate() {
             if ok {
                 k[s + j] = true;
-                skipped += u64::from(chunks[s + j].len);
+                skipped[i] += u64::from(chunks[s + j].len);
             }
         }
     }
-    progress.bytes(skipped);
+    progress.bytes(skipped.iter().sum());
+    if stop.load(Relaxed) {
+        return Err(stopped());
+    }
 
     // Locate every chunk still to write, in parallel batches of lookups.
     let mut damaged: BTreeMap<u32, String> = pieces
@@ -583,9 +601,26 @@ fn finish_batch(
             .map(|(i, _)| i as u32)
             .collect()
     };
-    for i in &stale {
-        damaged.entry(*i).or_default();
+    let mut packs = packs;
+    if !stale.is_empty() {
+        for i in &stale {
+            damaged.entry(*i).or_default();
+        }
+        // Nothing of theirs is read, and what they held already does not count as kept.
+        for blobs in packs.values_mut() {
+            for (_, places) in blobs.values_mut() {
+                places.retain(|p| !stale.contains(&p.file));
+            }
+            blobs.retain(|_, (_, places)| !places.is_empty());
+        }
+        packs.retain(|_, blobs| !blobs.is_empty());
     }
+    let skipped: u64 = skipped
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !stale.contains(&(*i as u32)))
+        .map(|(_, b)| b)
+        .sum();
     let written = AtomicU64::new(0);
     let sparse = AtomicU64::new(0);
     let damaged = Mutex::new(damaged);
@@ -647,14 +682,21 @@ fn finish_batch(
             }
         }
     }
-    let known = damaged_files.lock().unwrap_or_else(PoisonError::into_inner);
-    let intact = |p: &Piece| !known.contains_key(&p.file);
+    let intact: Vec<bool> = {
+        let known = damaged_files.lock().unwrap_or_else(PoisonError::into_inner);
+        pieces
+            .iter()
+            .map(|p| !known.contains_key(&p.file))
+            .collect()
+    };
 
     // Verify before the final modes are set: a restored file may end up unreadable to us.
     if opts.verify {
         let bad: Vec<String> = pieces
             .par_iter()
-            .filter(|p| intact(p))
+            .zip(&intact)
+            .filter(|(_, ok)| **ok)
+            .map(|(p, _)| p)
             .filter(|p| {
                 let path = target.join(&p.rel);
                 let size_ok = fs::symlink_metadata(&path).is_ok_and(|m| m.len() == p.node.size);
@@ -673,7 +715,12 @@ fn finish_batch(
             ));
         }
     }
-    let finished: Vec<&Piece> = pieces.iter().filter(|p| p.last && intact(p)).collect();
+    let finished: Vec<&Piece> = pieces
+        .iter()
+        .zip(&intact)
+        .filter(|(p, ok)| p.last && **ok)
+        .map(|(p, _)| p)
+        .collect();
     finished
         .par_iter()
         .map(|p| set_meta(&target.join(&p.rel), &p.node, false))
@@ -689,6 +736,12 @@ fn finish_batch(
         restored,
         verified: if opts.verify { restored } else { 0 },
     })
+}
+
+/// The error of a preparer stopped because the finisher failed (never reported: the
+/// finisher's error is).
+fn stopped() -> Error {
+    Error::InvalidInput("the restore writer stopped".into())
 }
 
 /// Opens the file a restore writes at `target/rel`, sized to `size`. With `delta`, an
