@@ -587,7 +587,7 @@ fn finish_batch(
         pieces,
         fresh,
         mut damaged,
-        packs,
+        mut packs,
         skipped,
     } = prep;
     // Files the batch before this one found damaged after this one was prepared: they were
@@ -601,7 +601,6 @@ fn finish_batch(
             .map(|(i, _)| i as u32)
             .collect()
     };
-    let mut packs = packs;
     if !stale.is_empty() {
         for i in &stale {
             damaged.entry(*i).or_default();
