@@ -586,7 +586,7 @@ fn finish_batch(
     let Prepared {
         pieces,
         fresh,
-        mut damaged,
+        damaged,
         mut packs,
         skipped,
     } = prep;
@@ -602,9 +602,6 @@ fn finish_batch(
             .collect()
     };
     if !stale.is_empty() {
-        for i in &stale {
-            damaged.entry(*i).or_default();
-        }
         // Nothing of theirs is read, and what they held already does not count as kept.
         for blobs in packs.values_mut() {
             for (_, places) in blobs.values_mut() {
