@@ -219,6 +219,9 @@ pub fn fetch_wal(repo: &mut Repository, name: &str, dest: &Path) -> Result<bool>
     let result = (|| {
         let opts = RestoreOptions {
             target: tmp.clone(),
+            // PostgreSQL fetches the segment again if it crashes before using it; a syncfs
+            // per segment would flush the server's whole filesystem each time.
+            sync: false,
             ..RestoreOptions::default()
         };
         restore(
@@ -469,6 +472,8 @@ pub fn pg_restore(
         },
         progress,
     )?;
+    // The restore synced its files; what is changed here is synced at the end.
+    let sync = crate::restore::SyncHandle::open(&opts.target)?;
     // PostgreSQL refuses a data directory others may read.
     set_mode(&opts.target, 0o700)?;
     let auto = opts.target.join("postgresql.auto.conf");
@@ -506,6 +511,9 @@ pub fn pg_restore(
         std::os::unix::fs::chown(p, Some(owner.uid()), Some(owner.gid()))
             .map_err(|e| Error::io("cannot set the owner of", p, e))?;
     }
+    // Without this, a crash before the server starts could lose recovery.signal, and the
+    // server would then start from the base backup without replaying WAL.
+    sync.sync()?;
     Ok(PgRestoreReport {
         snapshot: id,
         stop_lsn: pg.stop_lsn,

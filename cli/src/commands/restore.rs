@@ -42,6 +42,10 @@ pub struct Args {
     /// Print the summary as one JSON object.
     #[arg(long)]
     json: bool,
+    /// Return without waiting for the restored files to reach the disk: faster, but a crash
+    /// soon after may leave them torn or empty.
+    #[arg(long)]
+    no_sync: bool,
     /// Chunks planned and written at a time (default 65536, about 512 MiB of content):
     /// smaller uses less memory.
     #[arg(
@@ -73,6 +77,7 @@ pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
         verify: a.verify,
         skip_damaged: a.skip_damaged,
         batch_chunks: a.batch_chunks,
+        sync: !a.no_sync,
     };
     let bar = Bar::new(!a.json, "files");
     let result = restore(&mut repo, &snap, &opts, &bar);
