@@ -192,17 +192,18 @@ impl Bench {
         }
     }
 
-    /// Reads a tool's repository and cache, and `copy` if given, so that a restore starts
-    /// with them in the page cache and recently touched.
-    fn warm_inputs(&self, tool: Tool, copy: Option<&Path>) {
+    /// Reads a tool's repository and cache, so that a restore starts with them in the page
+    /// cache and recently touched.
+    fn warm_inputs(&self, tool: Tool) {
         let cache = match tool {
             Tool::Cairn => "cache-cairn",
             Tool::Restic => "cache-restic",
             Tool::Borg => "cache-borg",
         };
-        let mut dirs = vec![self.repo(tool), self.work.join(cache)];
-        dirs.extend(copy.map(Path::to_path_buf));
-        for d in dirs.iter().filter(|d| d.is_dir()) {
+        for d in [self.repo(tool), self.work.join(cache)]
+            .iter()
+            .filter(|d| d.is_dir())
+        {
             for f in walk(d) {
                 // Only a warm-up: a file that cannot be read is the restore's to report.
                 if let Ok(mut file) = std::fs::File::open(&f) {
@@ -435,19 +436,24 @@ fn main() {
     // Restores of the last snapshot, in rounds; in each, every tool restores in full, then
     // over that copy changed by 1%. One run of a restore varies by a quarter or more on this
     // VM, so each restore row is the median of the rounds, and every round's figures are
-    // listed. Each restore starts with its inputs just read (the repository and the tool's
-    // cache; for the delta also the copy): this VM's host takes back guest memory left idle
-    // for seconds, and a page cache page untouched for 10 s is then several times slower to
-    // read, which would otherwise favour whichever tool touched its inputs last.
+    // listed. Each restore starts with the tool's repository and cache just read, and the
+    // copy is restored, checked and changed seconds before the second one: this VM's host
+    // takes back guest memory left idle, and a page cache page untouched for 10 s is then
+    // several times slower to read, which would otherwise favour whichever tool ran last.
     let mut full: Vec<Vec<Run>> = vec![Vec::new(); tools.len()];
     let mut delta: Vec<Vec<Run>> = vec![Vec::new(); tools.len()];
     for round in 1..=rounds {
         for ((t, f), d) in tools.iter().zip(&mut full).zip(&mut delta) {
             let target = b.work.join(format!("restore-{}", t.name()));
-            // Ignore a missing directory: the first round starts without one.
-            let _ = std::fs::remove_dir_all(&target);
+            match std::fs::remove_dir_all(&target) {
+                // The first round starts without one.
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    panic!("cannot empty {}: {e}", target.display())
+                }
+                _ => {}
+            }
             settle_disk();
-            b.warm_inputs(*t, None);
+            b.warm_inputs(*t);
             eprintln!("round {round}/{rounds}, full restore: {}", t.name());
             f.push(b.restore(*t, &target));
             let root = b.restored_data(*t, &target);
@@ -458,7 +464,7 @@ fn main() {
             );
             b.update_one_percent(&root);
             settle_disk();
-            b.warm_inputs(*t, Some(&root));
+            b.warm_inputs(*t);
             eprintln!(
                 "round {round}/{rounds}, restore over a 1%-different copy: {}",
                 t.name()
@@ -472,9 +478,10 @@ fn main() {
         ("restore over a copy with 1% of pages different", &delta),
     ];
     // cairn's delta restore against its full restore of the same round.
-    let shares: Vec<f64> = full[0]
+    let c = tools.iter().position(|t| *t == Tool::Cairn).expect("cairn");
+    let shares: Vec<f64> = full[c]
         .iter()
-        .zip(&delta[0])
+        .zip(&delta[c])
         .map(|(f, d)| 100.0 * d.wall / f.wall)
         .collect();
 
