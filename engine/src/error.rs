@@ -140,6 +140,19 @@ pub enum Error {
         source: Box<opendal::Error>,
     },
 
+    /// What a restore wrote could not be made durable: the disk failed a write, or ran out of
+    /// space, after the write had returned.
+    #[error(
+        "the files restored under {path} did not all reach the disk, so that copy cannot be trusted even where it reads right; fix the disk or free space, then restore into an empty directory"
+    )]
+    NotDurable {
+        /// The restore's target.
+        path: PathBuf,
+        /// What the disk reported.
+        #[source]
+        source: io::Error,
+    },
+
     /// A local file operation failed.
     #[error("{action} {path}")]
     Io {

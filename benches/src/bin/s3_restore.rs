@@ -69,11 +69,14 @@ fn main() {
                 &bin,
                 &cache,
                 repo,
+                // Without the sync: it writes to the same local disk for both repositories,
+                // and would only blur the difference between them.
                 &[
                     "restore",
                     "latest",
                     "--target",
                     target.to_str().expect("utf-8"),
+                    "--no-sync",
                 ],
             ));
             std::fs::remove_dir_all(&target).expect("clean up");

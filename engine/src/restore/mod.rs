@@ -21,6 +21,8 @@
 //!   remove files found damaged (pieces of them in the batch prepared meanwhile are dropped);
 //!   --verify: re-read and compare; set the metadata of the files this batch finished
 //! symlinks, then directory metadata deepest first
+//! sync (unless --no-sync): one syncfs of the target's filesystem, and of each other
+//!   filesystem an existing copy reaches through a mount point
 //! ```
 //!
 //! Memory is bounded by the batch, not by the snapshot: a snapshot of millions of files or a
@@ -109,7 +111,8 @@ pub struct RestoreOptions {
     /// plan's memory grows with it; smaller batches re-read packs shared across them.
     pub batch_chunks: usize,
     /// Return only once the restored tree is on disk (the default): one `syncfs` of the
-    /// target's filesystem, which also reports any write the disk failed during the restore.
+    /// target's filesystem, which also reports (from Linux 5.8) any write the disk failed
+    /// during the restore.
     /// Without it a crash soon after can leave files torn or empty that were reported
     /// restored, and a database started on them corrupt.
     pub sync: bool,
@@ -235,6 +238,7 @@ pub fn restore(
                 },
                 tx,
                 stop: &stop,
+                sync: sync_handle.as_ref(),
                 batch: Batch::default(),
                 ancestors: Vec::new(),
                 out: WalkOutcome::default(),
@@ -381,29 +385,54 @@ pub fn restore(
 pub(crate) struct SyncHandle {
     dir: File,
     path: PathBuf,
+    dev: u64,
+    /// One directory of the tree on each other filesystem: mount points in an existing copy
+    /// (a separately mounted WAL directory, say), which a `syncfs` of the target misses.
+    others: Mutex<BTreeMap<u64, File>>,
 }
 
 impl SyncHandle {
     /// Opens `dir`. Open it before writing: the sync reports the write-back errors of its
     /// filesystem since then.
     pub(crate) fn open(dir: &Path) -> Result<SyncHandle> {
+        let file = File::open(dir).map_err(|e| Error::io("cannot open", dir, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("cannot stat", dir, e))?;
         Ok(SyncHandle {
-            dir: File::open(dir).map_err(|e| Error::io("cannot open", dir, e))?,
+            dir: file,
             path: dir.to_path_buf(),
+            dev: meta.dev(),
+            others: Mutex::new(BTreeMap::new()),
         })
+    }
+
+    /// Notes an existing directory the restore writes into: if it lies on another filesystem,
+    /// that one is synced too.
+    pub(crate) fn note_dir(&self, dir: &Path, meta: &fs::Metadata) -> Result<()> {
+        if meta.dev() == self.dev {
+            return Ok(());
+        }
+        let mut others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
+        if let std::collections::btree_map::Entry::Vacant(v) = others.entry(meta.dev()) {
+            v.insert(File::open(dir).map_err(|e| Error::io("cannot open", dir, e))?);
+        }
+        Ok(())
     }
 
     /// Waits until everything written since the open is on disk. One `syncfs` for the whole
     /// tree: an fsync per file would cost a journal commit each, and a million small files
-    /// many minutes. It flushes the filesystem's other dirty data too.
+    /// many minutes. It flushes the filesystem's other dirty data too, and (from Linux 5.8)
+    /// fails if any write-back on it failed since the open.
     pub(crate) fn sync(&self) -> Result<()> {
-        rustix::fs::syncfs(&self.dir).map_err(|e| {
-            Error::io(
-                "cannot write the restored files to the disk under",
-                &self.path,
-                e.into(),
-            )
-        })
+        let others = self.others.lock().unwrap_or_else(PoisonError::into_inner);
+        for dir in std::iter::once(&self.dir).chain(others.values()) {
+            rustix::fs::syncfs(dir).map_err(|e| Error::NotDurable {
+                path: self.path.clone(),
+                source: e.into(),
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -898,12 +927,20 @@ pub(super) fn make_dir(p: &Path) -> Result<()> {
 
 /// Creates `target/rel` and any missing parents, refusing to pass through anything that is
 /// not a real directory.
-pub(super) fn make_dir_all_real(target: &Path, rel: &Path) -> Result<()> {
+pub(super) fn make_dir_all_real(
+    target: &Path,
+    rel: &Path,
+    sync: Option<&SyncHandle>,
+) -> Result<()> {
     let mut p = target.to_path_buf();
     for part in rel.components() {
         p.push(part);
         match fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.is_dir() => {
+                if let Some(s) = sync {
+                    s.note_dir(&p, &m)?;
+                }
+            }
             Ok(_) => {
                 remove_any(&p)?;
                 make_dir(&p)?;
@@ -1147,4 +1184,33 @@ fn is_root() -> bool {
             .map(|m| m.uid() == 0)
             .unwrap_or(false)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_covers_each_filesystem_the_tree_reaches_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("sub");
+        fs::create_dir(&sub).unwrap();
+        let handle = SyncHandle::open(dir.path()).unwrap();
+        let others = |h: &SyncHandle| h.others.lock().unwrap().len();
+        // A directory on the target's own filesystem adds nothing.
+        handle
+            .note_dir(&sub, &fs::symlink_metadata(&sub).unwrap())
+            .unwrap();
+        assert_eq!(others(&handle), 0);
+        // procfs stands in for a filesystem mounted inside an existing copy: it is always
+        // mounted, and never on the temporary directory's device.
+        for p in ["/proc", "/proc/sys", "/proc"] {
+            let p = Path::new(p);
+            handle
+                .note_dir(p, &fs::symlink_metadata(p).unwrap())
+                .unwrap();
+        }
+        assert_eq!(others(&handle), 1);
+        handle.sync().unwrap();
+    }
 }

@@ -11,7 +11,7 @@ use std::sync::mpsc::SyncSender;
 
 use globset::{GlobSet, GlobSetBuilder};
 
-use super::{MAX_TREE_DEPTH, RestoreOptions, make_dir, make_dir_all_real, remove_any};
+use super::{MAX_TREE_DEPTH, RestoreOptions, SyncHandle, make_dir, make_dir_all_real, remove_any};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::manifest::{Content, Node, NodeKind, Tree};
@@ -148,6 +148,8 @@ pub(super) struct Walker<'a> {
     pub(super) tx: SyncSender<Batch>,
     /// Set by the writer when it has stopped on an error.
     pub(super) stop: &'a std::sync::atomic::AtomicBool,
+    /// What the restore syncs at the end, told of directories on other filesystems.
+    pub(super) sync: Option<&'a SyncHandle>,
     pub(super) batch: Batch,
     /// Directories from the root down to the current one, and whether each has been made.
     pub(super) ancestors: Vec<(PathBuf, Node, bool)>,
@@ -198,7 +200,7 @@ impl Walker<'_> {
             }
             *made = true;
             if !rel.as_os_str().is_empty() {
-                make_real_dir(target, rel)?;
+                make_real_dir(target, rel, self.sync)?;
             }
             self.out.dirs.push((rel.clone(), node.clone()));
         }
@@ -351,10 +353,13 @@ impl Walker<'_> {
 /// Makes `target/rel` a real directory the owner can write into: an existing directory is
 /// kept (an earlier restore may have left it read-only; its final mode is set at the end),
 /// anything else in the way (a file, or a symlink that could lead outside) is replaced.
-fn make_real_dir(target: &Path, rel: &Path) -> Result<()> {
+fn make_real_dir(target: &Path, rel: &Path, sync: Option<&SyncHandle>) -> Result<()> {
     let p = target.join(rel);
     match fs::symlink_metadata(&p) {
         Ok(m) if m.is_dir() => {
+            if let Some(s) = sync {
+                s.note_dir(&p, &m)?;
+            }
             if m.mode() & 0o700 != 0o700 {
                 fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
                     .map_err(|e| Error::io("cannot set the mode of", &p, e))?;
@@ -365,7 +370,7 @@ fn make_real_dir(target: &Path, rel: &Path) -> Result<()> {
             remove_any(&p)?;
             make_dir(&p)
         }
-        Err(e) if e.kind() == ErrorKind::NotFound => make_dir_all_real(target, rel),
+        Err(e) if e.kind() == ErrorKind::NotFound => make_dir_all_real(target, rel, sync),
         Err(e) => Err(Error::io("cannot use", &p, e)),
     }
 }
