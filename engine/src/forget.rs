@@ -2,17 +2,26 @@
 
 use crate::error::Result;
 use crate::id::Id;
+use crate::lock::LockKind;
 use crate::policy::{Group, RetentionPolicy, apply_policy};
 use crate::repository::Repository;
 use crate::snapshot::snapshot_path;
 
 /// Applies `policy` (or, if `None`, the policy saved in the repository config) and, unless
 /// `dry_run`, deletes the snapshots it does not keep. Returns every snapshot's verdict.
+///
+/// Deleting takes the exclusive lock: a `check` or `copy` that listed a snapshot must not
+/// find it gone when it reads it (and report damage that is not there).
 pub fn forget(
-    repo: &Repository,
+    repo: &mut Repository,
     policy: Option<&RetentionPolicy>,
     dry_run: bool,
 ) -> Result<Vec<Group>> {
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(repo.lock(LockKind::Exclusive, "forget")?)
+    };
     let saved = repo.config().retention.clone().unwrap_or_default();
     let policy = policy.unwrap_or(&saved);
     let snapshots = repo.snapshots()?;
@@ -28,8 +37,10 @@ pub fn forget(
 }
 
 /// Deletes the snapshots named by `specs` (ids, prefixes, names or `latest`); all are
-/// resolved before any is deleted. Returns their ids.
-pub fn delete_snapshots(repo: &Repository, specs: &[String]) -> Result<Vec<Id>> {
+/// resolved before any is deleted, under the exclusive lock (see [`forget`]). Returns their
+/// ids.
+pub fn delete_snapshots(repo: &mut Repository, specs: &[String]) -> Result<Vec<Id>> {
+    let _lock = repo.lock(LockKind::Exclusive, "delete")?;
     let all = repo.snapshots()?;
     let mut ids = Vec::new();
     for spec in specs {

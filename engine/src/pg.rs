@@ -763,8 +763,14 @@ pub(crate) fn expendable_wal(snaps: &[(Id, Snapshot)], names: &[String]) -> Vec<
 
 /// Deletes the WAL files no remaining base backup needs (see [`expendable_wal`]), counting
 /// the snapshots `going` (about to be removed by a dry run) as gone; with `dry_run`, only
-/// names them.
-pub fn expire_wal(repo: &Repository, going: &[Id], dry_run: bool) -> Result<Vec<String>> {
+/// names them. Deleting takes the exclusive lock: a `pg fetch-wal` of a point-in-time restore
+/// must not lose its segment between listing and reading it.
+pub fn expire_wal(repo: &mut Repository, going: &[Id], dry_run: bool) -> Result<Vec<String>> {
+    let _lock = if dry_run {
+        None
+    } else {
+        Some(repo.lock(LockKind::Exclusive, "expire WAL")?)
+    };
     let snaps: Vec<(Id, Snapshot)> = repo
         .snapshots()?
         .into_iter()

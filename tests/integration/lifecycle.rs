@@ -512,3 +512,56 @@ fn prune_merges_many_small_index_files() {
     let again = last_json(&sb.ok(&["prune", "--json"]));
     assert_eq!(again["index_files_written"], 0, "{again}");
 }
+
+#[test]
+fn forget_and_delete_wait_for_readers_and_their_dry_runs_do_not() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    sb.ok(&["init"]);
+    for i in 0..2 {
+        std::fs::write(src.join("f"), format!("version {i}")).unwrap();
+        sb.backup(&[], &[&src]);
+    }
+    // A check or copy on another host holds a shared lock: it may have listed the snapshots
+    // and not read them yet.
+    let date = Command::new("date")
+        .arg("-u")
+        .arg("+%Y-%m-%dT%H:%M:%SZ")
+        .output()
+        .unwrap();
+    let now = String::from_utf8(date.stdout).unwrap();
+    let now = now.trim();
+    let held = sb.repo().join("locks").join("a".repeat(64));
+    std::fs::write(
+        &held,
+        format!(
+            r#"{{"version": 1, "kind": "shared", "operation": "check", "hostname": "elsewhere", "pid": 7, "time": "{now}", "refreshed": "{now}"}}"#
+        ),
+    )
+    .unwrap();
+    for args in [
+        &["--lock-wait", "1s", "forget", "--keep-last", "1"][..],
+        &["--lock-wait", "1s", "delete", "latest"][..],
+    ] {
+        let err = sb.fails(args);
+        assert!(err.contains("locked"), "{err}");
+    }
+    assert_eq!(
+        snapshot_ids(&sb).len(),
+        2,
+        "nothing deleted while a reader holds the lock"
+    );
+    let dry = sb.ok(&[
+        "--lock-wait",
+        "1s",
+        "forget",
+        "--keep-last",
+        "1",
+        "--dry-run",
+    ]);
+    assert!(dry.contains("remove"), "{dry}");
+    std::fs::remove_file(&held).unwrap();
+    sb.ok(&["forget", "--keep-last", "1"]);
+    assert_eq!(snapshot_ids(&sb).len(), 1);
+}

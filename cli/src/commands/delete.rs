@@ -19,9 +19,9 @@ pub struct Args {
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
-    let repo = g.open()?;
-    let ids = delete_snapshots(&repo, &a.snapshots)?;
-    let wal = cairn_engine::expire_wal(&repo, &[], false)?;
+    let mut repo = g.open()?;
+    let ids = delete_snapshots(&mut repo, &a.snapshots)?;
+    let wal = cairn_engine::expire_wal(&mut repo, &[], false)?;
     drop(repo);
     if a.json {
         outln!(

@@ -66,15 +66,15 @@ pub struct Args {
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
-    let repo = g.open()?;
+    let mut repo = g.open()?;
     let given = a.policy.policy();
     let policy = (!given.is_empty()).then_some(&given);
-    let groups = forget(&repo, policy, a.dry_run)?;
+    let groups = forget(&mut repo, policy, a.dry_run)?;
     let going: Vec<cairn_engine::Id> = groups
         .iter()
         .flat_map(|g| g.snapshots.iter().filter(|v| !v.keep).map(|v| v.id))
         .collect();
-    let wal = cairn_engine::expire_wal(&repo, &going, a.dry_run)?;
+    let wal = cairn_engine::expire_wal(&mut repo, &going, a.dry_run)?;
     drop(repo);
     if a.json {
         outln!("{}", serde_json::to_string(&groups)?);
