@@ -111,10 +111,10 @@ pub struct RestoreOptions {
     /// plan's memory grows with it; smaller batches re-read packs shared across them.
     pub batch_chunks: usize,
     /// Return only once the restored tree is on disk (the default): one `syncfs` of the
-    /// target's filesystem, which also reports (from Linux 5.8) any write the disk failed
-    /// during the restore.
-    /// Without it a crash soon after can leave files torn or empty that were reported
-    /// restored, and a database started on them corrupt.
+    /// target's filesystem (and of any other one an existing copy reaches through a mount
+    /// point), which also reports (from Linux 5.8) any write the disk failed during the
+    /// restore. Without it a crash soon after can leave files torn or empty that were
+    /// reported restored, and a database started on them corrupt.
     pub sync: bool,
 }
 
