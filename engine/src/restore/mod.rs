@@ -9,15 +9,18 @@
 //!   batch full (64 Ki chunks or 16 Ki files) -> hand it to the preparer
 //! preparer (the calling thread), for each batch:
 //!   create each file (or, with --delta, reuse an existing one and find the chunks it already
-//!   holds, compared in parallel on all cores)
+//!   holds, compared in parallel on all cores); allocate new files of 1 MiB or more ahead
+//!   (they are written around the page cache)
 //!   look the remaining chunks up in the index (parallel), group them by pack
 //!   -> hand the batch to the finisher
-//! finisher thread, for each batch, in a pool of twice as many threads as cores (reading
+//! finisher thread, for each batch, in a pool of four threads per core (writing and reading
 //! scattered chunks mostly waits on the disk):
 //!   for each pack segment of a few MiB, in parallel:
 //!     read the needed ranges (coalesced) -> check blob header -> decompress -> verify BLAKE3
-//!     -> write at every (file, offset) that needs the chunk (all-zero chunks of new files are
-//!        left as holes)
+//!     -> write at every (file, offset) that needs the chunk: the whole pages of a run
+//!        directly to the disk for files allocated ahead, and their partial pages held back;
+//!        all-zero chunks of new files are left as holes
+//!   write the partial pages held back; give back the zero pages of files allocated ahead
 //!   remove files found damaged (pieces of them in the batch prepared meanwhile are dropped);
 //!   --verify: re-read and compare; set the metadata of the files this batch finished
 //! symlinks, then directory metadata deepest first
@@ -79,7 +82,7 @@ struct Placement {
 const SEGMENT: u64 = 4 << 20;
 /// Gaps between needed blobs up to this size are read rather than skipped.
 const COALESCE_GAP: u64 = 256 * 1024;
-/// Files each restoring thread keeps open (there are twice as many threads as cores: see
+/// Files each restoring thread keeps open (there are four threads per core: see
 /// `write_pool`).
 const MAX_OPEN_FILES: usize = 32;
 /// Deepest directory nesting restored; deeper trees are refused as hostile (paths that deep
@@ -439,12 +442,14 @@ impl SyncHandle {
 /// Chunks per batch by default: about 512 MiB of file content, a few tens of MiB of plan.
 const BATCH_CHUNKS: usize = 64 * 1024;
 
-/// Threads that write restored files on a local disk: more than the cores, because a delta
-/// restore's reads of scattered chunks mostly wait on the disk. (An object store's reads run in
-/// its own pool of one thread per connection.)
+/// Threads that write restored files on a local disk: four per core, because they spend much
+/// of their time waiting on the disk: a direct write returns once the disk has the data, and
+/// a delta restore reads scattered chunks. With two per core a full restore left a third of
+/// the cores idle. (An object store's reads run in its own pool of one thread per
+/// connection.)
 fn write_pool() -> Result<rayon::ThreadPool> {
     rayon::ThreadPoolBuilder::new()
-        .num_threads(2 * rayon::current_num_threads())
+        .num_threads(4 * rayon::current_num_threads())
         .thread_name(|i| format!("cairn-restore-{i}"))
         .build()
         .map_err(|e| {
@@ -462,6 +467,8 @@ struct Prepared {
     pieces: Vec<Piece>,
     /// Per piece: whether its file was created by this restore (unwritten ranges are zeros).
     fresh: Vec<bool>,
+    /// Per piece: whether its file is written around the page cache (see `Opened`).
+    direct: Vec<bool>,
     /// Pieces (by position) that cannot be restored, and why.
     damaged: BTreeMap<u32, String>,
     /// Per pack: the blobs wanted from it, and the places each goes.
@@ -502,7 +509,7 @@ fn prepare_batch(
     progress: &dyn Progress,
     batch: Batch,
     damaged_files: &Mutex<BTreeMap<u32, (PathBuf, String)>>,
-    open_fresh: &mut HashMap<u32, bool>,
+    open_fresh: &mut HashMap<u32, Opened>,
     stop: &AtomicBool,
 ) -> Result<Prepared> {
     let target = &opts.target;
@@ -514,22 +521,27 @@ fn prepare_batch(
             .filter(|p| !known.contains_key(&p.file))
             .collect()
     };
-    let fresh: Vec<bool> = pieces
+    let opened: Vec<Opened> = pieces
         .par_iter()
         .map(|p| {
             if !p.first {
                 // Unknown means not created here: zeros are then written, never assumed.
-                return Ok(open_fresh.get(&p.file).copied().unwrap_or(false));
+                return Ok(open_fresh.get(&p.file).copied().unwrap_or_default());
             }
             if p.damaged.is_some() {
-                return Ok(true);
+                return Ok(Opened {
+                    fresh: true,
+                    direct: false,
+                });
             }
             open_target_file(target, &p.rel, p.node.size, opts.delta)
         })
         .collect::<Result<_>>()?;
-    for (p, f) in pieces.iter().zip(&fresh) {
+    let fresh: Vec<bool> = opened.iter().map(|o| o.fresh).collect();
+    let direct: Vec<bool> = opened.iter().map(|o| o.direct).collect();
+    for (p, f) in pieces.iter().zip(opened) {
         if p.first && !p.last {
-            open_fresh.insert(p.file, *f);
+            open_fresh.insert(p.file, f);
         } else if p.last {
             open_fresh.remove(&p.file);
         }
@@ -656,6 +668,7 @@ fn prepare_batch(
     Ok(Prepared {
         pieces,
         fresh,
+        direct,
         damaged,
         packs,
         skipped,
@@ -675,6 +688,7 @@ fn finish_batch(
     let Prepared {
         pieces,
         fresh,
+        direct,
         damaged,
         mut packs,
         skipped,
@@ -708,6 +722,7 @@ fn finish_batch(
         .sum();
     let written = AtomicU64::new(0);
     let sparse = AtomicU64::new(0);
+    let edges = Mutex::new(Edges::default());
     let damaged = Mutex::new(damaged);
     // Each pack's wanted blobs in pack order, cut into segments that the cores share: one
     // pack holds tens of MiB of content, and a batch only a handful of packs.
@@ -739,6 +754,8 @@ fn finish_batch(
         target,
         pieces: &pieces,
         fresh: &fresh,
+        direct: &direct,
+        edges: &edges,
         written: &written,
         sparse: &sparse,
         progress,
@@ -751,6 +768,9 @@ fn finish_batch(
             .map(|(pack, wanted)| ctx.restore_segment(pack, wanted))
             .collect::<Result<Vec<()>>>()
     })?;
+    ctx.write_edges(std::mem::take(
+        &mut *edges.lock().unwrap_or_else(PoisonError::into_inner),
+    ))?;
 
     // Files that could not be restored are not left behind half written.
     {
@@ -780,14 +800,20 @@ fn finish_batch(
         let bad: Vec<String> = pieces
             .par_iter()
             .zip(&intact)
-            .filter(|(_, ok)| **ok)
-            .map(|(p, _)| p)
-            .filter(|p| {
+            .zip(&direct)
+            .filter(|((_, ok), _)| **ok)
+            .filter(|((p, _), direct)| {
                 let path = target.join(&p.rel);
                 let size_ok = fs::symlink_metadata(&path).is_ok_and(|m| m.len() == p.node.size);
-                !size_ok || compare::matching_chunks(&path, &p.chunks).contains(&false)
+                let differs =
+                    !size_ok || compare::matching_chunks(&path, &p.chunks).contains(&false);
+                // Reading filled the cache with pages the next batch may write around it.
+                if **direct {
+                    drop_cached(&path);
+                }
+                differs
             })
-            .map(|p| p.rel.display().to_string())
+            .map(|((p, _), _)| p.rel.display().to_string())
             .collect();
         if !bad.is_empty() {
             return Err(Error::corrupt(
@@ -829,11 +855,28 @@ fn stopped() -> Error {
     Error::InvalidInput("the restore writer stopped".into())
 }
 
+/// How a restore opened a file it writes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Opened {
+    /// Created by this restore: its unwritten ranges read as zeros.
+    fresh: bool,
+    /// Written around the page cache: a fresh file of at least `DIRECT_MIN` bytes on a
+    /// filesystem that takes direct I/O at page alignment. Its whole pages within a run of
+    /// bytes go straight to the disk, so a large restore neither copies them into the page
+    /// cache nor makes the kernel evict other data to hold them (which, on a machine whose
+    /// memory is full of cache, cost a third of a full restore). The partial pages at the
+    /// ends of each run are written through the cache, one page per call: such a write only
+    /// ever makes a one-page folio, so no cached page overlaps the range of a direct write.
+    direct: bool,
+}
+
+/// Smallest file written around the page cache: below it, writes are too small to gain.
+const DIRECT_MIN: u64 = 1 << 20;
+
 /// Opens the file a restore writes at `target/rel`, sized to `size`. With `delta`, an
-/// existing regular file is reused in place (returns false: it is not fresh); anything else
-/// in the way is replaced, and a new file is created (returns true: unwritten ranges are
-/// zeros).
-fn open_target_file(target: &Path, rel: &Path, size: u64, delta: bool) -> Result<bool> {
+/// existing regular file is reused in place (not fresh); anything else in the way is
+/// replaced, and a new file is created (fresh).
+fn open_target_file(target: &Path, rel: &Path, size: u64, delta: bool) -> Result<Opened> {
     let p = target.join(rel);
     let (f, fresh) = if delta {
         match fs::symlink_metadata(&p) {
@@ -852,7 +895,7 @@ fn open_target_file(target: &Path, rel: &Path, size: u64, delta: bool) -> Result
                     f.set_len(size)
                         .map_err(|e| Error::io("cannot size", &p, e))?;
                 }
-                return Ok(false);
+                return Ok(Opened::default());
             }
             Ok(_) => {
                 remove_any(&p)?;
@@ -866,7 +909,33 @@ fn open_target_file(target: &Path, rel: &Path, size: u64, delta: bool) -> Result
     };
     f.set_len(size)
         .map_err(|e| Error::io("cannot size", &p, e))?;
-    Ok(fresh)
+    let direct = size >= DIRECT_MIN && takes_direct_io(&f);
+    if direct {
+        // Allocated ahead, a file takes direct writes under a shared lock, from all threads at
+        // once; a write that allocates holds the file's lock alone for its trip to the disk
+        // (ext4). Its all-zero pages are given back once written around (see `Edges`).
+        // Advice only: where it fails (a nearly full disk, say), the writes allocate.
+        let _ = rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::KEEP_SIZE, 0, size);
+    }
+    Ok(Opened { fresh, direct })
+}
+
+/// Whether direct reads and writes of `f` at page-aligned offsets, lengths and buffers work,
+/// as the filesystem reports it (Linux 6.1+; on older kernels, or where the filesystem does
+/// not say, the page cache is used).
+fn takes_direct_io(f: &File) -> bool {
+    use rustix::fs::{AtFlags, StatxFlags, statx};
+    let page = page_size() as u32;
+    let Ok(st) = statx(f, "", AtFlags::EMPTY_PATH, StatxFlags::DIOALIGN) else {
+        return false;
+    };
+    let fits = |align: u32| align != 0 && page.is_multiple_of(align);
+    // Blocks larger than a page would make the page cache hold a partial page in a folio of
+    // several pages, which could overlap a direct write.
+    st.stx_mask & StatxFlags::DIOALIGN.bits() != 0
+        && fits(st.stx_dio_offset_align)
+        && fits(st.stx_dio_mem_align)
+        && st.stx_blksize <= page
 }
 
 /// Lexically absolute, then with its longest existing ancestor resolved through symlinks.
@@ -986,6 +1055,15 @@ fn open_existing(p: &Path) -> Result<File> {
         .map_err(|e| Error::io("cannot open", p, e))
 }
 
+/// Opens a file the restore created for writes around the page cache.
+fn open_direct(p: &Path) -> Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECT)
+        .open(p)
+        .map_err(|e| Error::io("cannot open", p, e))
+}
+
 /// What the parallel pack writers share.
 struct WriteCtx<'a> {
     repo: &'a Repository,
@@ -993,6 +1071,8 @@ struct WriteCtx<'a> {
     /// The batch's pieces; placements name them by position.
     pieces: &'a [Piece],
     fresh: &'a [bool],
+    direct: &'a [bool],
+    edges: &'a Mutex<Edges>,
     written: &'a AtomicU64,
     sparse: &'a AtomicU64,
     progress: &'a dyn Progress,
@@ -1033,8 +1113,10 @@ impl WriteCtx<'_> {
     /// Restores the blobs `wanted` (in pack order) of one pack.
     fn restore_segment(&self, pack: &Id, wanted: &[Wanted]) -> Result<()> {
         let path = pack_path(pack);
-        let mut open: HashMap<u32, File> = HashMap::new();
+        let mut open: HashMap<u32, OpenFile> = HashMap::new();
         let mut pending: Option<PendingWrite> = None;
+        // The buffer of the last run written, reused for the next one.
+        let mut spare: Vec<u8> = Vec::new();
         // Coalesce neighbouring blobs into ranges, then read each range once.
         let mut i = 0;
         // Up to here, blobs are read one by one: a range read failed, and only the blobs that
@@ -1078,7 +1160,7 @@ impl WriteCtx<'_> {
                         continue;
                     }
                 };
-                let zero = raw.iter().all(|b| *b == 0);
+                let zero = is_zero(&raw);
                 for place in places.iter() {
                     if self.is_damaged(place.file) {
                         continue;
@@ -1089,56 +1171,263 @@ impl WriteCtx<'_> {
                     // and take no space.
                     if zero && self.fresh[place.file as usize] {
                         self.sparse.fetch_add(n, Relaxed);
+                        if self.direct[place.file as usize] {
+                            // Allocated ahead: its whole pages are given back at the end.
+                            let page = page_size() as u64;
+                            let (from, to) = (
+                                place.offset.next_multiple_of(page),
+                                (place.offset + n) / page * page,
+                            );
+                            if from < to {
+                                let mut edges =
+                                    self.edges.lock().unwrap_or_else(PoisonError::into_inner);
+                                edges.holes.push((place.file, from, to - from));
+                            }
+                        }
                         continue;
                     }
                     // Neighbouring chunks of one file are written with one call.
                     if let Some(w) = pending.as_mut()
                         && w.file == place.file
-                        && w.offset + w.bytes.len() as u64 == place.offset
-                        && w.bytes.len() < MAX_WRITE
+                        && w.offset + w.len() as u64 == place.offset
+                        && w.len() < MAX_WRITE
                     {
-                        w.bytes.extend_from_slice(&raw);
+                        w.buf.extend_from_slice(&raw);
                         continue;
                     }
-                    self.flush(&mut open, pending.take())?;
-                    pending = Some(PendingWrite {
-                        file: place.file,
-                        offset: place.offset,
-                        bytes: raw.clone(),
-                    });
+                    self.flush(&mut open, pending.take(), &mut spare)?;
+                    pending = Some(PendingWrite::new(
+                        place,
+                        &raw,
+                        self.direct[place.file as usize],
+                        std::mem::take(&mut spare),
+                    ));
                 }
             }
             i = j;
         }
-        self.flush(&mut open, pending.take())
+        self.flush(&mut open, pending.take(), &mut spare)
     }
 
-    /// Writes one run of bytes to its file.
-    fn flush(&self, open: &mut HashMap<u32, File>, w: Option<PendingWrite>) -> Result<()> {
+    /// Writes one run of bytes to its file, and leaves its buffer in `spare`.
+    fn flush(
+        &self,
+        open: &mut HashMap<u32, OpenFile>,
+        w: Option<PendingWrite>,
+        spare: &mut Vec<u8>,
+    ) -> Result<()> {
         let Some(w) = w else { return Ok(()) };
-        let rel = &self.pieces[w.file as usize].rel;
+        let path = || self.target.join(&self.pieces[w.file as usize].rel);
+        let write = |f: &File, bytes: &[u8], at: u64| {
+            f.write_all_at(bytes, at)
+                .map_err(|e| Error::io("cannot write", path(), e))
+        };
         // Bound the open files: a pack can feed thousands of small files.
         if open.len() >= MAX_OPEN_FILES && !open.contains_key(&w.file) {
             open.clear();
         }
         let f = match open.entry(w.file) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(open_existing(&self.target.join(rel))?)
-            }
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(OpenFile {
+                cached: open_existing(&path())?,
+                direct: None,
+            }),
         };
-        f.write_all_at(&w.bytes, w.offset)
-            .map_err(|e| Error::io("cannot write", self.target.join(rel), e))?;
-        self.written.fetch_add(w.bytes.len() as u64, Relaxed);
+        let bytes = &w.buf[w.start..];
+        let (start, end) = (w.offset, w.offset + bytes.len() as u64);
+        let page = page_size() as u64;
+        // The run's whole pages, which a file written around the page cache takes directly.
+        let (first, last) = (start.next_multiple_of(page), end / page * page);
+        if !self.direct[w.file as usize] || first >= last {
+            write(&f.cached, bytes, start)?;
+        } else {
+            let whole = &bytes[(first - start) as usize..(last - start) as usize];
+            let copy;
+            let whole = if whole.as_ptr().align_offset(page as usize) == 0 {
+                whole
+            } else {
+                // Only when a chunk larger than the buffer's room moved it.
+                copy = AlignedCopy::of(whole, page as usize);
+                copy.bytes()
+            };
+            let direct = match &mut f.direct {
+                Some(d) => d,
+                None => f.direct.insert(open_direct(&path())?),
+            };
+            write(direct, whole, first)?;
+            // The partial pages at either end wait for the end of the batch (see `Edges`).
+            let mut edges = self.edges.lock().unwrap_or_else(PoisonError::into_inner);
+            for (from, to) in [(start, first), (last, end)] {
+                if from < to {
+                    edges.bytes += (to - from) as usize;
+                    edges.runs.push(PendingWrite {
+                        file: w.file,
+                        offset: from,
+                        buf: bytes[(from - start) as usize..(to - start) as usize].to_vec(),
+                        start: 0,
+                    });
+                }
+            }
+            if edges.bytes >= EDGES_HELD {
+                let runs = std::mem::take(&mut *edges);
+                drop(edges);
+                self.write_edges(runs)?;
+            }
+        }
+        self.written.fetch_add(bytes.len() as u64, Relaxed);
+        *spare = w.buf;
         Ok(())
     }
+}
+
+impl WriteCtx<'_> {
+    /// Writes the partial pages held back, each file's on one thread, and gives back the
+    /// space of the zero pages of files allocated ahead. Called when no direct write is in
+    /// flight (at the end of a batch), or when too many bytes are held back.
+    fn write_edges(&self, edges: Edges) -> Result<()> {
+        let Edges {
+            mut runs,
+            mut holes,
+            ..
+        } = edges;
+        runs.sort_unstable_by_key(|w| (w.file, w.offset));
+        holes.sort_unstable();
+        let files: Vec<&[PendingWrite]> = runs.chunk_by(|a, b| a.file == b.file).collect();
+        files.par_iter().try_for_each(|runs| {
+            let path = self.target.join(&self.pieces[runs[0].file as usize].rel);
+            let f = open_existing(&path)?;
+            for w in *runs {
+                f.write_all_at(&w.buf, w.offset)
+                    .map_err(|e| Error::io("cannot write", &path, e))?;
+            }
+            Ok::<(), Error>(())
+        })?;
+        let files: Vec<&[(u32, u64, u64)]> = holes.chunk_by(|a, b| a.0 == b.0).collect();
+        files.par_iter().try_for_each(|holes| {
+            let path = self.target.join(&self.pieces[holes[0].0 as usize].rel);
+            let f = open_existing(&path)?;
+            for &(_, offset, len) in *holes {
+                // Space only: the range reads as zeros either way.
+                let _ = rustix::fs::fallocate(
+                    &f,
+                    rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+                    offset,
+                    len,
+                );
+            }
+            Ok(())
+        })
+    }
+}
+
+/// What the writers of a batch hold back for files written around the page cache: the
+/// partial pages at the ends of each run, and the whole pages of all-zero chunks.
+///
+/// A write through the page cache takes the file's lock exclusively and so waits for every
+/// direct write in flight to that file (which holds it shared for its whole trip to the
+/// disk); holding the partial pages back until the end of the batch lets the direct writes
+/// of all threads proceed together. Giving back allocated space likewise waits for them.
+#[derive(Default)]
+struct Edges {
+    runs: Vec<PendingWrite>,
+    /// Bytes in `runs`.
+    bytes: usize,
+    /// (piece, offset, length) of whole zero pages.
+    holes: Vec<(u32, u64, u64)>,
+}
+
+/// Bytes of partial pages held back before they are written anyway (when runs are short and
+/// scattered, they are a large share of the data).
+const EDGES_HELD: usize = 32 << 20;
+
+/// A file a restoring thread writes: through the page cache, and (opened when first needed)
+/// around it.
+struct OpenFile {
+    cached: File,
+    direct: Option<File>,
 }
 
 /// Bytes for one file, at one offset, not yet written.
 struct PendingWrite {
     file: u32,
     offset: u64,
-    bytes: Vec<u8>,
+    /// The bytes, from `start` on.
+    buf: Vec<u8>,
+    start: usize,
+}
+
+impl PendingWrite {
+    /// A run starting with `raw` at `place`, in `buf` (cleared). For a file written around the
+    /// page cache the bytes are placed so that the run's first whole page lies at a
+    /// page-aligned address, as direct I/O needs, and room is kept for a whole run.
+    fn new(place: &Placement, raw: &[u8], direct: bool, mut buf: Vec<u8>) -> PendingWrite {
+        buf.clear();
+        let start = if direct {
+            let page = page_size();
+            buf.reserve(MAX_WRITE + raw.len() + 2 * page);
+            let to_page = (place.offset.next_multiple_of(page as u64) - place.offset) as usize;
+            buf.as_ptr().wrapping_add(to_page).align_offset(page)
+        } else {
+            0
+        };
+        buf.resize(start, 0);
+        buf.extend_from_slice(raw);
+        PendingWrite {
+            file: place.file,
+            offset: place.offset,
+            buf,
+            start,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+}
+
+/// Bytes copied to a page-aligned address.
+struct AlignedCopy {
+    buf: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedCopy {
+    fn of(bytes: &[u8], page: usize) -> AlignedCopy {
+        let mut buf = vec![0; bytes.len() + page];
+        let start = buf.as_ptr().align_offset(page);
+        buf[start..start + bytes.len()].copy_from_slice(bytes);
+        AlignedCopy {
+            buf,
+            start,
+            len: bytes.len(),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+}
+
+/// Whether all of `bytes` are zero, compared a block at a time (a byte loop that stops at
+/// the first non-zero byte still crawls through the long zero runs of database pages).
+fn is_zero(bytes: &[u8]) -> bool {
+    const ZEROS: [u8; 4096] = [0; 4096];
+    bytes.last().is_none_or(|b| *b == 0)
+        && bytes.chunks(ZEROS.len()).all(|c| c == &ZEROS[..c.len()])
+}
+
+/// Drops the clean cached pages of a file written around the page cache, so that none of
+/// them overlaps the range of a later direct write (which the kernel then could not drop,
+/// leaving stale pages for readers). Advice only: a file that cannot be opened has none.
+fn drop_cached(path: &Path) {
+    if let Ok(f) = File::open(path) {
+        let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
+    }
+}
+
+fn page_size() -> usize {
+    rustix::param::page_size()
 }
 
 /// Largest run of bytes gathered for one write.
