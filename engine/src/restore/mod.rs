@@ -82,9 +82,9 @@ struct Placement {
 const SEGMENT: u64 = 4 << 20;
 /// Gaps between needed blobs up to this size are read rather than skipped.
 const COALESCE_GAP: u64 = 256 * 1024;
-/// Files each restoring thread keeps open (there are four threads per core: see
-/// `write_pool`).
-const MAX_OPEN_FILES: usize = 32;
+/// Descriptors the restoring threads keep open between them (each thread its share; a file
+/// written around the page cache takes two): well below the usual limit of 1024 a process.
+const OPEN_FILES: usize = 256;
 /// Deepest directory nesting restored; deeper trees are refused as hostile (paths that deep
 /// exceed what the kernel accepts anyway).
 pub(crate) const MAX_TREE_DEPTH: usize = 2048;
@@ -756,6 +756,8 @@ fn finish_batch(
         fresh: &fresh,
         direct: &direct,
         edges: &edges,
+        open_files: (OPEN_FILES / rayon::current_num_threads()).max(4),
+        run_room: MAX_WRITE + repo.config().chunker.max_size as usize + 2 * page_size(),
         written: &written,
         sparse: &sparse,
         progress,
@@ -861,12 +863,12 @@ struct Opened {
     /// Created by this restore: its unwritten ranges read as zeros.
     fresh: bool,
     /// Written around the page cache: a fresh file of at least `DIRECT_MIN` bytes on a
-    /// filesystem that takes direct I/O at page alignment. Its whole pages within a run of
+    /// filesystem that takes direct I/O at page alignment. The whole pages within a run of
     /// bytes go straight to the disk, so a large restore neither copies them into the page
     /// cache nor makes the kernel evict other data to hold them (which, on a machine whose
     /// memory is full of cache, cost a third of a full restore). The partial pages at the
-    /// ends of each run are written through the cache, one page per call: such a write only
-    /// ever makes a one-page folio, so no cached page overlaps the range of a direct write.
+    /// ends of runs go through the cache at the end of the batch (see `Edges`). No page is
+    /// written both ways.
     direct: bool,
 }
 
@@ -913,9 +915,20 @@ fn open_target_file(target: &Path, rel: &Path, size: u64, delta: bool) -> Result
     if direct {
         // Allocated ahead, a file takes direct writes under a shared lock, from all threads at
         // once; a write that allocates holds the file's lock alone for its trip to the disk
-        // (ext4). Its all-zero pages are given back once written around (see `Edges`).
-        // Advice only: where it fails (a nearly full disk, say), the writes allocate.
-        let _ = rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::KEEP_SIZE, 0, size);
+        // (ext4). Its all-zero pages are given back at the end of their batch (see `Edges`),
+        // so until then they take space too: the file is allocated only while that leaves at
+        // least its size free. Otherwise, or where allocating fails, the writes allocate.
+        use rustix::fs::{FallocateFlags, fallocate, fstatvfs};
+        let free = fstatvfs(&f).map_or(0, |v| v.f_bavail.saturating_mul(v.f_frsize));
+        if free / 2 >= size && fallocate(&f, FallocateFlags::KEEP_SIZE, 0, size).is_err() {
+            // A failed allocation may keep what it took; nothing is written yet.
+            let _ = fallocate(
+                &f,
+                FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+                0,
+                size,
+            );
+        }
     }
     Ok(Opened { fresh, direct })
 }
@@ -1073,6 +1086,11 @@ struct WriteCtx<'a> {
     fresh: &'a [bool],
     direct: &'a [bool],
     edges: &'a Mutex<Edges>,
+    /// Descriptors each thread may keep open.
+    open_files: usize,
+    /// Room a run's buffer is given (for files written around the page cache): the most a
+    /// run gathers, its last chunk included, so that the buffer never moves.
+    run_room: usize,
     written: &'a AtomicU64,
     sparse: &'a AtomicU64,
     progress: &'a dyn Progress,
@@ -1196,10 +1214,15 @@ impl WriteCtx<'_> {
                         continue;
                     }
                     self.flush(&mut open, pending.take(), &mut spare)?;
+                    let room = if self.direct[place.file as usize] {
+                        Some(self.run_room)
+                    } else {
+                        None
+                    };
                     pending = Some(PendingWrite::new(
                         place,
                         &raw,
-                        self.direct[place.file as usize],
+                        room,
                         std::mem::take(&mut spare),
                     ));
                 }
@@ -1223,8 +1246,14 @@ impl WriteCtx<'_> {
                 .map_err(|e| Error::io("cannot write", path(), e))
         };
         // Bound the open files: a pack can feed thousands of small files.
-        if open.len() >= MAX_OPEN_FILES && !open.contains_key(&w.file) {
-            open.clear();
+        if !open.contains_key(&w.file) {
+            let held: usize = open
+                .values()
+                .map(|f| 1 + usize::from(f.direct.is_some()))
+                .sum();
+            if held + 2 > self.open_files {
+                open.clear();
+            }
         }
         let f = match open.entry(w.file) {
             std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
@@ -1238,26 +1267,30 @@ impl WriteCtx<'_> {
         let page = page_size() as u64;
         // The run's whole pages, which a file written around the page cache takes directly.
         let (first, last) = (start.next_multiple_of(page), end / page * page);
-        if !self.direct[w.file as usize] || first >= last {
+        if !self.direct[w.file as usize] {
             write(&f.cached, bytes, start)?;
         } else {
-            let whole = &bytes[(first - start) as usize..(last - start) as usize];
-            let copy;
-            let whole = if whole.as_ptr().align_offset(page as usize) == 0 {
-                whole
-            } else {
-                // Only when a chunk larger than the buffer's room moved it.
-                copy = AlignedCopy::of(whole, page as usize);
-                copy.bytes()
-            };
-            let direct = match &mut f.direct {
-                Some(d) => d,
-                None => f.direct.insert(open_direct(&path())?),
-            };
-            write(direct, whole, first)?;
-            // The partial pages at either end wait for the end of the batch (see `Edges`).
+            if first < last {
+                let whole = &bytes[(first - start) as usize..(last - start) as usize];
+                let copy;
+                let whole = if whole.as_ptr().align_offset(page as usize) == 0 {
+                    whole
+                } else {
+                    // Only when a chunk larger than the repository's own moved the buffer.
+                    copy = AlignedCopy::of(whole, page as usize);
+                    copy.bytes()
+                };
+                let direct = match &mut f.direct {
+                    Some(d) => d,
+                    None => f.direct.insert(open_direct(&path())?),
+                };
+                write(direct, whole, first)?;
+            }
+            // The partial pages wait for the end of the batch (see `Edges`), one run per page:
+            // the bytes before the first whole page, and those after the last one (or after
+            // the first page boundary, in a run that holds no whole page).
             let mut edges = self.edges.lock().unwrap_or_else(PoisonError::into_inner);
-            for (from, to) in [(start, first), (last, end)] {
+            for (from, to) in [(start, first.min(end)), (last.max(first).max(start), end)] {
                 if from < to {
                     edges.bytes += (to - from) as usize;
                     edges.runs.push(PendingWrite {
@@ -1321,7 +1354,8 @@ impl WriteCtx<'_> {
 }
 
 /// What the writers of a batch hold back for files written around the page cache: the
-/// partial pages at the ends of each run, and the whole pages of all-zero chunks.
+/// partial pages at the ends of each run (one run per page), and the whole pages of all-zero
+/// chunks.
 ///
 /// A write through the page cache takes the file's lock exclusively and so waits for every
 /// direct write in flight to that file (which holds it shared for its whole trip to the
@@ -1358,13 +1392,13 @@ struct PendingWrite {
 
 impl PendingWrite {
     /// A run starting with `raw` at `place`, in `buf` (cleared). For a file written around the
-    /// page cache the bytes are placed so that the run's first whole page lies at a
-    /// page-aligned address, as direct I/O needs, and room is kept for a whole run.
-    fn new(place: &Placement, raw: &[u8], direct: bool, mut buf: Vec<u8>) -> PendingWrite {
+    /// page cache (`room` given) the bytes are placed so that the run's first whole page lies
+    /// at a page-aligned address, as direct I/O needs, in a buffer of `room` bytes.
+    fn new(place: &Placement, raw: &[u8], room: Option<usize>, mut buf: Vec<u8>) -> PendingWrite {
         buf.clear();
-        let start = if direct {
+        let start = if let Some(room) = room {
             let page = page_size();
-            buf.reserve(MAX_WRITE + raw.len() + 2 * page);
+            buf.reserve(room.max(raw.len() + 2 * page));
             let to_page = (place.offset.next_multiple_of(page as u64) - place.offset) as usize;
             buf.as_ptr().wrapping_add(to_page).align_offset(page)
         } else {
@@ -1417,9 +1451,10 @@ fn is_zero(bytes: &[u8]) -> bool {
         && bytes.chunks(ZEROS.len()).all(|c| c == &ZEROS[..c.len()])
 }
 
-/// Drops the clean cached pages of a file written around the page cache, so that none of
-/// them overlaps the range of a later direct write (which the kernel then could not drop,
-/// leaving stale pages for readers). Advice only: a file that cannot be opened has none.
+/// Drops the clean cached pages of a file written around the page cache once `--verify` has
+/// read it: the direct writes of the next batch then find nothing cached in their range to
+/// write back and drop (the kernel does both, keeping readers coherent), and the cache is
+/// left to data read again. Advice only: a file that cannot be opened has none.
 fn drop_cached(path: &Path) {
     if let Ok(f) = File::open(path) {
         let _ = rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
