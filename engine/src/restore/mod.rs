@@ -1311,9 +1311,7 @@ impl WriteCtx<'_> {
         *spare = w.buf;
         Ok(())
     }
-}
 
-impl WriteCtx<'_> {
     /// Writes the partial pages held back, each file's on one thread, and gives back the
     /// space of the zero pages of files allocated ahead. Called when no direct write is in
     /// flight (at the end of a batch), or when too many bytes are held back.
