@@ -395,6 +395,24 @@ fn damaged_snapshot_file() {
     assert_eq!(errors[0]["kind"], "snapshot");
     // A check of another snapshot still runs.
     assert_eq!(check(&fx.sb, &[&fx.snaps[1]]).0, 1);
+    // Damage found is not lost when the report cannot be written (a full disk under `>`):
+    // the exit status and standard error still say it.
+    for json in [false, true] {
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let args: &[&str] = if json {
+            &["check", "--json"]
+        } else {
+            &["check"]
+        };
+        let out = fx.sb.command(args).stdout(full).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("cannot write to standard output"), "{err}");
+        assert!(err.contains("DAMAGE FOUND: 1 errors"), "{err}");
+    }
 }
 
 #[test]

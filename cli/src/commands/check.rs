@@ -1,7 +1,8 @@
-//! `cairn check`. Exit status: 0 clean, 1 damage found, 2 the check could not run.
+//! `cairn check`. Exit status: 0 clean, 1 damage found (even when the report cannot be written),
+//! 2 the check could not run (or found no damage but could not write its report).
 
 use anyhow::Result;
-use cairn_engine::{CheckOptions, ReadData, check};
+use cairn_engine::{CheckOptions, CheckReport, ReadData, check};
 
 use crate::Globals;
 use crate::progress::Bar;
@@ -44,7 +45,27 @@ pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
     let result = check(&mut repo, &opts, &bar);
     bar.finish();
     let report = result?;
-    if a.json {
+    match (print(&report, a.json), report.ok) {
+        (Ok(()), true) => Ok(Outcome::Clean),
+        (Ok(()), false) => Ok(Outcome::Damaged),
+        // The damage must not be lost with the report: say so where we still can, and exit
+        // as a damaged repository does.
+        (Err(e), false) => {
+            errln!("error: {e:#}");
+            errln!(
+                "DAMAGE FOUND: {} errors, {} warnings; run `cairn check` again with its output where it can be written",
+                report.errors.len(),
+                report.warnings.len()
+            );
+            Ok(Outcome::Damaged)
+        }
+        (Err(e), true) => Err(e),
+    }
+}
+
+/// Writes the report to standard output.
+fn print(report: &CheckReport, json: bool) -> Result<()> {
+    if json {
         outln!("{}", serde_json::to_string(&report)?);
     } else {
         for (label, problems) in [("error", &report.errors), ("warning", &report.warnings)] {
@@ -87,9 +108,5 @@ pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
             report.warnings.len()
         );
     }
-    Ok(if report.ok {
-        Outcome::Clean
-    } else {
-        Outcome::Damaged
-    })
+    Ok(())
 }
