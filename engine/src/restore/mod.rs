@@ -234,11 +234,7 @@ pub fn restore(
                 opts,
                 progress,
                 report_totals: !whole,
-                batch_chunks: if opts.batch_chunks == 0 {
-                    BATCH_CHUNKS
-                } else {
-                    opts.batch_chunks
-                },
+                batch_chunks: batch_chunks(opts),
                 tx,
                 stop: &stop,
                 sync: sync_handle.as_ref(),
@@ -441,6 +437,15 @@ impl SyncHandle {
 
 /// Chunks per batch by default: about 512 MiB of file content, a few tens of MiB of plan.
 const BATCH_CHUNKS: usize = 64 * 1024;
+
+/// Chunks planned and written together.
+fn batch_chunks(opts: &RestoreOptions) -> usize {
+    if opts.batch_chunks == 0 {
+        BATCH_CHUNKS
+    } else {
+        opts.batch_chunks
+    }
+}
 
 /// Threads that write restored files on a local disk: four per core, because they spend much
 /// of their time waiting on the disk: a direct write returns once the disk has the data, and
@@ -758,6 +763,7 @@ fn finish_batch(
         edges: &edges,
         open_files: (OPEN_FILES / rayon::current_num_threads()).max(4),
         run_room: MAX_WRITE + repo.config().chunker.max_size as usize + 2 * page_size(),
+        edges_held: batch_chunks(opts).saturating_mul(EDGES_PER_CHUNK),
         written: &written,
         sparse: &sparse,
         progress,
@@ -1091,6 +1097,8 @@ struct WriteCtx<'a> {
     /// Room a run's buffer is given (for files written around the page cache): the most a
     /// run gathers, its last chunk included, so that the buffer never moves.
     run_room: usize,
+    /// Bytes of partial pages held back before they are written anyway.
+    edges_held: usize,
     written: &'a AtomicU64,
     sparse: &'a AtomicU64,
     progress: &'a dyn Progress,
@@ -1301,7 +1309,7 @@ impl WriteCtx<'_> {
                     });
                 }
             }
-            if edges.bytes >= EDGES_HELD {
+            if edges.bytes >= self.edges_held {
                 let runs = std::mem::take(&mut *edges);
                 drop(edges);
                 self.write_edges(runs)?;
@@ -1368,9 +1376,10 @@ struct Edges {
     holes: Vec<(u32, u64, u64)>,
 }
 
-/// Bytes of partial pages held back before they are written anyway (when runs are short and
-/// scattered, they are a large share of the data).
-const EDGES_HELD: usize = 32 << 20;
+/// Bytes of partial pages held back, per chunk of the batch, before they are written anyway
+/// (when runs are short and scattered, they are a large share of the data): 32 MiB with the
+/// default batch. They are part of the batch's memory, which a smaller batch makes smaller.
+const EDGES_PER_CHUNK: usize = 512;
 
 /// A file a restoring thread writes: through the page cache, and (opened when first needed)
 /// around it.
