@@ -411,7 +411,8 @@ fn new_files_of_scattered_chunks_restore_exactly_and_sparse() {
     // partial pages at the ends of each run of neighbouring chunks held back to the end of
     // the batch. A second backup of scattered changes cuts each file into many short runs
     // from different packs, so most pages are shared by two runs. With small batches the
-    // partial pages held back outgrow their bound, and are also written in mid-batch.
+    // partial pages held back outgrow their bound (512 bytes per chunk of the batch), and are
+    // also written in mid-batch: now and then with 97 chunks, after nearly every run with 7.
     let sb = Sandbox::new();
     let src = database(&sb, 2, 1000);
     let mut rng = Rng(33);
@@ -434,8 +435,13 @@ fn new_files_of_scattered_chunks_restore_exactly_and_sparse() {
         }
     }
     sb.backup(&[], &[&src]);
-    for extra in [&[][..], &["--batch-chunks", "97"][..]] {
-        let t = sb.path(&format!("t{}", extra.len()));
+    let batches = [
+        &[][..],
+        &["--batch-chunks", "97"][..],
+        &["--batch-chunks", "7"][..],
+    ];
+    for (n, extra) in batches.into_iter().enumerate() {
+        let t = sb.path(&format!("t{n}"));
         let mut args = vec!["latest", "--target", t.to_str().unwrap(), "--verify"];
         args.extend_from_slice(extra);
         let v = restore_json(&sb, &args);

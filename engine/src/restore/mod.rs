@@ -776,9 +776,10 @@ fn finish_batch(
             .map(|(pack, wanted)| ctx.restore_segment(pack, wanted))
             .collect::<Result<Vec<()>>>()
     })?;
-    ctx.write_edges(std::mem::take(
-        &mut *edges.lock().unwrap_or_else(PoisonError::into_inner),
-    ))?;
+    ctx.write_edges(
+        std::mem::take(&mut *edges.lock().unwrap_or_else(PoisonError::into_inner)),
+        true,
+    )?;
 
     // Files that could not be restored are not left behind half written.
     {
@@ -873,7 +874,8 @@ struct Opened {
     /// bytes go straight to the disk, so a large restore neither copies them into the page
     /// cache nor makes the kernel evict other data to hold them (which, on a machine whose
     /// memory is full of cache, cost a third of a full restore). The partial pages at the
-    /// ends of runs go through the cache at the end of the batch (see `Edges`). No page is
+    /// ends of runs go through the cache at the end of the batch, or sooner if too many are
+    /// held back (see `Edges`). No page is
     /// written both ways.
     direct: bool,
 }
@@ -1294,7 +1296,8 @@ impl WriteCtx<'_> {
                 };
                 write(direct, whole, first)?;
             }
-            // The partial pages wait for the end of the batch (see `Edges`), one run per page:
+            // The partial pages wait for the end of the batch, or until too many are held back
+            // (see `Edges`), one run per page:
             // the bytes before the first whole page, and those after the last one (or after
             // the first page boundary, in a run that holds no whole page).
             let mut edges = self.edges.lock().unwrap_or_else(PoisonError::into_inner);
@@ -1312,7 +1315,7 @@ impl WriteCtx<'_> {
             if edges.bytes >= self.edges_held {
                 let runs = std::mem::take(&mut *edges);
                 drop(edges);
-                self.write_edges(runs)?;
+                self.write_edges(runs, false)?;
             }
         }
         self.written.fetch_add(bytes.len() as u64, Relaxed);
@@ -1322,8 +1325,10 @@ impl WriteCtx<'_> {
 
     /// Writes the partial pages held back, each file's on one thread, and gives back the
     /// space of the zero pages of files allocated ahead. Called when no direct write is in
-    /// flight (at the end of a batch), or when too many bytes are held back.
-    fn write_edges(&self, edges: Edges) -> Result<()> {
+    /// flight (at the end of a batch, `parallel`), or by a pack writer when too many bytes are
+    /// held back: then on its own thread, since a thread waiting for a parallel job takes up
+    /// other segments meanwhile, each opening files beyond the thread's share of descriptors.
+    fn write_edges(&self, edges: Edges, parallel: bool) -> Result<()> {
         let Edges {
             mut runs,
             mut holes,
@@ -1332,7 +1337,7 @@ impl WriteCtx<'_> {
         runs.sort_unstable_by_key(|w| (w.file, w.offset));
         holes.sort_unstable();
         let files: Vec<&[PendingWrite]> = runs.chunk_by(|a, b| a.file == b.file).collect();
-        files.par_iter().try_for_each(|runs| {
+        let write = |runs: &&[PendingWrite]| {
             let path = self.target.join(&self.pieces[runs[0].file as usize].rel);
             let f = open_existing(&path)?;
             for w in *runs {
@@ -1340,9 +1345,14 @@ impl WriteCtx<'_> {
                     .map_err(|e| Error::io("cannot write", &path, e))?;
             }
             Ok::<(), Error>(())
-        })?;
+        };
+        if parallel {
+            files.par_iter().try_for_each(write)?;
+        } else {
+            files.iter().try_for_each(write)?;
+        }
         let files: Vec<&[(u32, u64, u64)]> = holes.chunk_by(|a, b| a.0 == b.0).collect();
-        files.par_iter().try_for_each(|holes| {
+        let punch = |holes: &&[(u32, u64, u64)]| {
             let path = self.target.join(&self.pieces[holes[0].0 as usize].rel);
             let f = open_existing(&path)?;
             for &(_, offset, len) in *holes {
@@ -1354,8 +1364,13 @@ impl WriteCtx<'_> {
                     len,
                 );
             }
-            Ok(())
-        })
+            Ok::<(), Error>(())
+        };
+        if parallel {
+            files.par_iter().try_for_each(punch)
+        } else {
+            files.iter().try_for_each(punch)
+        }
     }
 }
 
@@ -1365,7 +1380,8 @@ impl WriteCtx<'_> {
 ///
 /// A write through the page cache takes the file's lock exclusively and so waits for every
 /// direct write in flight to that file (which holds it shared for its whole trip to the
-/// disk); holding the partial pages back until the end of the batch lets the direct writes
+/// disk); holding the partial pages back until the end of the batch (or until 512 bytes per
+/// chunk of the batch are held) lets the direct writes
 /// of all threads proceed together. Giving back allocated space likewise waits for them.
 #[derive(Default)]
 struct Edges {
