@@ -446,10 +446,11 @@ fn main() {
     let repo_sizes: Vec<i64> = tools.iter().map(|t| dir_size(&b.repo(*t))).collect();
 
     // Restores of the last snapshot, in rounds; in each, every tool restores in full, then
-    // over that copy changed by 1%. One run of a restore varies by a quarter or more on this
-    // VM, so each restore row is the median of the rounds, and every round's figures are
-    // listed. Each restore starts with the tool's repository and cache just read, and the
-    // copy is restored, checked and changed seconds before the second one: this VM's host
+    // over that copy changed by 1%, then over it changed by 1% again and dropped from the page
+    // cache. One run of a restore varies by a quarter or more on this VM, so each restore row
+    // is the median of the rounds, and every round's figures are listed. Each restore starts
+    // with the tool's repository and cache just read, and the copy is restored, checked and
+    // changed seconds before the second one: this VM's host
     // takes back guest memory left idle, and a page cache page untouched for 10 s is then
     // several times slower to read, which would otherwise favour whichever tool ran last.
     let mut full: Vec<Vec<Run>> = vec![Vec::new(); tools.len()];
