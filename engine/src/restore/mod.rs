@@ -875,8 +875,7 @@ struct Opened {
     /// cache nor makes the kernel evict other data to hold them (which, on a machine whose
     /// memory is full of cache, cost a third of a full restore). The partial pages at the
     /// ends of runs go through the cache at the end of the batch, or sooner if too many are
-    /// held back (see `Edges`). No page is
-    /// written both ways.
+    /// held back (see `Edges`). No page is written both ways.
     direct: bool,
 }
 
@@ -1297,9 +1296,9 @@ impl WriteCtx<'_> {
                 write(direct, whole, first)?;
             }
             // The partial pages wait for the end of the batch, or until too many are held back
-            // (see `Edges`), one run per page:
-            // the bytes before the first whole page, and those after the last one (or after
-            // the first page boundary, in a run that holds no whole page).
+            // (see `Edges`), one run per page: the bytes before the first whole page, and those
+            // after the last one (or after the first page boundary, in a run that holds no
+            // whole page).
             let mut edges = self.edges.lock().unwrap_or_else(PoisonError::into_inner);
             for (from, to) in [(start, first.min(end)), (last.max(first).max(start), end)] {
                 if from < to {
@@ -1381,8 +1380,8 @@ impl WriteCtx<'_> {
 /// A write through the page cache takes the file's lock exclusively and so waits for every
 /// direct write in flight to that file (which holds it shared for its whole trip to the
 /// disk); holding the partial pages back until the end of the batch (or until 512 bytes per
-/// chunk of the batch are held) lets the direct writes
-/// of all threads proceed together. Giving back allocated space likewise waits for them.
+/// chunk of the batch are held) lets the direct writes of all threads proceed together.
+/// Giving back allocated space likewise waits for them.
 #[derive(Default)]
 struct Edges {
     runs: Vec<PendingWrite>,
