@@ -450,9 +450,9 @@ fn main() {
     // cache. One run of a restore varies by a quarter or more on this VM, so each restore row
     // is the median of the rounds, and every round's figures are listed. Each restore starts
     // with the tool's repository and cache just read, and the copy is restored, checked and
-    // changed seconds before the second one: this VM's host
-    // takes back guest memory left idle, and a page cache page untouched for 10 s is then
-    // several times slower to read, which would otherwise favour whichever tool ran last.
+    // changed seconds before the second one: this VM's host takes back guest memory left idle,
+    // and a page cache page untouched for 10 s is then several times slower to read, which
+    // would otherwise favour whichever tool ran last.
     let mut full: Vec<Vec<Run>> = vec![Vec::new(); tools.len()];
     let mut delta: Vec<Vec<Run>> = vec![Vec::new(); tools.len()];
     let mut uncached: Vec<Vec<Run>> = vec![Vec::new(); tools.len()];
@@ -481,25 +481,25 @@ fn main() {
                 "{} restored something else",
                 t.name()
             );
-            b.update_one_percent(&root);
-            settle_disk();
-            b.warm_inputs(*t);
-            eprintln!(
-                "round {round}/{rounds}, restore over a 1%-different copy: {}",
-                t.name()
-            );
-            d.push(b.restore(*t, &target));
-            assert!(same_tree(&b.data, &root), "{} left differences", t.name());
-            b.update_one_percent(&root);
-            settle_disk();
-            uncache(&root);
-            b.warm_inputs(*t);
-            eprintln!(
-                "round {round}/{rounds}, restore over a 1%-different copy not in the page cache: {}",
-                t.name()
-            );
-            u.push(b.restore(*t, &target));
-            assert!(same_tree(&b.data, &root), "{} left differences", t.name());
+            // Changes the copy by 1%, on disk, cached or not, and restores over it.
+            let over_copy = |b: &mut Bench, cached: bool| {
+                b.update_one_percent(&root);
+                settle_disk();
+                if !cached {
+                    uncache(&root);
+                }
+                b.warm_inputs(*t);
+                let how = if cached { "" } else { " not in the page cache" };
+                eprintln!(
+                    "round {round}/{rounds}, restore over a 1%-different copy{how}: {}",
+                    t.name()
+                );
+                let run = b.restore(*t, &target);
+                assert!(same_tree(&b.data, &root), "{} left differences", t.name());
+                run
+            };
+            d.push(over_copy(&mut b, true));
+            u.push(over_copy(&mut b, false));
         }
     }
     let restores = [
