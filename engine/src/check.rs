@@ -695,7 +695,8 @@ fn load_snapshots(repo: &Repository, f: &mut Findings) -> Result<Vec<(Id, Snapsh
         };
         match repo.load_snapshot(&id) {
             Ok(s) => out.push((id, s)),
-            // Forgotten or deleted since the listing (those take no lock): not damage.
+            // Forgotten or deleted since the listing (possible only if our shared lock went
+            // stale, or the remover did not lock): not damage.
             Err(Error::SnapshotNotFound(_)) => warn_gone(f, path),
             Err(e @ Error::Storage { .. }) => return Err(e),
             Err(e) => {

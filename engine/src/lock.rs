@@ -1,7 +1,8 @@
 //! Repository locks: what keeps `prune` from deleting data that a running command relies on.
 //!
-//! Commands that read or add data (backup, restore, check) hold a *shared* lock; `prune`
-//! holds an *exclusive* one. A lock is a small JSON file under `locks/`, named by a random id,
+//! Commands that read or add data (backup, restore, check, copy, the `pg` ones) hold a
+//! *shared* lock; `prune`, `forget`, `delete` and the WAL expiry after them hold an
+//! *exclusive* one. A lock is a small JSON file under `locks/`, named by a random id,
 //! refreshed while its holder runs and removed when it ends (format-spec/locks.md).
 //!
 //! ```text
@@ -37,9 +38,9 @@ const STALE: Duration = Duration::from_secs(30 * 60);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LockKind {
-    /// Many holders at once; excludes an exclusive holder (backup, restore, check).
+    /// Many holders at once; excludes an exclusive holder (backup, restore, check, copy).
     Shared,
-    /// One holder, nothing else (prune).
+    /// One holder, nothing else (prune, forget, delete).
     Exclusive,
 }
 

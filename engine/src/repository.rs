@@ -368,7 +368,8 @@ impl Repository {
     }
 
     /// Reads the snapshots `ids`, listed a moment ago. One that has gone since (forgotten or
-    /// deleted meanwhile: those take no lock) is left out, not an error.
+    /// deleted meanwhile: a caller without a lock, such as `list`, does not keep those out) is
+    /// left out, not an error.
     fn load_listed(&self, ids: &[Id]) -> Result<Vec<(Id, Snapshot)>> {
         let read: Vec<Option<(Id, Snapshot)>> = self.store.with_parallel_reads(|| {
             ids.par_iter()

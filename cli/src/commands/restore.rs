@@ -15,7 +15,8 @@ pub struct Args {
     /// The snapshot: an id, a unique id prefix, a name, or `latest`; `SNAPSHOT:PATH` restores
     /// only that path (e.g. `latest:db1` restores database db1's directory as the target).
     snapshot: String,
-    /// Directory to restore into; must be new or empty.
+    /// Directory to restore into; must be new or empty, unless `--delta` restores over what
+    /// it holds.
     #[arg(long, short = 't')]
     target: PathBuf,
     /// Restore only paths matching this glob, relative to the restored root (e.g.

@@ -10,7 +10,7 @@
 //! Packer::finish -> wait for uploads -> index file -> snapshot
 //! ```
 //!
-//! Write ordering (an invariant, see `format-spec/README.md`): a pack is uploaded before the
+//! Write ordering (an invariant, see `format-spec/layout.md`): a pack is uploaded before the
 //! index file that lists it, and every index file is written before the snapshot that needs
 //! it. A crash at any point therefore leaves at worst packs that no index lists.
 
