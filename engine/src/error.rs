@@ -244,8 +244,30 @@ pub enum Error {
     },
 
     /// A restore target already holds files.
-    #[error("restore target {0} is not empty; restore into a new or empty directory")]
+    #[error(
+        "restore target {0} is not empty; restore into a new or empty directory, or over what it holds with --delta"
+    )]
     TargetNotEmpty(PathBuf),
+
+    /// A delta restore found a directory with entries where the snapshot has a file or a
+    /// symlink: those entries are not in the snapshot, so only `--delete` may remove them.
+    #[error(
+        "{} is a directory in the restore target where the snapshot has a {wanted}; what it holds is not in the snapshot, so cairn leaves it: move it away, or restore with --delete",
+        path.display()
+    )]
+    DirectoryInTheWay {
+        /// The directory.
+        path: PathBuf,
+        /// What the snapshot has there: "file" or "symlink".
+        wanted: &'static str,
+    },
+
+    /// Something a restore would remove has another filesystem mounted in it.
+    #[error(
+        "{} is a mount point inside the restore target; cairn does not remove another filesystem's files: unmount it or move it away",
+        .0.display()
+    )]
+    MountPointInTheWay(PathBuf),
 
     /// The user gave an argument the engine cannot act on.
     #[error("{0}")]

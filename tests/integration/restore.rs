@@ -455,3 +455,157 @@ fn new_files_of_scattered_chunks_restore_exactly_and_sparse() {
         );
     }
 }
+
+#[test]
+fn delta_keeps_a_directory_in_the_way_unless_delete() {
+    let sb = Sandbox::new();
+    let src = database(&sb, 2, 10);
+    sb.ok(&["init"]);
+    sb.backup(&[], &[&src]);
+    let t = sb.path("t");
+    let t_s = t.to_str().unwrap();
+    restore_json(&sb, &["latest", "--target", t_s]);
+
+    // Where the snapshot has a file, the copy has a directory holding a file of its own: that
+    // file is not in the snapshot, so only --delete may remove it.
+    let file = t.join("db1/16385");
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir_all(file.join("sub")).unwrap();
+    std::fs::write(file.join("sub/own"), b"not in the snapshot").unwrap();
+    let line = sb.fails(&["restore", "latest", "--target", t_s, "--delta"]);
+    assert!(
+        line.contains(
+            "db1/16385 is a directory in the restore target where the snapshot has a file"
+        ),
+        "{line}"
+    );
+    assert!(file.join("sub/own").exists());
+    // An empty directory holds nothing to keep.
+    std::fs::remove_dir_all(file.join("sub")).unwrap();
+    restore_json(&sb, &["latest", "--target", t_s, "--delta"]);
+    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+
+    // Likewise where the snapshot has a symlink.
+    let link = t.join("link");
+    std::fs::remove_file(&link).unwrap();
+    std::fs::create_dir(&link).unwrap();
+    std::fs::write(link.join("own"), b"not in the snapshot").unwrap();
+    let line = sb.fails(&["restore", "latest", "--target", t_s, "--delta"]);
+    assert!(line.contains("where the snapshot has a symlink"), "{line}");
+    assert!(link.join("own").exists());
+    let v = restore_json(&sb, &["latest", "--target", t_s, "--delta", "--delete"]);
+    assert_eq!(v["symlinks_restored"], 1, "{v}");
+    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+}
+
+#[test]
+fn damaged_tree_names_its_directory_and_skip_damaged_restores_the_rest() {
+    use cairn_engine::decode::{BlobKind, decode_pack};
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    for (dir, name) in [("kept", "a"), ("lost", "only_in_lost")] {
+        std::fs::create_dir_all(src.join(dir)).unwrap();
+        std::fs::write(src.join(dir).join(name), name.repeat(1000)).unwrap();
+    }
+    sb.ok(&["init", "--compression", "none"]);
+    sb.backup(&[], &[&src]);
+    // Flip a byte in the tree of lost/ (the one naming its file).
+    let mut hit = false;
+    for p in crate::common::pack_files(&sb.repo()) {
+        let mut bytes = std::fs::read(&p).unwrap();
+        let entries = decode_pack(&bytes).unwrap();
+        let tree = entries.iter().find(|e| {
+            e.kind == BlobKind::Tree
+                && bytes[(e.offset + 44) as usize..e.end() as usize]
+                    .windows(12)
+                    .any(|w| w == b"only_in_lost")
+        });
+        if let Some(e) = tree {
+            bytes[(e.offset + 44 + 3) as usize] ^= 0x20;
+            std::fs::write(&p, bytes).unwrap();
+            hit = true;
+            break;
+        }
+    }
+    assert!(hit);
+
+    let t = sb.path("t");
+    let line = sb.fails(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert!(
+        line.contains("cannot restore lost/ (the whole directory)"),
+        "{line}"
+    );
+    let t2 = sb.path("t2");
+    let out = sb.cairn(&[
+        "restore",
+        "latest",
+        "--target",
+        t2.to_str().unwrap(),
+        "--skip-damaged",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(damaged_files(&v), ["lost/ (the whole directory)"], "{v}");
+    assert_eq!(v["files_restored"], 1, "{v}");
+    assert_eq!(
+        std::fs::read(t2.join("kept/a")).unwrap(),
+        "a".repeat(1000).as_bytes()
+    );
+    assert!(!t2.join("lost").exists());
+}
+
+#[test]
+fn restores_a_tree_as_deep_as_a_backup_reaches() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    let t = sb.path("t");
+    // One-letter directories down to just under PATH_MAX (4096), as deep as a backup goes.
+    let depth = (4000 - t.as_os_str().len().max(src.as_os_str().len())) / 2;
+    assert!(depth > 1900, "{depth}");
+    let rel: std::path::PathBuf = std::iter::repeat_n("a", depth).collect();
+    std::fs::create_dir_all(src.join(&rel)).unwrap();
+    std::fs::write(src.join(&rel).join("f"), b"deep").unwrap();
+    sb.ok(&["init"]);
+    sb.backup(&[], &[&src]);
+    for extra in [&[][..], &["--delta", "--verify"][..]] {
+        let mut args = vec!["latest", "--target", t.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let v = restore_json(&sb, &args);
+        assert_eq!(v["dirs_restored"].as_u64(), Some(depth as u64), "{v}");
+        assert_eq!(std::fs::read(t.join(&rel).join("f")).unwrap(), b"deep");
+    }
+}
+
+#[test]
+fn delta_as_root_keeps_setuid_bits_when_fixing_the_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let tool = src.join("tool");
+    std::fs::write(&tool, b"#!/bin/sh\n").unwrap();
+    if std::fs::metadata(&tool).unwrap().uid() != 0 {
+        eprintln!("not run as root: owners are not restored, so nothing to check");
+        return;
+    }
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o6755)).unwrap();
+    sb.ok(&["init"]);
+    sb.backup(&[], &[&src]);
+    let t = sb.path("t");
+    let t_s = t.to_str().unwrap();
+    restore_json(&sb, &["latest", "--target", t_s]);
+    // The copy's file has the right bytes and mode but another owner.
+    let copy = t.join("tool");
+    std::os::unix::fs::chown(&copy, Some(1234), Some(1234)).unwrap();
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o6755)).unwrap();
+    restore_json(&sb, &["latest", "--target", t_s, "--delta"]);
+    let m = std::fs::metadata(&copy).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0));
+    assert_eq!(m.permissions().mode() & 0o7777, 0o6755);
+}

@@ -89,6 +89,9 @@ const OPEN_FILES: usize = 256;
 /// exceed what the kernel accepts anyway).
 pub(crate) const MAX_TREE_DEPTH: usize = 2048;
 
+/// Stack of the thread that walks the snapshot's trees (recursively).
+const WALK_STACK: usize = 64 << 20;
+
 /// What to restore and where.
 #[derive(Debug, Clone)]
 pub struct RestoreOptions {
@@ -157,7 +160,8 @@ pub struct RestoreSummary {
     pub entries_deleted: u64,
     /// Files read back and found identical to the snapshot (`verify`).
     pub files_verified: u64,
-    /// Files left out because data they need is damaged (`skip_damaged`), with the reason.
+    /// Files left out because data they need is damaged (`skip_damaged`), with the reason; a
+    /// directory whose tree is damaged is one entry, `dir/ (the whole directory): reason`.
     pub files_damaged: Vec<String>,
     /// Seconds it took.
     pub duration_s: f64,
@@ -227,32 +231,38 @@ pub fn restore(
     let damaged: Mutex<BTreeMap<u32, (PathBuf, String)>> = Mutex::new(BTreeMap::new());
     let write_pool = write_pool()?;
     let (written, walked) = std::thread::scope(|s| {
-        let walker = s.spawn(|| -> Result<WalkOutcome> {
-            let mut w = Walker {
-                repo,
-                filter: &filter,
-                opts,
-                progress,
-                report_totals: !whole,
-                batch_chunks: batch_chunks(opts),
-                tx,
-                stop: &stop,
-                sync: sync_handle.as_ref(),
-                batch: Batch::default(),
-                ancestors: Vec::new(),
-                out: WalkOutcome::default(),
-            };
-            match sub {
-                None => w.walk_tree(&root, Path::new(""), false)?,
-                Some((node, Some(tree))) => w.walk_root_dir(node, &tree)?,
-                Some((node, None)) => {
-                    let name = PathBuf::from(OsStr::from_bytes(&node.name));
-                    w.walk_node(&node, name, false)?;
+        // The walk recurses once per directory level, up to MAX_TREE_DEPTH: a default 2 MiB
+        // stack overflowed at 2000 levels (a tree a backup takes: one-letter names reach
+        // PATH_MAX there). 64 MiB is address space, touched only as deep as the tree goes.
+        let walker = std::thread::Builder::new()
+            .name("cairn-walk".into())
+            .stack_size(WALK_STACK)
+            .spawn_scoped(s, || -> Result<WalkOutcome> {
+                let mut w = Walker {
+                    repo,
+                    filter: &filter,
+                    opts,
+                    progress,
+                    report_totals: !whole,
+                    batch_chunks: batch_chunks(opts),
+                    tx,
+                    stop: &stop,
+                    sync: sync_handle.as_ref(),
+                    batch: Batch::default(),
+                    ancestors: Vec::new(),
+                    out: WalkOutcome::default(),
+                };
+                match sub {
+                    None => w.walk_tree(&root, Path::new(""), false)?,
+                    Some((node, Some(tree))) => w.walk_root_dir(node, &tree)?,
+                    Some((node, None)) => {
+                        let name = PathBuf::from(OsStr::from_bytes(&node.name));
+                        w.walk_node(&node, name, false)?;
+                    }
                 }
-            }
-            w.finish()?;
-            Ok(w.out)
-        });
+                w.finish()?;
+                Ok(w.out)
+            });
         // Prepared batches go to a thread of their own to be written, so that comparing the
         // next batch with an existing copy (CPU) overlaps the pack reads and writes of this
         // one (mostly waiting). The queue holds none: at most two batches are in hand.
@@ -309,9 +319,17 @@ pub fn restore(
         let written = finished.and_then(|f| prepared.map(|()| f));
         // A stopped writer makes the walker stop at its next batch.
         drop(rx);
-        let walked = walker
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let walked = match walker {
+            Ok(w) => w
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            // Nothing was walked; the writer, with no batch to take, has stopped at once.
+            Err(e) => Err(Error::io(
+                "cannot start the restore threads for",
+                "cairn",
+                e,
+            )),
+        };
         (written, walked)
     });
     let finished = written?;
@@ -342,7 +360,7 @@ pub fn restore(
                     set_meta(&p, node, true)?;
                     continue;
                 }
-                _ => remove_any(&p)?,
+                _ => make_way(&p, "symlink", opts.delete)?,
             }
         }
         std::os::unix::fs::symlink(OsStr::from_bytes(t), &p)
@@ -372,6 +390,12 @@ pub fn restore(
         .unwrap_or_else(PoisonError::into_inner)
         .values()
         .map(|(rel, reason)| format!("{}: {reason}", rel.display()))
+        .chain(
+            walked
+                .damaged_dirs
+                .iter()
+                .map(|(rel, reason)| format!("{}/ (the whole directory): {reason}", rel.display())),
+        )
         .collect();
     summary.dirs_restored = walked.dirs.len() as u64;
     summary.symlinks_restored = walked.symlinks.len() as u64;
@@ -539,7 +563,7 @@ fn prepare_batch(
                     direct: false,
                 });
             }
-            open_target_file(target, &p.rel, p.node.size, opts.delta)
+            open_target_file(target, &p.rel, p.node.size, opts.delta, opts.delete)
         })
         .collect::<Result<_>>()?;
     let fresh: Vec<bool> = opened.iter().map(|o| o.fresh).collect();
@@ -884,8 +908,14 @@ const DIRECT_MIN: u64 = 1 << 20;
 
 /// Opens the file a restore writes at `target/rel`, sized to `size`. With `delta`, an
 /// existing regular file is reused in place (not fresh); anything else in the way is
-/// replaced, and a new file is created (fresh).
-fn open_target_file(target: &Path, rel: &Path, size: u64, delta: bool) -> Result<Opened> {
+/// replaced ([`make_way`]), and a new file is created (fresh).
+fn open_target_file(
+    target: &Path,
+    rel: &Path,
+    size: u64,
+    delta: bool,
+    delete: bool,
+) -> Result<Opened> {
     let p = target.join(rel);
     let (f, fresh) = if delta {
         match fs::symlink_metadata(&p) {
@@ -907,7 +937,7 @@ fn open_target_file(target: &Path, rel: &Path, size: u64, delta: bool) -> Result
                 return Ok(Opened::default());
             }
             Ok(_) => {
-                remove_any(&p)?;
+                make_way(&p, "file", delete)?;
                 (create_file(&p)?, true)
             }
             Err(e) if e.kind() == ErrorKind::NotFound => (create_file(&p)?, true),
@@ -992,7 +1022,9 @@ fn check_target(repo: &Repository, target: &Path, delta: bool) -> Result<()> {
             )));
         }
     }
-    match fs::symlink_metadata(target) {
+    // The target itself may be a symlink to a directory (a data directory on another volume):
+    // it is followed. Below it, no symlink is.
+    match fs::metadata(target) {
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
         Err(e) => Err(Error::io("cannot use restore target", target, e)),
         Ok(m) if !m.is_dir() => Err(Error::InvalidInput(format!(
@@ -1041,20 +1073,72 @@ pub(super) fn make_dir_all_real(
     Ok(())
 }
 
-/// Removes a file, symlink or directory tree (never following a symlink); a missing entry is
-/// fine.
+/// Removes a file, symlink or directory tree (never following a symlink, never entering
+/// another filesystem); a missing entry is fine.
 pub(super) fn remove_any(p: &Path) -> Result<()> {
     let m = match fs::symlink_metadata(p) {
         Ok(m) => m,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io("cannot use", p, e)),
     };
-    let r = if m.is_dir() {
+    if m.is_dir() {
+        refuse_mount_points(p, &m)?;
         fs::remove_dir_all(p)
     } else {
         fs::remove_file(p)
-    };
-    r.map_err(|e| Error::io("cannot remove", p, e))
+    }
+    .map_err(|e| Error::io("cannot remove", p, e))
+}
+
+/// Makes way at `p` for the `wanted` entry ("file" or "symlink") of the snapshot: anything
+/// there that is not a directory goes, and so does an empty directory. A directory with
+/// entries goes only with `delete`, as none of them is in the snapshot.
+pub(super) fn make_way(p: &Path, wanted: &'static str, delete: bool) -> Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() && !delete => match fs::remove_dir(p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == ErrorKind::DirectoryNotEmpty => Err(Error::DirectoryInTheWay {
+                path: p.to_path_buf(),
+                wanted,
+            }),
+            Err(e) => Err(Error::io("cannot remove", p, e)),
+        },
+        Ok(_) => remove_any(p),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io("cannot use", p, e)),
+    }
+}
+
+/// Fails if the directory tree at `dir` (with metadata `m`) is, or holds, a mount point:
+/// removing it would delete another filesystem's files (a WAL disk mounted inside a copy).
+fn refuse_mount_points(dir: &Path, m: &fs::Metadata) -> Result<()> {
+    let dev = m.dev();
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let pm = fs::symlink_metadata(parent).map_err(|e| Error::io("cannot use", parent, e))?;
+        if pm.dev() != dev {
+            return Err(Error::MountPointInTheWay(dir.to_path_buf()));
+        }
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).map_err(|e| Error::io("cannot list", &d, e))? {
+            let e = e.map_err(|e| Error::io("cannot list", &d, e))?;
+            let is_dir = e
+                .file_type()
+                .map_err(|err| Error::io("cannot use", e.path(), err))?
+                .is_dir();
+            if is_dir {
+                let path = e.path();
+                let em =
+                    fs::symlink_metadata(&path).map_err(|e| Error::io("cannot use", &path, e))?;
+                if em.dev() != dev {
+                    return Err(Error::MountPointInTheWay(path));
+                }
+                stack.push(path);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn create_file(p: &Path) -> Result<File> {
@@ -1507,11 +1591,15 @@ fn name_files(pieces: &[Piece], which: &[u32]) -> String {
 /// identical copy then changes nothing). Symlinks get owner and times, never a mode.
 fn set_meta(p: &Path, node: &Node, symlink: bool) -> Result<()> {
     let current = fs::symlink_metadata(p).map_err(|e| Error::io("cannot use", p, e))?;
+    let mut chowned = false;
     if is_root() && (current.uid() != node.uid || current.gid() != node.gid) {
         std::os::unix::fs::lchown(p, Some(node.uid), Some(node.gid))
             .map_err(|e| Error::io("cannot set the owner of", p, e))?;
+        chowned = true;
     }
-    if !symlink && current.mode() & 0o7777 != node.mode & 0o7777 {
+    // A change of owner clears the set-user-ID and set-group-ID bits, even for root: the mode
+    // read before is then stale.
+    if !symlink && (chowned || current.mode() & 0o7777 != node.mode & 0o7777) {
         fs::set_permissions(p, fs::Permissions::from_mode(node.mode))
             .map_err(|e| Error::io("cannot set the mode of", p, e))?;
     }
@@ -1524,12 +1612,7 @@ fn set_meta(p: &Path, node: &Node, symlink: bool) -> Result<()> {
 }
 
 fn is_root() -> bool {
-    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ROOT.get_or_init(|| {
-        fs::metadata("/proc/self")
-            .map(|m| m.uid() == 0)
-            .unwrap_or(false)
-    })
+    rustix::process::geteuid().is_root()
 }
 
 #[cfg(test)]
@@ -1558,5 +1641,24 @@ mod tests {
         }
         assert_eq!(others(&handle), 1);
         handle.sync().unwrap();
+    }
+
+    #[test]
+    fn removal_never_enters_another_filesystem() {
+        // procfs stands in for a filesystem mounted inside a copy. The check only reads.
+        let under = |p: &str| {
+            let p = Path::new(p);
+            refuse_mount_points(p, &fs::symlink_metadata(p).unwrap())
+        };
+        assert!(
+            matches!(under("/proc"), Err(Error::MountPointInTheWay(p)) if p == Path::new("/proc"))
+        );
+        assert!(matches!(under("/"), Err(Error::MountPointInTheWay(_))));
+        let dir = tempfile::tempdir().unwrap();
+        let tree = dir.path().join("tree");
+        fs::create_dir_all(tree.join("a/b")).unwrap();
+        fs::write(tree.join("a/b/f"), b"x").unwrap();
+        remove_any(&tree).unwrap();
+        assert!(!tree.exists());
     }
 }

@@ -15,6 +15,7 @@ use super::{MAX_TREE_DEPTH, RestoreOptions, SyncHandle, make_dir, make_dir_all_r
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::manifest::{Content, Node, NodeKind, Tree};
+use crate::pack::MAX_CHUNK_LEN;
 use crate::progress::Progress;
 use crate::repository::Repository;
 
@@ -59,6 +60,9 @@ pub(super) struct WalkOutcome {
     pub(super) bytes: u64,
     /// Entries removed from the target (`--delete`).
     pub(super) deleted: u64,
+    /// Directories left out, with all they hold, because their tree is damaged
+    /// (`skip_damaged`), with the reason.
+    pub(super) damaged_dirs: Vec<(PathBuf, String)>,
 }
 
 /// Which snapshot paths to restore: `--include` (and everything below a match) minus
@@ -199,7 +203,12 @@ impl Walker<'_> {
                 continue;
             }
             *made = true;
-            if !rel.as_os_str().is_empty() {
+            if rel.as_os_str().is_empty() {
+                // The restored root is the target itself, checked to be a directory; an
+                // earlier restore may have left it read-only.
+                let m = fs::metadata(target).map_err(|e| Error::io("cannot use", target, e))?;
+                owner_can_write(target, &m)?;
+            } else {
                 make_real_dir(target, rel, self.sync)?;
             }
             self.out.dirs.push((rel.clone(), node.clone()));
@@ -246,7 +255,22 @@ impl Walker<'_> {
                 ));
             }
             NodeKind::Dir(id) => {
-                let tree = self.repo.load_tree(id)?;
+                let tree = match self.repo.load_tree(id) {
+                    Ok(tree) => tree,
+                    // Nothing below it can be restored, nor named: the directory stands for
+                    // all it holds.
+                    Err(e) if e.is_damage() && self.opts.skip_damaged => {
+                        self.out.damaged_dirs.push((rel, e.to_string()));
+                        return Ok(());
+                    }
+                    Err(e) if e.is_damage() => {
+                        return Err(Error::Unrestorable {
+                            files: format!("{}/ (the whole directory)", rel.display()),
+                            source: Box::new(e),
+                        });
+                    }
+                    Err(e) => return Err(e),
+                };
                 self.ancestors.push((rel.clone(), node.clone(), false));
                 if included {
                     self.materialize()?;
@@ -272,7 +296,8 @@ impl Walker<'_> {
             Error::InvalidInput("a restore holds at most 4 billion files; restore part of the snapshot with --include".into())
         })?;
         self.out.files += 1;
-        self.out.bytes += node.size;
+        // (Sizes come from the snapshot: a hostile one must not wrap the progress total.)
+        self.out.bytes = self.out.bytes.saturating_add(node.size);
         let mut bare = node.clone();
         bare.kind = NodeKind::File(Content::default());
         let piece = |first: bool| Piece {
@@ -288,12 +313,17 @@ impl Walker<'_> {
         let repo = self.repo;
         let mut offset = 0u64;
         let walked = repo.for_each_chunk(content, &mut |r| {
-            let len = u32::try_from(r.len).map_err(|_| {
-                Error::corrupt(
-                    format!("chunk {}", r.id.short()),
-                    "its length in the file's chunk list exceeds any chunk's",
-                )
-            })?;
+            // A longer chunk is never stored; checked before a comparison with an existing
+            // copy reads that much.
+            let len = u32::try_from(r.len)
+                .ok()
+                .filter(|&len| len <= MAX_CHUNK_LEN)
+                .ok_or_else(|| {
+                    Error::corrupt(
+                        format!("chunk {}", r.id.short()),
+                        "its length in the file's chunk list exceeds any chunk's",
+                    )
+                })?;
             if self.batch.chunks >= self.batch_chunks && !cur.chunks.is_empty() {
                 // Cut the file here: this piece goes now, the rest follows.
                 let done = std::mem::replace(&mut cur, piece(false));
@@ -350,6 +380,16 @@ impl Walker<'_> {
     }
 }
 
+/// Lets the owner read, write and enter the directory `p` (metadata `m`) until its final mode
+/// is set at the end of the restore.
+fn owner_can_write(p: &Path, m: &fs::Metadata) -> Result<()> {
+    if m.mode() & 0o700 != 0o700 {
+        fs::set_permissions(p, fs::Permissions::from_mode(0o700))
+            .map_err(|e| Error::io("cannot set the mode of", p, e))?;
+    }
+    Ok(())
+}
+
 /// Makes `target/rel` a real directory the owner can write into: an existing directory is
 /// kept (an earlier restore may have left it read-only; its final mode is set at the end),
 /// anything else in the way (a file, or a symlink that could lead outside) is replaced.
@@ -360,17 +400,18 @@ fn make_real_dir(target: &Path, rel: &Path, sync: Option<&SyncHandle>) -> Result
             if let Some(s) = sync {
                 s.note_dir(&p, &m)?;
             }
-            if m.mode() & 0o700 != 0o700 {
-                fs::set_permissions(&p, fs::Permissions::from_mode(0o700))
-                    .map_err(|e| Error::io("cannot set the mode of", &p, e))?;
-            }
-            Ok(())
+            owner_can_write(&p, &m)
         }
         Ok(_) => {
             remove_any(&p)?;
             make_dir(&p)
         }
-        Err(e) if e.kind() == ErrorKind::NotFound => make_dir_all_real(target, rel, sync),
+        // The walk makes parents first, so the parent is usually there: checking every
+        // component again for each new directory made deep trees cost the cube of their depth.
+        Err(e) if e.kind() == ErrorKind::NotFound => match fs::create_dir(&p) {
+            Err(e) if e.kind() == ErrorKind::NotFound => make_dir_all_real(target, rel, sync),
+            r => r.map_err(|e| Error::io("cannot create", &p, e)),
+        },
         Err(e) => Err(Error::io("cannot use", &p, e)),
     }
 }
