@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! walker thread: walk the trees (with --include / --exclude filters) in order
-//!   make each directory when reached (parents first; --delete removes what the tree lacks)
+//!   make each directory when reached (parents first; --delete removes what the tree lacks),
+//!   and each symlink, with its owner and times
 //!   expand each file's chunk list into the current batch; a file too large for one batch is
 //!   cut into pieces that follow each other
 //!   batch full (64 Ki chunks or 16 Ki files) -> hand it to the preparer
@@ -23,7 +24,7 @@
 //!   write the partial pages held back; give back the zero pages of files allocated ahead
 //!   remove files found damaged (pieces of them in the batch prepared meanwhile are dropped);
 //!   --verify: re-read and compare; set the metadata of the files this batch finished
-//! symlinks, then directory metadata deepest first
+//! directory metadata, deepest first
 //! sync (unless --no-sync): one syncfs of the target's filesystem, and of each other
 //!   filesystem an existing copy reaches through a mount point
 //! ```
@@ -334,11 +335,7 @@ pub fn restore(
     });
     let finished = written?;
     let walked = walked?;
-    if !filter.is_trivial()
-        && walked.files == 0
-        && walked.dirs.is_empty()
-        && walked.symlinks.is_empty()
-    {
+    if !filter.is_trivial() && walked.files == 0 && walked.dirs.is_empty() && walked.symlinks == 0 {
         if created {
             let _ = fs::remove_dir(target);
         }
@@ -349,24 +346,6 @@ pub fn restore(
         )));
     }
 
-    for (rel, node) in &walked.symlinks {
-        let p = target.join(rel);
-        let NodeKind::Symlink(t) = &node.kind else {
-            continue;
-        };
-        if opts.delta {
-            match fs::read_link(&p) {
-                Ok(existing) if existing.as_os_str().as_bytes() == t.as_slice() => {
-                    set_meta(&p, node, true)?;
-                    continue;
-                }
-                _ => make_way(&p, "symlink", opts.delete)?,
-            }
-        }
-        std::os::unix::fs::symlink(OsStr::from_bytes(t), &p)
-            .map_err(|e| Error::io("cannot create symlink", &p, e))?;
-        set_meta(&p, node, true)?;
-    }
     // Deepest first, so that setting a parent's mtime comes after its children changed it.
     let mut dirs: Vec<_> = walked.dirs.iter().collect();
     dirs.sort_by_key(|(rel, _)| std::cmp::Reverse(rel.components().count()));
@@ -398,7 +377,7 @@ pub fn restore(
         )
         .collect();
     summary.dirs_restored = walked.dirs.len() as u64;
-    summary.symlinks_restored = walked.symlinks.len() as u64;
+    summary.symlinks_restored = walked.symlinks;
     summary.entries_deleted = walked.deleted;
     summary.duration_s = started.elapsed().as_secs_f64();
     Ok(summary)
@@ -1071,6 +1050,25 @@ pub(super) fn make_dir_all_real(
         }
     }
     Ok(())
+}
+
+/// Makes `p` a symlink to `t` with the owner and times of `node`; with `delta`, a symlink
+/// already there and pointing the same way is kept.
+pub(super) fn restore_symlink(
+    p: &Path,
+    node: &Node,
+    t: &[u8],
+    opts: &RestoreOptions,
+) -> Result<()> {
+    if opts.delta {
+        match fs::read_link(p) {
+            Ok(existing) if existing.as_os_str().as_bytes() == t => return set_meta(p, node, true),
+            _ => make_way(p, "symlink", opts.delete)?,
+        }
+    }
+    std::os::unix::fs::symlink(OsStr::from_bytes(t), p)
+        .map_err(|e| Error::io("cannot create symlink", p, e))?;
+    set_meta(p, node, true)
 }
 
 /// Removes a file, symlink or directory tree (never following a symlink, never entering

@@ -11,7 +11,10 @@ use std::sync::mpsc::SyncSender;
 
 use globset::{GlobSet, GlobSetBuilder};
 
-use super::{MAX_TREE_DEPTH, RestoreOptions, SyncHandle, make_dir, make_dir_all_real, remove_any};
+use super::{
+    MAX_TREE_DEPTH, RestoreOptions, SyncHandle, make_dir, make_dir_all_real, remove_any,
+    restore_symlink,
+};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::manifest::{Content, Node, NodeKind, Tree};
@@ -55,7 +58,8 @@ pub(super) struct Batch {
 pub(super) struct WalkOutcome {
     /// Directories made or reused, for their metadata.
     pub(super) dirs: Vec<(PathBuf, Node)>,
-    pub(super) symlinks: Vec<(PathBuf, Node)>,
+    /// Symlinks made or kept (as they are reached: nothing is held for them).
+    pub(super) symlinks: u64,
     pub(super) files: u64,
     pub(super) bytes: u64,
     /// Entries removed from the target (`--delete`).
@@ -139,7 +143,7 @@ pub(super) fn find_path(repo: &Repository, root: Tree, sub: &str) -> Result<Node
 }
 
 /// The walk: directories are made as they are reached (parents first), files are cut into
-/// batches sent to the writer, symlinks and directory metadata wait for the end.
+/// batches sent to the writer, symlinks made; directories' metadata waits for the end.
 pub(super) struct Walker<'a> {
     pub(super) repo: &'a Repository,
     pub(super) filter: &'a Filter,
@@ -282,9 +286,10 @@ impl Walker<'_> {
                 self.materialize()?;
                 self.walk_file(node, content, rel)?;
             }
-            NodeKind::Symlink(_) if included => {
+            NodeKind::Symlink(t) if included => {
                 self.materialize()?;
-                self.out.symlinks.push((rel, node.clone()));
+                restore_symlink(&self.opts.target.join(&rel), node, t, self.opts)?;
+                self.out.symlinks += 1;
             }
             _ => {}
         }
