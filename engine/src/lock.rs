@@ -16,8 +16,13 @@
 //!
 //! Two commands that start together may both see the other and both step back; each then
 //! waits a random while before trying again, so one of them wins.
+//!
+//! A holder counts on its lock only while its last refresh is under 20 minutes old, 10 short
+//! of the stale limit: before each index file and each snapshot it writes, it confirms that
+//! (see [`Lock::confirm`]), so nothing it writes can follow a prune that took its lock for
+//! stale.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -33,6 +38,11 @@ const LOCK_VERSION: u32 = 1;
 const REFRESH: Duration = Duration::from_secs(5 * 60);
 /// A lock not refreshed for this long belongs to a holder that is gone.
 const STALE: Duration = Duration::from_secs(30 * 60);
+/// After a failed refresh, the next try comes this soon.
+const RETRY: Duration = Duration::from_secs(30);
+/// A holder whose last refresh is older than this no longer counts on its lock: well inside
+/// [`STALE`], so that it stops before any other command may judge the lock stale.
+const CONFIRM_AGE: Duration = Duration::from_secs(20 * 60);
 
 /// What a lock allows others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,14 +154,30 @@ fn lock_path(name: &str) -> String {
 /// A held lock; released when dropped.
 #[derive(Debug)]
 pub struct Lock {
-    store: Store,
-    path: String,
+    held: Arc<Held>,
     stop: Option<mpsc::Sender<()>>,
     refresher: Option<JoinHandle<()>>,
-    /// Set by the refresher when it found the lock file gone or could not rewrite it.
-    lost: Arc<AtomicBool>,
+}
+
+/// What a held lock's holder and its refresher share.
+#[derive(Debug)]
+pub(crate) struct Held {
+    store: Store,
+    path: String,
     /// The lock file's contents as first written (before any refresh).
     mine: LockFile,
+    /// Set by the refresher when it found the lock file gone, or could not rewrite it for
+    /// [`CONFIRM_AGE`].
+    lost: AtomicBool,
+    /// When the lock file was last written, in seconds since the Unix epoch (wall-clock time,
+    /// which, unlike the monotonic clock, goes on while the machine is suspended).
+    refreshed_at: AtomicU64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Drop for Lock {
@@ -160,17 +186,15 @@ impl Drop for Lock {
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
         }
-        let _ = self.store.delete(&self.path);
+        let _ = self.held.store.delete(&self.held.path);
     }
 }
 
-impl Lock {
-    /// Confirms that the lock is still held: its file is there, still ours, and refreshed.
-    /// Called before steps that must not happen without it (prune deleting, a backup
-    /// committing its snapshot), since a holder suspended for longer than the stale limit, or
-    /// whose refreshes failed, may have had its lock removed by another command.
-    pub fn confirm(&self) -> Result<()> {
+impl Held {
+    /// See [`Lock::confirm`].
+    pub(crate) fn confirm(&self) -> Result<()> {
         let held = !self.lost.load(Ordering::SeqCst)
+            && self.age() < CONFIRM_AGE.as_secs()
             && self
                 .store
                 .read_opt(&self.path)?
@@ -183,6 +207,41 @@ impl Lock {
                 operation: self.mine.operation.clone(),
             })
         }
+    }
+
+    /// Seconds since the lock file was last written.
+    fn age(&self) -> u64 {
+        unix_now().saturating_sub(self.refreshed_at.load(Ordering::SeqCst))
+    }
+
+    /// Rewrites the lock file with the time now. `Ok(false)` if it is gone: another command
+    /// judged it stale and removed it, and writing it again would claim what may be taken.
+    fn refresh(&self) -> Result<bool> {
+        if self.store.read_opt(&self.path)?.is_none() {
+            return Ok(false);
+        }
+        let now = unix_now();
+        let mut lock = self.mine.clone();
+        lock.refreshed = jiff::Timestamp::now().to_string();
+        self.store.write(&self.path, encode(&lock))?;
+        self.refreshed_at.store(now, Ordering::SeqCst);
+        Ok(true)
+    }
+}
+
+impl Lock {
+    /// Confirms that the lock is still held: its file is there, still ours, and refreshed
+    /// within the last 20 minutes. Called before steps that must not happen without it (prune
+    /// deleting, a backup writing an index file or committing its snapshot), since a holder
+    /// suspended for longer than the stale limit, or whose refreshes failed, may have had its
+    /// lock removed by another command.
+    pub fn confirm(&self) -> Result<()> {
+        self.held.confirm()
+    }
+
+    /// What the repository keeps to confirm this lock before each index file it writes.
+    pub(crate) fn shared(&self) -> std::sync::Weak<Held> {
+        Arc::downgrade(&self.held)
     }
 
     /// Takes a lock of `kind` for `operation`, waiting up to `wait` for conflicting holders
@@ -210,20 +269,18 @@ impl Lock {
             store.write(&path, encode(&mine))?;
             match conflict(store, &name, kind) {
                 Ok(None) => {
-                    let lost = Arc::new(AtomicBool::new(false));
-                    let (stop, refresher) = refresh_in_background(
-                        store.clone(),
-                        path.clone(),
-                        mine.clone(),
-                        lost.clone(),
-                    );
-                    return Ok(Lock {
+                    let held = Arc::new(Held {
                         store: store.clone(),
                         path,
+                        mine,
+                        lost: AtomicBool::new(false),
+                        refreshed_at: AtomicU64::new(unix_now()),
+                    });
+                    let (stop, refresher) = refresh_in_background(held.clone());
+                    return Ok(Lock {
+                        held,
                         stop: Some(stop),
                         refresher: Some(refresher),
-                        lost,
-                        mine,
                     });
                 }
                 Ok(Some(holder)) => {
@@ -283,24 +340,26 @@ fn conflict(store: &Store, mine: &str, kind: LockKind) -> Result<Option<String>>
     Ok(None)
 }
 
-fn refresh_in_background(
-    store: Store,
-    path: String,
-    mut lock: LockFile,
-    lost: Arc<AtomicBool>,
-) -> (mpsc::Sender<()>, JoinHandle<()>) {
+/// Refreshes the lock every [`REFRESH`]. A refresh that fails (the store unreachable for a
+/// while) is tried again every [`RETRY`] until the lock is [`CONFIRM_AGE`] old; only then,
+/// or when the lock file is gone, is the lock lost.
+fn refresh_in_background(held: Arc<Held>) -> (mpsc::Sender<()>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<()>();
     let handle = std::thread::spawn(move || {
-        while let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(REFRESH) {
-            // A lock removed by another command (which judged it stale) is lost: writing it
-            // again would claim what may already be taken.
-            let present = matches!(store.read_opt(&path), Ok(Some(_)));
-            lock.refreshed = jiff::Timestamp::now().to_string();
-            if !present || store.write(&path, encode(&lock)).is_err() {
-                lost.store(true, Ordering::SeqCst);
+        let mut wait = REFRESH;
+        loop {
+            if !matches!(rx.recv_timeout(wait), Err(mpsc::RecvTimeoutError::Timeout)) {
+                // The holder released the lock.
                 return;
             }
+            wait = match held.refresh() {
+                Ok(true) => REFRESH,
+                Ok(false) => break,
+                Err(_) if held.age() < CONFIRM_AGE.as_secs() => RETRY,
+                Err(_) => break,
+            };
         }
+        held.lost.store(true, Ordering::SeqCst);
     });
     (tx, handle)
 }
@@ -372,6 +431,28 @@ mod tests {
         assert_eq!(LockFile::decode(&encode(&dead)), Some(dead.clone()));
         dead.version = 2;
         assert_eq!(LockFile::decode(&encode(&dead)), None);
+    }
+
+    #[test]
+    fn a_lock_unrefreshed_for_long_or_removed_is_not_confirmed() {
+        let s = store();
+        let lock = Lock::acquire(&s, LockKind::Shared, "backup", Duration::ZERO).unwrap();
+        lock.confirm().unwrap();
+        // Suspended, or the store unreachable, for 20 minutes: others may soon take it for
+        // stale, so its holder stops counting on it.
+        let now = lock.held.refreshed_at.load(Ordering::SeqCst);
+        lock.held
+            .refreshed_at
+            .store(now - CONFIRM_AGE.as_secs(), Ordering::SeqCst);
+        assert!(matches!(lock.confirm(), Err(Error::LockLost { .. })));
+        // A refresh that succeeds restores it.
+        assert!(lock.held.refresh().unwrap());
+        lock.confirm().unwrap();
+        // Removed by another command: lost, and a refresh does not write it back.
+        s.delete(&lock.held.path).unwrap();
+        assert!(matches!(lock.confirm(), Err(Error::LockLost { .. })));
+        assert!(!lock.held.refresh().unwrap());
+        assert!(s.read_opt(&lock.held.path).unwrap().is_none());
     }
 
     #[test]

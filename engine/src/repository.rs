@@ -64,6 +64,9 @@ pub struct Repository {
     /// small blobs from few packs, and one read per pack beats one per blob on any store.
     meta_packs: quick_cache::sync::Cache<Id, Arc<Vec<u8>>, PackBytes>,
     lock_wait: std::time::Duration,
+    /// The locks taken through [`Repository::lock`] (those still held upgrade), confirmed
+    /// before each index file is written.
+    locks: std::sync::Mutex<Vec<std::sync::Weak<crate::lock::Held>>>,
 }
 
 /// How long a command waits for a conflicting lock unless told otherwise.
@@ -187,6 +190,7 @@ impl Repository {
             warnings,
             meta_packs: quick_cache::sync::Cache::with_weighter(64, META_CACHE_BYTES, PackBytes),
             lock_wait: DEFAULT_LOCK_WAIT,
+            locks: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -202,7 +206,27 @@ impl Repository {
     pub fn lock(&mut self, kind: LockKind, operation: &str) -> Result<Lock> {
         let lock = Lock::acquire(&self.store, kind, operation, self.lock_wait)?;
         self.resync()?;
+        self.locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(lock.shared());
         Ok(lock)
+    }
+
+    /// Confirms every lock still held through this repository ([`Lock::confirm`]). Called
+    /// before an index file is written: one written after the lock was lost could list packs
+    /// that a prune, judging the lock stale, has deleted, and later backups would take their
+    /// blobs for stored.
+    pub(crate) fn confirm_locks(&self) -> Result<()> {
+        let held: Vec<_> = {
+            let mut locks = self
+                .locks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            locks.retain(|l| l.strong_count() > 0);
+            locks.iter().filter_map(std::sync::Weak::upgrade).collect()
+        };
+        held.iter().try_for_each(|l| l.confirm())
     }
 
     /// Brings the index cache up to date with the index files stored now.
@@ -465,5 +489,34 @@ mod tests {
             repo.load_listed(&[bad]),
             Err(Error::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn no_index_file_is_written_once_the_lock_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::Local(dir.path().join("repo"));
+        Repository::init(&location, &InitOptions::default()).unwrap();
+        let mut repo = Repository::open(&location, &dir.path().join("cache")).unwrap();
+        let lock = repo.lock(LockKind::Shared, "backup").unwrap();
+        let store = |repo: &Repository, name: &str| {
+            crate::backup::store_stream(repo, name, &mut &b"some bytes"[..])
+        };
+        store(&repo, "a").unwrap();
+        assert_eq!(repo.store().list("index/").unwrap().len(), 1);
+        // Another command judged the lock stale and removed it (a prune may follow).
+        for l in repo.store().list("locks/").unwrap() {
+            repo.store().delete(&l).unwrap();
+        }
+        assert!(matches!(store(&repo, "b"), Err(Error::LockLost { .. })));
+        assert_eq!(
+            repo.store().list("index/").unwrap().len(),
+            1,
+            "an index file was written without the lock"
+        );
+        // A lock released is no longer confirmed; one taken anew is.
+        drop(lock);
+        let _lock = repo.lock(LockKind::Shared, "backup").unwrap();
+        store(&repo, "b").unwrap();
+        assert_eq!(repo.store().list("index/").unwrap().len(), 2);
     }
 }

@@ -300,6 +300,8 @@ impl<'a> Packer<'a> {
         if inner.sealed.is_empty() {
             return Ok(());
         }
+        // The packs are stored; an index file may list them only while the lock holds.
+        self.repo.confirm_locks()?;
         let bytes = encode_index(&inner.sealed);
         let id = Id::of(&bytes);
         inner.packed.bytes_added += bytes.len() as u64;
