@@ -24,6 +24,7 @@
 //! It never changes the repository; at most it rebuilds the local cache.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -1072,14 +1073,26 @@ fn verify_pack(
 fn attribute(repo: &Repository, snapshots: &[(Id, Snapshot)], f: &mut Findings) {
     // problem index → snapshot short id → files
     let mut hits: BTreeMap<usize, BTreeMap<String, (Vec<String>, u64)>> = BTreeMap::new();
+    let mut a = Attribution {
+        repo,
+        f: &*f,
+        memo: HashMap::new(),
+    };
     for (id, snap) in snapshots {
-        let mut a = Attribution {
-            repo,
-            f: &*f,
-            snapshot: id.short(),
-            hits: &mut hits,
-        };
-        a.tree(&snap.tree, "");
+        let found = a.tree(&snap.tree, 0);
+        for (problem, (paths, more)) in &found.0 {
+            let entry = hits
+                .entry(*problem)
+                .or_default()
+                .entry(id.short())
+                .or_default();
+            // A tree's own path is "" within it: the root, "/", here.
+            entry.0 = paths
+                .iter()
+                .map(|p| if p.is_empty() { "/".into() } else { p.clone() })
+                .collect();
+            entry.1 = *more;
+        }
     }
     for (problem, per_snap) in hits {
         f.errors[problem].affected = per_snap
@@ -1093,11 +1106,42 @@ fn attribute(repo: &Repository, snapshots: &[(Id, Snapshot)], f: &mut Findings) 
     }
 }
 
+/// The problems a tree reaches, each with the first [`MAX_FILES_NAMED`] paths that reach it
+/// (relative to the tree; "" is the tree itself, a directory ends in `/`) and how many more.
+#[derive(Debug, Default)]
+struct Found(BTreeMap<usize, (Vec<String>, u64)>);
+
+impl Found {
+    fn add(&mut self, problem: usize, path: String) {
+        let entry = self.0.entry(problem).or_default();
+        if entry.0.last() == Some(&path) {
+            return;
+        }
+        if entry.0.len() < MAX_FILES_NAMED {
+            entry.0.push(path);
+        } else {
+            entry.1 += 1;
+        }
+    }
+
+    /// Adds what the subtree `name` reaches.
+    fn add_dir(&mut self, name: &str, sub: &Found) {
+        for (problem, (paths, more)) in &sub.0 {
+            for p in paths {
+                self.add(*problem, format!("{name}/{p}"));
+            }
+            self.0.entry(*problem).or_default().1 += more;
+        }
+    }
+}
+
 struct Attribution<'a> {
     repo: &'a Repository,
     f: &'a Findings,
-    snapshot: String,
-    hits: &'a mut BTreeMap<usize, BTreeMap<String, (Vec<String>, u64)>>,
+    /// What each tree reaches, walked once: snapshots share most of their trees, and a tree
+    /// may be reached by many paths (identical directories; or, in a hostile repository, a
+    /// chain of trees each naming the next twice, 2^depth paths).
+    memo: HashMap<Id, Rc<Found>>,
 }
 
 impl Attribution<'_> {
@@ -1125,60 +1169,43 @@ impl Attribution<'_> {
         out
     }
 
-    fn hit(&mut self, problems: &[usize], path: &str) {
-        for p in problems {
-            let entry = self
-                .hits
-                .entry(*p)
-                .or_default()
-                .entry(self.snapshot.clone())
-                .or_default();
-            if entry.0.last().map(String::as_str) == Some(path) {
-                continue;
-            }
-            if entry.0.len() < MAX_FILES_NAMED {
-                entry.0.push(path.to_string());
-            } else {
-                entry.1 += 1;
-            }
+    /// What the tree `id`, `depth` levels below a snapshot's root, reaches. Below the deepest
+    /// tree the walk reads, nothing: it has reported the nesting as damage already.
+    fn tree(&mut self, id: &Id, depth: usize) -> Rc<Found> {
+        if let Some(found) = self.memo.get(id) {
+            return found.clone();
         }
-    }
-
-    fn tree(&mut self, id: &Id, dir: &str) {
-        let shown = if dir.is_empty() {
-            "/".to_string()
-        } else {
-            format!("{dir}/")
-        };
-        let p = self.problems(BlobKind::Tree, id);
-        if !p.is_empty() {
-            self.hit(&p, &shown);
+        let mut found = Found::default();
+        for p in self.problems(BlobKind::Tree, id) {
+            found.add(p, String::new());
         }
         // A tree in a pack with a problem may still be readable, and lead to other damage.
-        let Ok(tree) = self.repo.load_tree(id) else {
-            return;
-        };
-        for node in &tree.nodes {
-            let name = String::from_utf8_lossy(&node.name);
-            let path = if dir.is_empty() {
-                name.into_owned()
-            } else {
-                format!("{dir}/{name}")
-            };
-            match &node.kind {
-                NodeKind::Dir(sub) => self.tree(sub, &path),
-                NodeKind::File(c) => {
-                    let mut found = Vec::new();
-                    self.content(c, &mut found);
-                    if !found.is_empty() {
-                        found.sort_unstable();
-                        found.dedup();
-                        self.hit(&found, &path);
+        if depth <= MAX_TREE_DEPTH
+            && let Ok(tree) = self.repo.load_tree(id)
+        {
+            for node in &tree.nodes {
+                let name = String::from_utf8_lossy(&node.name);
+                match &node.kind {
+                    NodeKind::Dir(sub) => {
+                        let sub = self.tree(sub, depth + 1);
+                        found.add_dir(&name, &sub);
                     }
+                    NodeKind::File(c) => {
+                        let mut problems = Vec::new();
+                        self.content(c, &mut problems);
+                        problems.sort_unstable();
+                        problems.dedup();
+                        for p in problems {
+                            found.add(p, name.clone().into_owned());
+                        }
+                    }
+                    NodeKind::Symlink(_) => {}
                 }
-                NodeKind::Symlink(_) => {}
             }
         }
+        let found = Rc::new(found);
+        self.memo.insert(*id, found.clone());
+        found
     }
 
     fn content(&self, c: &Content, found: &mut Vec<usize>) {
@@ -1193,9 +1220,12 @@ impl Attribution<'_> {
                 found.extend(p);
                 continue;
             }
+            // A list one level down, as the format requires: a list claiming any other depth
+            // is damage the walk reports, and following it could go on without end.
             if c.depth > 0
                 && let Ok(bytes) = self.repo.load_blob(BlobKind::List, &r.id)
                 && let Ok(sub) = decode_list(&bytes)
+                && sub.depth.checked_add(1) == Some(c.depth)
             {
                 self.content(&sub, found);
             }

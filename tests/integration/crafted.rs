@@ -185,3 +185,50 @@ fn symlinks_are_restored_but_never_followed() {
     assert_eq!(std::fs::read(target.join("plain")).unwrap(), b"escaped!");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
 }
+
+#[test]
+fn check_attributes_damage_reached_by_exponentially_many_paths() {
+    let sb = Sandbox::new();
+    sb.ok(&["init"]);
+    // At the bottom, a file whose chunk is stored nowhere; above it, 60 trees each naming the
+    // next twice: 2^60 paths reach that file, over 61 distinct trees.
+    let missing = Content {
+        depth: 0,
+        refs: vec![ContentRef {
+            id: Id::of(b"never stored"),
+            len: 12,
+        }],
+    };
+    let mut t = Tree {
+        nodes: vec![node(b"lost", NodeKind::File(missing), 12)],
+    };
+    let mut trees = Vec::new();
+    for _ in 0..60 {
+        let id = Id::of(&t.encode());
+        trees.push(t);
+        t = Tree {
+            nodes: vec![
+                node(b"a", NodeKind::Dir(id), 0),
+                node(b"b", NodeKind::Dir(id), 0),
+            ],
+        };
+    }
+    plant(&sb, t, trees);
+    let out = sb.cairn(&["check", "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = crate::common::last_json(&String::from_utf8_lossy(&out.stdout));
+    let affected = &v["errors"][0]["affected"][0];
+    let named = affected["files"].as_array().unwrap();
+    assert!(!named.is_empty(), "{v}");
+    assert!(named[0].as_str().unwrap().ends_with("/a/a/lost"), "{v}");
+    assert_eq!(
+        named.len() as u64 + affected["more_files"].as_u64().unwrap(),
+        1 << 60,
+        "{v}"
+    );
+}

@@ -573,6 +573,8 @@ fn restores_a_tree_as_deep_as_a_backup_reaches() {
     std::fs::write(src.join(&rel).join("f"), b"deep").unwrap();
     sb.ok(&["init"]);
     sb.backup(&[], &[&src]);
+    // The audit walks the same depth (on a pool thread).
+    assert!(sb.ok(&["check"]).contains("no damage found"));
     for extra in [&[][..], &["--delta", "--verify"][..]] {
         let mut args = vec!["latest", "--target", t.to_str().unwrap()];
         args.extend_from_slice(extra);
