@@ -1,6 +1,6 @@
 //! `forget` and `delete`: removing snapshots. Their data stays until `prune` reclaims it.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::lock::LockKind;
 use crate::policy::{Group, RetentionPolicy, apply_policy};
@@ -41,10 +41,20 @@ pub fn forget(
 /// ids.
 pub fn delete_snapshots(repo: &mut Repository, specs: &[String]) -> Result<Vec<Id>> {
     let _lock = repo.lock(LockKind::Exclusive, "delete")?;
-    let all = repo.snapshots()?;
+    // A damaged snapshot can be deleted by its id (or a prefix of it): that is how an
+    // operator clears one that `check` reported.
+    let (all, damaged) = repo.snapshots_and_damaged()?;
     let mut ids = Vec::new();
     for spec in specs {
-        let (id, _) = crate::repository::resolve_in(all.clone(), spec)?;
+        let id = match crate::repository::resolve_in(all.clone(), spec) {
+            Ok((id, _)) => id,
+            Err(Error::SnapshotNotFound(_))
+                if let Some(id) = damaged_by_prefix(&damaged, spec)? =>
+            {
+                id
+            }
+            Err(e) => return Err(e),
+        };
         if !ids.contains(&id) {
             ids.push(id);
         }
@@ -53,4 +63,25 @@ pub fn delete_snapshots(repo: &mut Repository, specs: &[String]) -> Result<Vec<I
         repo.store().delete(&snapshot_path(id))?;
     }
     Ok(ids)
+}
+
+/// The one damaged snapshot whose id starts with `spec` (hex), if any.
+fn damaged_by_prefix(damaged: &[(Id, Error)], spec: &str) -> Result<Option<Id>> {
+    let lower = spec.to_ascii_lowercase();
+    if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let hits: Vec<Id> = damaged
+        .iter()
+        .map(|(id, _)| *id)
+        .filter(|id| id.to_hex().starts_with(&lower))
+        .collect();
+    match hits.as_slice() {
+        [] => Ok(None),
+        [id] => Ok(Some(*id)),
+        _ => Err(Error::AmbiguousSnapshot {
+            prefix: spec.into(),
+            candidates: hits.iter().map(Id::short).collect::<Vec<_>>().join(", "),
+        }),
+    }
 }

@@ -69,6 +69,9 @@ pub struct Repository {
     locks: std::sync::Mutex<Vec<std::sync::Weak<crate::lock::Held>>>,
 }
 
+/// The snapshots that read, oldest first, and the damaged ones with what is wrong.
+pub(crate) type ReadSnapshots = (Vec<(Id, Snapshot)>, Vec<(Id, Error)>);
+
 /// How long a command waits for a conflicting lock unless told otherwise.
 pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
@@ -380,15 +383,40 @@ impl Repository {
 
     /// Every snapshot, oldest first. Unreadable snapshots are errors.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
-        let ids: Vec<Id> = self
+        let mut out = self.load_listed(&self.snapshot_ids()?)?;
+        sort_by_time(&mut out);
+        Ok(out)
+    }
+
+    /// Every snapshot that reads, oldest first, and the damaged ones, with what is wrong: for
+    /// commands that one damaged snapshot must not stop (a backup, which only looks for its
+    /// parent; `delete`, which must be able to remove it). Other failures are errors.
+    pub(crate) fn snapshots_and_damaged(&self) -> Result<ReadSnapshots> {
+        let ids = self.snapshot_ids()?;
+        type Read = Option<std::result::Result<(Id, Snapshot), (Id, Error)>>;
+        let read: Vec<Read> = self.store.with_parallel_reads(|| {
+            ids.par_iter()
+                .map(|id| match self.load_snapshot(id) {
+                    Ok(s) => Ok(Some(Ok((*id, s)))),
+                    Err(Error::SnapshotNotFound(_)) => Ok(None),
+                    Err(e) if e.is_damage() => Ok(Some(Err((*id, e)))),
+                    Err(e) => Err(e),
+                })
+                .collect::<Result<_>>()
+        })?;
+        let (ok, damaged): (Vec<_>, Vec<_>) = read.into_iter().flatten().partition(|r| r.is_ok());
+        let mut ok: Vec<(Id, Snapshot)> = ok.into_iter().filter_map(|r| r.ok()).collect();
+        sort_by_time(&mut ok);
+        Ok((ok, damaged.into_iter().filter_map(|r| r.err()).collect()))
+    }
+
+    fn snapshot_ids(&self) -> Result<Vec<Id>> {
+        Ok(self
             .store
             .list("snapshots/")?
             .iter()
             .filter_map(|p| crate::index::id_from_path(p).filter(|id| snapshot_path(id) == *p))
-            .collect();
-        let mut out = self.load_listed(&ids)?;
-        sort_by_time(&mut out);
-        Ok(out)
+            .collect())
     }
 
     /// Reads the snapshots `ids`, listed a moment ago. One that has gone since (forgotten or

@@ -210,6 +210,29 @@ fn malformed_index_and_snapshot() {
 }
 
 #[test]
+fn a_damaged_snapshot_stops_no_backup_and_can_be_deleted() {
+    let (sb, src) = small_repo();
+    let snap = crate::common::files_under(&sb.repo().join("snapshots")).remove(0);
+    let id = snap.file_name().unwrap().to_str().unwrap().to_string();
+    std::fs::write(&snap, b"{\"version\":1,").unwrap();
+    // Backups go on, reading every file (the damaged snapshot was their parent), and say why.
+    let out = sb.cairn(&["backup", "--json", src.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&format!("warning: snapshot {} is not considered", &id[..8])),
+        "{err}"
+    );
+    let summary = crate::common::last_json(&String::from_utf8_lossy(&out.stdout));
+    assert_eq!(summary["files_new"], 2, "{summary}");
+    // Listing all snapshots still stops at it; deleting it by a prefix of its id works.
+    assert!(sb.fails(&["list"]).contains("damaged"));
+    sb.ok(&["delete", &id[..10]]);
+    assert!(!snap.exists());
+    assert_eq!(sb.ok(&["list", "--json"]).matches("\"id\"").count(), 1);
+}
+
+#[test]
 fn malformed_config() {
     let (sb, _) = small_repo();
     std::fs::write(sb.repo().join("config"), b"{\"version\": 7}").unwrap();

@@ -202,13 +202,35 @@ pub fn backup_with(
     let parent = match &opts.parent {
         Some(spec) => Some(repo.resolve(spec)?),
         None => repo
-            .snapshots()?
+            .snapshots_and_damaged()
+            .map(|(ok, damaged)| {
+                // One damaged snapshot must not stop every backup: it cannot be a parent.
+                for (id, e) in damaged {
+                    progress.warn(&format!(
+                        "snapshot {} is not considered as a parent: {e}",
+                        id.short()
+                    ));
+                }
+                ok
+            })?
             .into_iter()
             .rev()
             .find(|(_, s)| s.hostname == hostname && s.paths == paths && s.stdin == stdin_mode),
     };
     let parent_tree = match &parent {
-        Some((_, s)) => Some(repo.load_tree(&s.tree)?),
+        Some((id, s)) => match repo.load_tree(&s.tree) {
+            Ok(tree) => Some(tree),
+            // A parent chosen here, not named by the user, whose tree is damaged: every file
+            // is read as new rather than no backup made.
+            Err(e) if e.is_damage() && opts.parent.is_none() => {
+                progress.warn(&format!(
+                    "the parent snapshot {} is damaged, so every file is read: {e}",
+                    id.short()
+                ));
+                None
+            }
+            Err(e) => return Err(e),
+        },
         None => None,
     };
 
@@ -394,6 +416,28 @@ fn check_sources(repo: &Repository, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// Opens the regular file listed at `path` with `meta`, or `None` if the path now names
+/// something else: a symlink (which, followed as root, could read any file on the machine
+/// into the snapshot under this name), a named pipe (whose open would wait for a writer
+/// forever), or another file.
+fn open_listed(path: &Path, meta: &Metadata) -> Result<Option<File>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Ok(None),
+        Err(e) => return Err(Error::io("cannot open", path, e)),
+    };
+    let now = file
+        .metadata()
+        .map_err(|e| Error::io("cannot stat", path, e))?;
+    let same = now.is_file() && now.ino() == meta.ino() && now.dev() == meta.dev();
+    Ok(same.then_some(file))
+}
+
 impl<'a> Run<'a> {
     fn new(repo: &'a Repository, progress: &'a dyn Progress) -> Run<'a> {
         Run {
@@ -577,7 +621,10 @@ impl<'a> Run<'a> {
             node.kind = NodeKind::Symlink(target.as_os_str().as_bytes().to_vec());
             self.counters.symlinks.fetch_add(1, Relaxed);
         } else if ft.is_file() {
-            node.kind = NodeKind::File(self.file(path, meta, &mut node, parent)?);
+            let Some(content) = self.file(path, meta, &mut node, parent)? else {
+                return Ok(None);
+            };
+            node.kind = NodeKind::File(content);
             self.counters.files.fetch_add(1, Relaxed);
             self.counters.logical_bytes.fetch_add(node.size, Relaxed);
         } else {
@@ -600,7 +647,7 @@ impl<'a> Run<'a> {
         meta: &Metadata,
         node: &mut Node,
         parent: Option<&Node>,
-    ) -> Result<Content> {
+    ) -> Result<Option<Content>> {
         if let Some(p) = parent
             && let NodeKind::File(content) = &p.kind
         {
@@ -615,7 +662,7 @@ impl<'a> Run<'a> {
                 self.counters.files_unchanged.fetch_add(1, Relaxed);
                 self.progress.reused(p.size);
                 self.progress.file_done();
-                return Ok(content.clone());
+                return Ok(Some(content.clone()));
             }
             self.counters.files_changed.fetch_add(1, Relaxed);
         } else {
@@ -623,7 +670,11 @@ impl<'a> Run<'a> {
         }
         let shown = path.display().to_string();
         self.progress.file_started(&shown);
-        let file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+        let Some(file) = open_listed(path, meta)? else {
+            self.skip(path, "it was replaced during the backup");
+            self.progress.file_done();
+            return Ok(None);
+        };
         let content = self.chunk_stream(file, &shown).map_err(|e| match e {
             Error::Io { action, source, .. } => Error::io(action, path, source),
             other => other,
@@ -648,7 +699,7 @@ impl<'a> Run<'a> {
             node.ctime_ns = 0;
         }
         self.progress.file_done();
-        Ok(content)
+        Ok(Some(content))
     }
 
     /// Chunks a stream, stores the new chunks, and returns the content.
@@ -713,5 +764,42 @@ fn node_from_meta(name: &[u8], meta: &Metadata) -> Node {
         inode: meta.ino(),
         dev: meta.dev(),
         size: meta.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_replaced_after_listing_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        fs::write(&p, b"listed").unwrap();
+        let listed = fs::symlink_metadata(&p).unwrap();
+        assert!(open_listed(&p, &listed).unwrap().is_some());
+        // (The listed inode stays allocated, so a new file cannot reuse its number.)
+        fs::hard_link(&p, dir.path().join("kept")).unwrap();
+        let secret = dir.path().join("secret");
+        fs::write(&secret, b"not this file's").unwrap();
+        let replace = |how: &dyn Fn()| {
+            fs::remove_file(&p).unwrap();
+            how();
+            assert!(open_listed(&p, &listed).unwrap().is_none());
+        };
+        // By a symlink: followed, it would store another file under this name.
+        replace(&|| std::os::unix::fs::symlink(&secret, &p).unwrap());
+        // By a named pipe without a writer: a plain open would wait forever.
+        replace(&|| {
+            assert!(
+                std::process::Command::new("mkfifo")
+                    .arg(&p)
+                    .status()
+                    .unwrap()
+                    .success()
+            )
+        });
+        // By another file.
+        replace(&|| fs::write(&p, b"another").unwrap());
     }
 }
