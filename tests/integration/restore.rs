@@ -3,6 +3,7 @@
 
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -21,6 +22,15 @@ fn database(sb: &Sandbox, files: u64, pages: u64) -> std::path::PathBuf {
     }
     std::os::unix::fs::symlink("db1/16384", src.join("link")).unwrap();
     src
+}
+
+/// A repository (default settings) holding one backup of [`database`]`(files, pages)`.
+fn backed_up_database(files: u64, pages: u64) -> (Sandbox, std::path::PathBuf) {
+    let sb = Sandbox::new();
+    let src = database(&sb, files, pages);
+    sb.ok(&["init"]);
+    sb.backup(&[], &[&src]);
+    (sb, src)
 }
 
 /// A repository (uncompressed, 1 MiB packs) holding one backup of `files` files `t0`, `t1`…
@@ -56,6 +66,28 @@ fn damaged_files(v: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// `restore SNAPSHOT --target TARGET --skip-damaged --json EXTRA…`, which must report
+/// something skipped (exit status 3); its summary.
+fn restore_skipping_damage(sb: &Sandbox, target: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "restore",
+        "latest",
+        "--target",
+        target.to_str().unwrap(),
+        "--skip-damaged",
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let out = sb.cairn(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn restore_json(sb: &Sandbox, args: &[&str]) -> serde_json::Value {
     let mut a = vec!["restore", "--json"];
     a.extend_from_slice(args);
@@ -64,10 +96,7 @@ fn restore_json(sb: &Sandbox, args: &[&str]) -> serde_json::Value {
 
 #[test]
 fn delta_rewrites_only_what_differs() {
-    let sb = Sandbox::new();
-    let src = database(&sb, 4, 600);
-    sb.ok(&["init"]);
-    sb.backup(&[], &[&src]);
+    let (sb, src) = backed_up_database(4, 600);
     let t = sb.path("copy");
     let t_s = t.to_str().unwrap();
     restore_json(&sb, &["latest", "--target", t_s]);
@@ -106,10 +135,7 @@ fn delta_rewrites_only_what_differs() {
 
 #[test]
 fn killed_restore_finishes_with_delta() {
-    let sb = Sandbox::new();
-    let src = database(&sb, 6, 4000);
-    sb.ok(&["init"]);
-    sb.backup(&[], &[&src]);
+    let (sb, src) = backed_up_database(6, 4000);
     let t = sb.path("restore");
     let mut child = sb
         .command(&["restore", "latest", "--target", t.to_str().unwrap()])
@@ -142,10 +168,7 @@ fn killed_restore_finishes_with_delta() {
 
 #[test]
 fn delta_never_follows_a_planted_symlink() {
-    let sb = Sandbox::new();
-    let src = database(&sb, 1, 10);
-    sb.ok(&["init"]);
-    sb.backup(&[], &[&src]);
+    let (sb, src) = backed_up_database(1, 10);
     let outside = sb.path("outside");
     std::fs::create_dir_all(&outside).unwrap();
     let t = sb.path("t");
@@ -218,27 +241,11 @@ fn damaged_pack_names_files_and_skip_damaged_restores_the_rest() {
     // and the damage is found while the batch after it is already being prepared.
     for (dir, batch) in [("t2", None), ("t3", Some("3"))] {
         let t2 = sb.path(dir);
-        let t2_s = t2.to_str().unwrap();
-        let mut args = vec![
-            "restore",
-            "latest",
-            "--target",
-            t2_s,
-            "--skip-damaged",
-            "--verify",
-            "--json",
-        ];
+        let mut extra = vec!["--verify"];
         if let Some(b) = batch {
-            args.extend(["--batch-chunks", b]);
+            extra.extend(["--batch-chunks", b]);
         }
-        let out = sb.cairn(&args);
-        assert_eq!(
-            out.status.code(),
-            Some(3),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = restore_skipping_damage(&sb, &t2, &extra);
         let damaged = damaged_files(&v);
         assert_eq!(damaged.len(), 1, "{v}");
         // The damaged file is left out; every other file is restored exactly.
@@ -261,10 +268,7 @@ fn damaged_pack_names_files_and_skip_damaged_restores_the_rest() {
 
 #[test]
 fn delta_never_writes_through_a_hard_link() {
-    let sb = Sandbox::new();
-    let src = database(&sb, 1, 10);
-    sb.ok(&["init"]);
-    sb.backup(&[], &[&src]);
+    let (sb, src) = backed_up_database(1, 10);
     let outside = sb.path("outside-file");
     std::fs::write(&outside, b"precious, elsewhere").unwrap();
     let t = sb.path("t");
@@ -337,18 +341,7 @@ fn small_batches_cut_files_and_restore_them_exactly() {
     bytes[at] ^= 0xff;
     std::fs::write(pack, bytes).unwrap();
     let t2 = sb.path("t2");
-    let out = sb.cairn(&[
-        "restore",
-        "latest",
-        "--target",
-        t2.to_str().unwrap(),
-        "--skip-damaged",
-        "--json",
-        small[0],
-        small[1],
-    ]);
-    assert_eq!(out.status.code(), Some(3));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = restore_skipping_damage(&sb, &t2, &small);
     let damaged = damaged_files(&v);
     assert!(!damaged.is_empty(), "{v}");
     for db in ["db1", "db2"] {
@@ -381,16 +374,7 @@ fn a_truncated_pack_costs_only_the_files_in_its_lost_tail() {
         .set_len(len * 6 / 10)
         .unwrap();
     let t = sb.path("t");
-    let out = sb.cairn(&[
-        "restore",
-        "latest",
-        "--target",
-        t.to_str().unwrap(),
-        "--skip-damaged",
-        "--json",
-    ]);
-    assert_eq!(out.status.code(), Some(3));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = restore_skipping_damage(&sb, &t, &[]);
     let damaged = damaged_files(&v);
     // The 1 MiB pack holds all twelve 96 KB files; only those with chunks in the lost 40% go.
     assert!(!damaged.is_empty() && damaged.len() <= 7, "{v}");
@@ -458,10 +442,7 @@ fn new_files_of_scattered_chunks_restore_exactly_and_sparse() {
 
 #[test]
 fn delta_keeps_a_directory_in_the_way_unless_delete() {
-    let sb = Sandbox::new();
-    let src = database(&sb, 2, 10);
-    sb.ok(&["init"]);
-    sb.backup(&[], &[&src]);
+    let (sb, src) = backed_up_database(2, 10);
     let t = sb.path("t");
     let t_s = t.to_str().unwrap();
     restore_json(&sb, &["latest", "--target", t_s]);
@@ -536,21 +517,7 @@ fn damaged_tree_names_its_directory_and_skip_damaged_restores_the_rest() {
         "{line}"
     );
     let t2 = sb.path("t2");
-    let out = sb.cairn(&[
-        "restore",
-        "latest",
-        "--target",
-        t2.to_str().unwrap(),
-        "--skip-damaged",
-        "--json",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = restore_skipping_damage(&sb, &t2, &[]);
     assert_eq!(damaged_files(&v), ["lost/ (the whole directory)"], "{v}");
     assert_eq!(v["files_restored"], 1, "{v}");
     assert_eq!(
