@@ -161,7 +161,25 @@ impl Globals {
     }
 }
 
+/// True for `cairn … pg fetch-wal …`, PostgreSQL's restore_command.
+fn fetching_wal() -> bool {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    args.iter()
+        .position(|a| a == "pg")
+        .is_some_and(|pg| args[pg..].iter().any(|a| a == "fetch-wal"))
+}
+
 fn main() -> ExitCode {
+    let fetching = fetching_wal();
+    if fetching {
+        // PostgreSQL takes any status up to 125 from it for "not archived", and may end
+        // recovery there, early: not even a panic may exit that way.
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            default(info);
+            std::process::exit(commands::pg::FETCH_FAILED);
+        }));
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -180,7 +198,11 @@ fn main() -> ExitCode {
             let message = message.join(" ");
             let message = message.strip_prefix("error: ").unwrap_or(&message);
             errln!("error: {message}; see `cairn help`");
-            return ExitCode::from(2);
+            return ExitCode::from(if fetching {
+                commands::pg::FETCH_FAILED as u8
+            } else {
+                2
+            });
         }
     };
     let globals = Globals {

@@ -450,6 +450,11 @@ pub fn pg_restore(
             opts.target.display()
         )));
     }
+    // A target that does not parse is refused before anything is chosen or written (a typo
+    // must not read as "no base backup fits", nor fail after the whole restore).
+    if let PgTarget::Lsn(l) = &opts.until {
+        parse_lsn(l)?;
+    }
     let all = repo.snapshots()?;
     let names = wal_names(repo)?;
     let bases: Vec<(Id, Snapshot)> = all.into_iter().filter(|(_, s)| s.pg.is_some()).collect();
@@ -477,7 +482,12 @@ pub fn pg_restore(
     // PostgreSQL refuses a data directory others may read.
     set_mode(&opts.target, 0o700)?;
     let auto = opts.target.join("postgresql.auto.conf");
-    let old = std::fs::read_to_string(&auto).unwrap_or_default();
+    // Absent is empty; unreadable (or not UTF-8) must not become empty, losing its settings.
+    let old = match std::fs::read_to_string(&auto) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io("cannot read", &auto, e)),
+    };
     // Recovery settings left by an earlier restore of the backed-up cluster would add a second
     // target (which PostgreSQL refuses) or a stale one: they are commented out.
     let mut conf: String = old
@@ -492,7 +502,11 @@ pub fn pg_restore(
         })
         .collect();
     conf += &recovery_settings(&id, &pg, &opts.until, &opts.restore_command)?;
-    std::fs::write(&auto, conf).map_err(|e| Error::io("cannot write", &auto, e))?;
+    // Written aside and renamed over it (synced with the rest at the end): a failed write
+    // leaves the restored file as it was.
+    let fresh = opts.target.join("postgresql.auto.conf.cairn-new");
+    std::fs::write(&fresh, conf).map_err(|e| Error::io("cannot write", &fresh, e))?;
+    std::fs::rename(&fresh, &auto).map_err(|e| Error::io("cannot replace", &auto, e))?;
     let signal = opts.target.join("recovery.signal");
     std::fs::write(&signal, b"").map_err(|e| Error::io("cannot write", &signal, e))?;
     let mut made = vec![auto, signal];

@@ -233,6 +233,36 @@ fn a_damaged_snapshot_stops_no_backup_and_can_be_deleted() {
 }
 
 #[test]
+fn pg_commands_fail_as_postgresql_needs() {
+    let (sb, _) = small_repo();
+    let seg = sb.path("seg");
+    // As restore_command, any status up to 125 reads as "not archived" and may end recovery
+    // early: a command line fetch-wal cannot parse is a failure (200), as for other commands
+    // a usage error (2).
+    let out = sb.cairn(&[
+        "pg",
+        "fetch-wal",
+        "--no-such-flag",
+        "000000010000000000000001",
+        seg.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(200), "{out:?}");
+    assert_eq!(sb.cairn(&["list", "--no-such-flag"]).status.code(), Some(2));
+    // A malformed target is refused before anything is chosen or restored.
+    let t = sb.path("pgdata");
+    let line = sb.fails(&[
+        "pg",
+        "restore",
+        "--lsn",
+        "0/XYZ",
+        "--target",
+        t.to_str().unwrap(),
+    ]);
+    assert!(line.contains("is not an LSN"), "{line}");
+    assert!(!t.exists());
+}
+
+#[test]
 fn malformed_config() {
     let (sb, _) = small_repo();
     std::fs::write(sb.repo().join("config"), b"{\"version\": 7}").unwrap();

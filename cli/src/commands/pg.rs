@@ -99,7 +99,7 @@ struct RestoreArgs {
 
 /// The exit status of a `fetch-wal` that failed for another reason than the file not being
 /// archived: above 125, so that PostgreSQL stops recovery rather than end it early.
-const FETCH_FAILED: i32 = 200;
+pub const FETCH_FAILED: i32 = 200;
 
 pub fn run(g: &Globals, a: Args) -> Result<i32> {
     match a.command {
@@ -251,10 +251,12 @@ fn fetch_command(g: &Globals) -> Result<String> {
     let exe = std::env::current_exe().context("cannot find the cairn executable")?;
     let mut cmd = quote(&exe.display().to_string());
     cmd += &format!(" --repo {}", quote(&g.location()?.to_string()));
-    cmd += &format!(
-        " --cache-dir {}",
-        quote(&g.cache_dir().display().to_string())
-    );
+    // Only if given: this user's default cache (root's, for a restore run as root) is not
+    // the server user's to open; without one, the server user's own default is used.
+    if let Some(dir) = &g.cache_dir {
+        let abs = std::path::absolute(dir).context("cannot resolve --cache-dir")?;
+        cmd += &format!(" --cache-dir {}", quote(&abs.display().to_string()));
+    }
     if let Some(c) = &g.config {
         let abs = std::path::absolute(c).context("cannot resolve --config")?;
         cmd += &format!(" --config {}", quote(&abs.display().to_string()));
