@@ -506,6 +506,9 @@ pub fn pg_restore(
     // leaves the restored file as it was.
     let fresh = opts.target.join("postgresql.auto.conf.cairn-new");
     std::fs::write(&fresh, conf).map_err(|e| Error::io("cannot write", &fresh, e))?;
+    // With the mode PostgreSQL gave the file it replaces (its owner is set below).
+    let mode = std::fs::metadata(&auto).map_or(0o600, |m| m.mode() & 0o7777);
+    set_mode(&fresh, mode)?;
     std::fs::rename(&fresh, &auto).map_err(|e| Error::io("cannot replace", &auto, e))?;
     let signal = opts.target.join("recovery.signal");
     std::fs::write(&signal, b"").map_err(|e| Error::io("cannot write", &signal, e))?;
