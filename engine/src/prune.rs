@@ -93,6 +93,8 @@ pub struct PruneReport {
     pub index_files_written: u64,
     /// See `index_files_written`.
     pub index_files_deleted: u64,
+    /// Files left in `tmp/` by writes that failed or were killed (local disks), removed.
+    pub tmp_files_deleted: u64,
     /// Seconds it took.
     pub duration_s: f64,
 }
@@ -352,6 +354,13 @@ pub fn prune(
         .map(|id| store.delete(&pack_path(id)))
         .collect::<Result<Vec<()>>>()?;
 
+    // 5. What failed or killed writes left in tmp/ (a full disk leaves one file per retry).
+    // Nothing writes there under the exclusive lock but `policy`, which takes no lock and is
+    // done in a moment: only files an hour old go.
+    if let Some(root) = store.location().local_path() {
+        report.tmp_files_deleted = remove_old_files(&root.join("tmp"), STALE_TMP)?;
+    }
+
     report.bytes_after = repo.list_packs()?.0.values().sum::<u64>()
         + store
             .list("index/")?
@@ -360,6 +369,35 @@ pub fn prune(
             .sum::<u64>();
     report.duration_s = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// A file in `tmp/` this old belongs to a write that is over.
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// Removes the files directly in `dir` last modified more than `age` ago; returns how many.
+fn remove_old_files(dir: &std::path::Path, age: std::time::Duration) -> Result<u64> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("cannot list", dir, e)),
+    };
+    let mut removed = 0;
+    for e in entries {
+        let e = e.map_err(|e| Error::io("cannot list", dir, e))?;
+        let old = e
+            .metadata()
+            .ok()
+            .filter(std::fs::Metadata::is_file)
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|elapsed| elapsed > age);
+        if old {
+            let p = e.path();
+            std::fs::remove_file(&p).map_err(|err| Error::io("cannot remove", &p, err))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Copies the blobs `keep` (positions in `record`) of one pack into the packer, verifying each.
@@ -406,5 +444,28 @@ fn estimate_after(
 fn refuse(e: Error) -> Error {
     Error::PruneRefused {
         source: Box::new(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_old_leftovers_in_tmp_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old");
+        let new = dir.path().join("new");
+        std::fs::write(&old, b"a failed write").unwrap();
+        std::fs::write(&new, b"a write going on").unwrap();
+        let two_hours_ago =
+            filetime::FileTime::from_unix_time(filetime::FileTime::now().unix_seconds() - 7200, 0);
+        filetime::set_file_mtime(&old, two_hours_ago).unwrap();
+        assert_eq!(remove_old_files(dir.path(), STALE_TMP).unwrap(), 1);
+        assert!(!old.exists() && new.exists());
+        assert_eq!(
+            remove_old_files(&dir.path().join("absent"), STALE_TMP).unwrap(),
+            0
+        );
     }
 }
