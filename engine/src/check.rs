@@ -1120,17 +1120,19 @@ impl Found {
         if entry.0.len() < MAX_FILES_NAMED {
             entry.0.push(path);
         } else {
-            entry.1 += 1;
+            entry.1 = entry.1.saturating_add(1);
         }
     }
 
-    /// Adds what the subtree `name` reaches.
+    /// Adds what the subtree `name` reaches. (Counts saturate: a hostile repository can name
+    /// a file by more than 2^64 paths.)
     fn add_dir(&mut self, name: &str, sub: &Found) {
         for (problem, (paths, more)) in &sub.0 {
             for p in paths {
                 self.add(*problem, format!("{name}/{p}"));
             }
-            self.0.entry(*problem).or_default().1 += more;
+            let entry = self.0.entry(*problem).or_default();
+            entry.1 = entry.1.saturating_add(*more);
         }
     }
 }

@@ -46,14 +46,9 @@ pub fn delete_snapshots(repo: &mut Repository, specs: &[String]) -> Result<Vec<I
     let (all, damaged) = repo.snapshots_and_damaged()?;
     let mut ids = Vec::new();
     for spec in specs {
-        let id = match crate::repository::resolve_in(all.clone(), spec) {
-            Ok((id, _)) => id,
-            Err(Error::SnapshotNotFound(_))
-                if let Some(id) = damaged_by_prefix(&damaged, spec)? =>
-            {
-                id
-            }
-            Err(e) => return Err(e),
+        let id = match damaged_by_prefix(&all, &damaged, spec)? {
+            Some(id) => id,
+            None => crate::repository::resolve_in(all.clone(), spec)?.0,
         };
         if !ids.contains(&id) {
             ids.push(id);
@@ -65,23 +60,31 @@ pub fn delete_snapshots(repo: &mut Repository, specs: &[String]) -> Result<Vec<I
     Ok(ids)
 }
 
-/// The one damaged snapshot whose id starts with `spec` (hex), if any.
-fn damaged_by_prefix(damaged: &[(Id, Error)], spec: &str) -> Result<Option<Id>> {
-    let lower = spec.to_ascii_lowercase();
+/// The damaged snapshot whose id starts with `spec` (hex), if it is the only snapshot,
+/// readable (`all`) or damaged, that does.
+fn damaged_by_prefix(
+    all: &[(Id, crate::snapshot::Snapshot)],
+    damaged: &[(Id, Error)],
+    spec: &str,
+) -> Result<Option<Id>> {
     if spec.is_empty() || !spec.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(None);
     }
-    let hits: Vec<Id> = damaged
-        .iter()
-        .map(|(id, _)| *id)
-        .filter(|id| id.to_hex().starts_with(&lower))
-        .collect();
-    match hits.as_slice() {
-        [] => Ok(None),
-        [id] => Ok(Some(*id)),
+    let lower = spec.to_ascii_lowercase();
+    let matching = |id: &Id| id.to_hex().starts_with(&lower);
+    let hits: Vec<Id> = damaged.iter().map(|(id, _)| *id).filter(matching).collect();
+    let readable: Vec<Id> = all.iter().map(|(id, _)| *id).filter(matching).collect();
+    match (hits.as_slice(), readable.is_empty()) {
+        ([], _) => Ok(None),
+        ([id], true) => Ok(Some(*id)),
         _ => Err(Error::AmbiguousSnapshot {
             prefix: spec.into(),
-            candidates: hits.iter().map(Id::short).collect::<Vec<_>>().join(", "),
+            candidates: hits
+                .iter()
+                .chain(&readable)
+                .map(Id::short)
+                .collect::<Vec<_>>()
+                .join(", "),
         }),
     }
 }

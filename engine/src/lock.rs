@@ -216,8 +216,10 @@ impl Held {
 
     /// Rewrites the lock file with the time now. `Ok(false)` if it is gone: another command
     /// judged it stale and removed it, and writing it again would claim what may be taken.
+    /// So is a lock whose last refresh is [`CONFIRM_AGE`] old: another command may be about to
+    /// remove it, between this read and this write, and rely on its holder being gone.
     fn refresh(&self) -> Result<bool> {
-        if self.store.read_opt(&self.path)?.is_none() {
+        if self.age() >= CONFIRM_AGE.as_secs() || self.store.read_opt(&self.path)?.is_none() {
             return Ok(false);
         }
         let now = unix_now();
@@ -445,10 +447,13 @@ mod tests {
             .refreshed_at
             .store(now - CONFIRM_AGE.as_secs(), Ordering::SeqCst);
         assert!(matches!(lock.confirm(), Err(Error::LockLost { .. })));
-        // A refresh that succeeds restores it.
+        // Nor is it refreshed then: a command that judged it stale may be removing it.
+        assert!(!lock.held.refresh().unwrap());
+        // Refreshed in time, it holds; removed by another command, it is lost, and a refresh
+        // does not write it back.
+        lock.held.refreshed_at.store(now, Ordering::SeqCst);
         assert!(lock.held.refresh().unwrap());
         lock.confirm().unwrap();
-        // Removed by another command: lost, and a refresh does not write it back.
         s.delete(&lock.held.path).unwrap();
         assert!(matches!(lock.confirm(), Err(Error::LockLost { .. })));
         assert!(!lock.held.refresh().unwrap());

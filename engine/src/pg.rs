@@ -483,9 +483,20 @@ pub fn pg_restore(
     set_mode(&opts.target, 0o700)?;
     let auto = opts.target.join("postgresql.auto.conf");
     // Absent is empty; unreadable (or not UTF-8) must not become empty, losing its settings.
-    let old = match std::fs::read_to_string(&auto) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+    // The restored tree is what the snapshot holds, which the database's user could shape: a
+    // symlink here is followed neither to read nor to write, and is refused.
+    let (old, mode) = match std::fs::symlink_metadata(&auto) {
+        Ok(m) if m.is_file() => (
+            std::fs::read_to_string(&auto).map_err(|e| Error::io("cannot read", &auto, e))?,
+            m.mode() & 0o7777,
+        ),
+        Ok(_) => {
+            return Err(Error::InvalidInput(format!(
+                "{} is not a regular file in the restored base backup; cairn will not write through it",
+                auto.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (String::new(), 0o600),
         Err(e) => return Err(Error::io("cannot read", &auto, e)),
     };
     // Recovery settings left by an earlier restore of the backed-up cluster would add a second
@@ -504,14 +515,12 @@ pub fn pg_restore(
     conf += &recovery_settings(&id, &pg, &opts.until, &opts.restore_command)?;
     // Written aside and renamed over it (synced with the rest at the end): a failed write
     // leaves the restored file as it was.
+    // (With the mode PostgreSQL gave the file it replaces; its owner is set below.)
     let fresh = opts.target.join("postgresql.auto.conf.cairn-new");
-    std::fs::write(&fresh, conf).map_err(|e| Error::io("cannot write", &fresh, e))?;
-    // With the mode PostgreSQL gave the file it replaces (its owner is set below).
-    let mode = std::fs::metadata(&auto).map_or(0o600, |m| m.mode() & 0o7777);
-    set_mode(&fresh, mode)?;
+    write_new(&fresh, conf.as_bytes(), mode)?;
     std::fs::rename(&fresh, &auto).map_err(|e| Error::io("cannot replace", &auto, e))?;
     let signal = opts.target.join("recovery.signal");
-    std::fs::write(&signal, b"").map_err(|e| Error::io("cannot write", &signal, e))?;
+    write_new(&signal, b"", 0o600)?;
     let mut made = vec![auto, signal];
     for dir in ["pg_wal", "pg_wal/archive_status"] {
         let d = opts.target.join(dir);
@@ -524,8 +533,8 @@ pub fn pg_restore(
     let owner = std::fs::metadata(opts.target.join("PG_VERSION"))
         .map_err(|e| Error::io("cannot stat", opts.target.join("PG_VERSION"), e))?;
     made.extend(["backup_label", "tablespace_map"].map(|f| opts.target.join(f)));
-    for p in made.iter().filter(|p| p.exists()) {
-        std::os::unix::fs::chown(p, Some(owner.uid()), Some(owner.gid()))
+    for p in made.iter().filter(|p| std::fs::symlink_metadata(p).is_ok()) {
+        std::os::unix::fs::lchown(p, Some(owner.uid()), Some(owner.gid()))
             .map_err(|e| Error::io("cannot set the owner of", p, e))?;
     }
     // Without this, a crash before the server starts could lose recovery.signal, and the
@@ -629,6 +638,28 @@ fn recovery_settings(
     }
     out += &format!("recovery_target_timeline = {}\n", quote(&timeline));
     Ok(out)
+}
+
+/// Writes `bytes` to a new file at `p` with `mode`, first removing whatever is there that is
+/// not a directory, and never following a symlink: in a tree restored from a snapshot, one
+/// could lead a restore run as root anywhere.
+fn write_new(p: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if std::fs::symlink_metadata(p).is_ok_and(|m| !m.is_dir()) {
+        std::fs::remove_file(p).map_err(|e| Error::io("cannot remove", p, e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .mode(0o600)
+        .open(p)
+        .map_err(|e| Error::io("cannot create", p, e))?;
+    f.write_all(bytes)
+        .map_err(|e| Error::io("cannot write", p, e))?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(|e| Error::io("cannot set the mode of", p, e))
 }
 
 fn set_mode(p: &Path, mode: u32) -> Result<()> {
@@ -835,6 +866,21 @@ pub(crate) fn wal_records(repo: &Repository) -> Result<Vec<WalRecord>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_written_into_a_restored_tree_never_follow_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"kept").unwrap();
+        let planted = dir.path().join("recovery.signal");
+        std::os::unix::fs::symlink(&outside, &planted).unwrap();
+        write_new(&planted, b"", 0o600).unwrap();
+        assert_eq!(std::fs::read(&outside).unwrap(), b"kept");
+        let m = std::fs::symlink_metadata(&planted).unwrap();
+        assert!(m.is_file());
+        assert_eq!(m.permissions().mode() & 0o7777, 0o600);
+    }
 
     #[test]
     fn recovery_settings_name_one_target_and_quote_values() {

@@ -229,7 +229,15 @@ fn a_damaged_snapshot_stops_no_backup_and_can_be_deleted() {
     assert!(sb.fails(&["list"]).contains("damaged"));
     sb.ok(&["delete", &id[..10]]);
     assert!(!snap.exists());
-    assert_eq!(sb.ok(&["list", "--json"]).matches("\"id\"").count(), 1);
+    let listed = sb.ok(&["list", "--json"]);
+    assert_eq!(listed.matches("\"id\"").count(), 1);
+    // A prefix that a readable and a damaged snapshot share names neither.
+    let readable = crate::common::files_under(&sb.repo().join("snapshots")).remove(0);
+    let name = readable.file_name().unwrap().to_str().unwrap().to_string();
+    let twin = readable.with_file_name(format!("{}{}", &name[..10], "0".repeat(54)));
+    std::fs::write(&twin, b"not a snapshot").unwrap();
+    assert!(sb.fails(&["delete", &name[..10]]).contains("ambiguous"));
+    assert!(readable.exists() && twin.exists());
 }
 
 #[test]

@@ -199,20 +199,17 @@ pub fn backup_with(
     };
     let stdin_mode = matches!(sources, Sources::Stdin(..));
 
+    // One damaged snapshot must not stop every backup: it cannot be a parent.
+    let (readable, damaged) = repo.snapshots_and_damaged()?;
+    for (id, e) in damaged {
+        progress.warn(&format!(
+            "snapshot {} is not considered as a parent: {e}",
+            id.short()
+        ));
+    }
     let parent = match &opts.parent {
-        Some(spec) => Some(repo.resolve(spec)?),
-        None => repo
-            .snapshots_and_damaged()
-            .map(|(ok, damaged)| {
-                // One damaged snapshot must not stop every backup: it cannot be a parent.
-                for (id, e) in damaged {
-                    progress.warn(&format!(
-                        "snapshot {} is not considered as a parent: {e}",
-                        id.short()
-                    ));
-                }
-                ok
-            })?
+        Some(spec) => Some(crate::repository::resolve_in(readable, spec)?),
+        None => readable
             .into_iter()
             .rev()
             .find(|(_, s)| s.hostname == hostname && s.paths == paths && s.stdin == stdin_mode),

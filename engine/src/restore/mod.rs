@@ -1107,15 +1107,36 @@ pub(super) fn make_way(p: &Path, wanted: &'static str, delete: bool) -> Result<(
     }
 }
 
+/// True if the directory `p` (metadata `m`) is where something is mounted: on another device
+/// than `dev`, or (a bind mount of the same filesystem) the root of a mount, as the kernel
+/// reports it where it can (Linux 5.8 on).
+fn is_mount_point(p: &Path, m: &fs::Metadata, dev: u64) -> bool {
+    use rustix::fs::{AtFlags, CWD, StatxAttributes, StatxFlags, statx};
+    m.dev() != dev
+        || statx(
+            CWD,
+            p,
+            AtFlags::NO_AUTOMOUNT | AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::empty(),
+        )
+        .is_ok_and(|s| {
+            s.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT)
+                && s.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)
+        })
+}
+
 /// Fails if the directory tree at `dir` (with metadata `m`) is, or holds, a mount point:
 /// removing it would delete another filesystem's files (a WAL disk mounted inside a copy).
 fn refuse_mount_points(dir: &Path, m: &fs::Metadata) -> Result<()> {
     let dev = m.dev();
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-        let pm = fs::symlink_metadata(parent).map_err(|e| Error::io("cannot use", parent, e))?;
-        if pm.dev() != dev {
-            return Err(Error::MountPointInTheWay(dir.to_path_buf()));
-        }
+    let parent_dev = match dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(parent) => fs::symlink_metadata(parent)
+            .map_err(|e| Error::io("cannot use", parent, e))?
+            .dev(),
+        None => dev,
+    };
+    if is_mount_point(dir, m, parent_dev) {
+        return Err(Error::MountPointInTheWay(dir.to_path_buf()));
     }
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -1129,7 +1150,7 @@ fn refuse_mount_points(dir: &Path, m: &fs::Metadata) -> Result<()> {
                 let path = e.path();
                 let em =
                     fs::symlink_metadata(&path).map_err(|e| Error::io("cannot use", &path, e))?;
-                if em.dev() != dev {
+                if is_mount_point(&path, &em, dev) {
                     return Err(Error::MountPointInTheWay(path));
                 }
                 stack.push(path);
