@@ -19,6 +19,7 @@
 //! connection close and ends the backup itself, and no snapshot was written.
 
 use std::collections::{BTreeMap, HashSet};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -215,7 +216,8 @@ pub fn fetch_wal(repo: &mut Repository, name: &str, dest: &Path) -> Result<bool>
     };
     let dir = dest.parent().filter(|p| !p.as_os_str().is_empty());
     let dir = dir.unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".cairn-fetch-{}", Id::random().short()));
+    remove_stale_fetches(dir);
+    let tmp = dir.join(format!("{FETCH_PREFIX}{}", Id::random().short()));
     let result = (|| {
         let opts = RestoreOptions {
             target: tmp.clone(),
@@ -242,6 +244,33 @@ pub fn fetch_wal(repo: &mut Repository, name: &str, dest: &Path) -> Result<bool>
     })();
     let _ = std::fs::remove_dir_all(&tmp);
     result.map(|()| true)
+}
+
+/// The name of the directory a fetch restores into, beside its destination, before the rename.
+const FETCH_PREFIX: &str = ".cairn-fetch-";
+
+/// Removes what fetches killed midway left in `dir` (pg_wal), an hour on: PostgreSQL runs one
+/// fetch at a time, and a fetch takes seconds. Best effort: what cannot go stays.
+fn remove_stale_fetches(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let stale = e
+            .file_name()
+            .as_bytes()
+            .starts_with(FETCH_PREFIX.as_bytes())
+            && std::fs::symlink_metadata(e.path()).is_ok_and(|m| {
+                m.is_dir()
+                    && m.modified()
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > std::time::Duration::from_secs(3600))
+            });
+        if stale {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 /// A snapshot-shaped view of a WAL record, for the restore machinery.
@@ -866,6 +895,25 @@ pub(crate) fn wal_records(repo: &Repository) -> Result<Vec<WalRecord>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fetches_killed_midway_are_cleared_an_hour_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let two_hours_ago =
+            filetime::FileTime::from_unix_time(filetime::FileTime::now().unix_seconds() - 7200, 0);
+        let old = dir.path().join(format!("{FETCH_PREFIX}old"));
+        let new = dir.path().join(format!("{FETCH_PREFIX}new"));
+        let segment = dir.path().join("000000010000000000000001");
+        std::fs::create_dir_all(old.join("x")).unwrap();
+        std::fs::create_dir(&new).unwrap();
+        std::fs::write(&segment, b"wal").unwrap();
+        for p in [&old, &segment] {
+            filetime::set_file_mtime(p, two_hours_ago).unwrap();
+        }
+        remove_stale_fetches(dir.path());
+        assert!(!old.exists());
+        assert!(new.exists() && segment.exists());
+    }
 
     #[test]
     fn files_written_into_a_restored_tree_never_follow_a_symlink() {
