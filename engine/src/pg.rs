@@ -261,11 +261,7 @@ fn remove_stale_fetches(dir: &Path) {
             .as_bytes()
             .starts_with(FETCH_PREFIX.as_bytes())
             && std::fs::symlink_metadata(e.path()).is_ok_and(|m| {
-                m.is_dir()
-                    && m.modified()
-                        .ok()
-                        .and_then(|t| t.elapsed().ok())
-                        .is_some_and(|age| age > std::time::Duration::from_secs(3600))
+                m.is_dir() && crate::prune::modified_before(&m, crate::prune::STALE_TMP)
             });
         if stale {
             let _ = std::fs::remove_dir_all(e.path());

@@ -371,8 +371,17 @@ pub fn prune(
     Ok(report)
 }
 
-/// A file in `tmp/` this old belongs to a write that is over.
-const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+/// A leftover of a write (in `tmp/`, or a WAL fetch's directory) this old belongs to a write
+/// that is over.
+pub(crate) const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(60 * 60);
+
+/// True if `m` was last modified more than `age` ago.
+pub(crate) fn modified_before(m: &std::fs::Metadata, age: std::time::Duration) -> bool {
+    m.modified()
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|elapsed| elapsed > age)
+}
 
 /// Removes the files directly in `dir` last modified more than `age` ago; returns how many.
 fn remove_old_files(dir: &std::path::Path, age: std::time::Duration) -> Result<u64> {
@@ -386,11 +395,7 @@ fn remove_old_files(dir: &std::path::Path, age: std::time::Duration) -> Result<u
         let e = e.map_err(|e| Error::io("cannot list", dir, e))?;
         let old = e
             .metadata()
-            .ok()
-            .filter(std::fs::Metadata::is_file)
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|elapsed| elapsed > age);
+            .is_ok_and(|m| m.is_file() && modified_before(&m, age));
         if old {
             let p = e.path();
             std::fs::remove_file(&p).map_err(|err| Error::io("cannot remove", &p, err))?;
