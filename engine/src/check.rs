@@ -36,15 +36,15 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{Fingerprint, PackRecord, id_from_path, load_index_file, pack_path};
+use crate::index_file::PackRecord;
+use crate::manifest::MAX_TREE_DEPTH;
 use crate::manifest::{Content, NodeKind, Tree, decode_list};
 use crate::pack::{
-    BLOB_HEADER_LEN, BlobEntry, BlobKind, PREAMBLE_LEN, TRAILER_LEN, check_blob_header,
-    check_preamble, decode_directory, decode_trailer, verify_blob,
+    BlobEntry, BlobKind, PREAMBLE_LEN, TRAILER_LEN, check_preamble, decode_directory,
+    decode_trailer,
 };
 use crate::progress::Progress;
-use crate::repository::Repository;
-use crate::restore::MAX_TREE_DEPTH;
+use crate::repo::{Fingerprint, Kind, Object, Repository, load_index_file};
 use crate::snapshot::Snapshot;
 
 /// Bytes read from a pack at a time when verifying it.
@@ -249,7 +249,7 @@ impl Findings {
     }
 
     fn pack(&mut self, id: Id, kind: &'static str, detail: String) {
-        let i = self.error(kind, pack_path(&id), detail);
+        let i = self.error(kind, Object::Pack(id).path(), detail);
         self.packs.entry(id).or_default().push(i);
     }
 
@@ -272,7 +272,7 @@ pub fn check(
 ) -> Result<CheckReport> {
     let started = Instant::now();
     // Held to the end: prune cannot delete what is being checked.
-    let _lock = repo.lock(crate::lock::LockKind::Shared, "check")?;
+    let _lock = repo.lock(crate::lock_file::LockKind::Shared, "check")?;
     let mut f = Findings::default();
     let mut stats = CheckStats::default();
 
@@ -287,7 +287,7 @@ pub fn check(
         for spec in &opts.snapshots {
             // Resolved among the snapshots that could be read: a damaged one is reported,
             // not a reason to stop.
-            let (id, _) = crate::repository::resolve_in(snapshots.clone(), spec)?;
+            let (id, _) = crate::repo::resolve_in(snapshots.clone(), spec)?;
             if let Some(s) = snapshots.iter().find(|(i, _)| *i == id) {
                 chosen.push(s.clone());
             }
@@ -348,7 +348,7 @@ pub fn check(
     for id in unreferenced {
         f.warn(
             "unreferenced-pack",
-            pack_path(id),
+            Object::Pack(*id).path(),
             "no index file lists this pack (left by an interrupted backup; prune reclaims it)"
                 .into(),
         );
@@ -426,7 +426,12 @@ pub fn check(
                 blob.id,
                 Some(*id),
                 "blob",
-                format!("{} {} in {}", blob.kind.name(), blob.id, pack_path(id)),
+                format!(
+                    "{} {} in {}",
+                    blob.kind.name(),
+                    blob.id,
+                    Object::Pack(*id).path()
+                ),
                 detail,
             );
         }
@@ -487,27 +492,27 @@ struct IndexFiles {
 }
 
 fn load_index_files(repo: &Repository, f: &mut Findings) -> Result<IndexFiles> {
-    let store = repo.store();
-    let mut ids: Vec<Id> = Vec::new();
-    for path in store.list("index/")? {
-        match id_from_path(&path) {
-            Some(id) => ids.push(id),
-            None => f.warn(
-                "stray-file",
-                path,
-                "not a cairn index file name; ignored".into(),
-            ),
-        }
+    let objects = repo.objects();
+    let listing = objects.list(Kind::Index)?;
+    for path in listing.stray {
+        f.warn(
+            "stray-file",
+            path,
+            "not a cairn index file name; ignored".into(),
+        );
     }
+    let mut ids: Vec<Id> = listing.objects.iter().filter_map(Object::id).collect();
     ids.sort();
     let mut summaries: HashMap<Id, PackSummary> = HashMap::new();
     let mut expected = Fingerprint::default();
     let mut readable: HashSet<Id> = HashSet::new();
     for group in ids.chunks(64) {
-        let loaded: Vec<(Id, Result<Vec<PackRecord>>)> = group
-            .par_iter()
-            .map(|id| (*id, load_index_file(store, id)))
-            .collect();
+        let loaded: Vec<(Id, Result<Vec<PackRecord>>)> = objects.with_parallel_reads(|| {
+            group
+                .par_iter()
+                .map(|id| (*id, load_index_file(objects, id)))
+                .collect()
+        });
         for (id, res) in loaded {
             match res {
                 Ok(packs) => {
@@ -547,7 +552,7 @@ fn load_index_files(repo: &Repository, f: &mut Findings) -> Result<IndexFiles> {
                 }
                 Err(e @ Error::Storage { .. }) => return Err(e),
                 Err(e) => {
-                    f.error("index-file", format!("index/{id}"), short_error(&e));
+                    f.error("index-file", Object::Index(id).path(), short_error(&e));
                 }
             }
         }
@@ -572,7 +577,7 @@ fn verify_cache(repo: &Repository, files: &IndexFiles) -> Result<()> {
         let loaded: Vec<(Id, Result<Vec<PackRecord>>)> = group
             .par_iter()
             .filter(|id| files.readable.contains(*id))
-            .map(|id| (*id, load_index_file(repo.store(), id)))
+            .map(|id| (*id, load_index_file(repo.objects(), id)))
             .collect();
         for (id, res) in loaded {
             repo.index().absorb(&id, &res?)?;
@@ -608,15 +613,12 @@ fn check_wal(
     snapshots: &[(Id, Snapshot)],
     f: &mut Findings,
 ) -> Result<Vec<crate::wal::WalRecord>> {
-    let mut names = crate::pg::wal_names(repo)?;
+    let mut names = crate::repo::wal_names(repo)?;
     let mut records = Vec::new();
     let mut gone = HashSet::new();
     for name in &names {
-        let path = crate::wal::wal_path(name);
-        match repo.store().read_opt(&path).and_then(|b| {
-            b.map(|b| crate::wal::WalRecord::decode(&b, name))
-                .transpose()
-        }) {
+        let path = Object::Wal(name.clone()).path();
+        match crate::repo::load_wal_record(repo, name) {
             Ok(Some(r)) => records.push(r),
             // Expired by a forget or delete since the listing (those take no lock).
             Ok(None) => {
@@ -634,13 +636,13 @@ fn check_wal(
         }
     }
     names.retain(|n| !gone.contains(n));
-    let inv = crate::pg::inventory(snapshots, &names)?;
+    let inv = crate::pitr::inventory(snapshots, &names)?;
     for b in &inv.backups {
         // A base backup forgotten since it was read takes the WAL only it needed with it.
         if !b.consistent && !snapshot_gone(repo, &b.id, f)? {
             f.error(
                 "wal-missing",
-                crate::snapshot::snapshot_path(&b.id),
+                Object::Snapshot(b.id).path(),
                 format!(
                     "PostgreSQL base backup {} needs WAL {} to {}, but the archive is not complete{}; it cannot be restored",
                     b.id.short(),
@@ -655,7 +657,7 @@ fn check_wal(
         for (from, to) in &t.gaps {
             f.warn(
                 "wal-gap",
-                format!("wal/{from}"),
+                Object::Wal(from.clone()).path(),
                 format!("WAL {from} to {to} of timeline {} is not archived: no point in time in that range can be restored", t.timeline),
             );
         }
@@ -666,11 +668,11 @@ fn check_wal(
 /// True if snapshot `id`, read a moment ago, has been forgotten or deleted since (those take
 /// no lock); says so in a warning.
 fn snapshot_gone(repo: &Repository, id: &Id, f: &mut Findings) -> Result<bool> {
-    let path = crate::snapshot::snapshot_path(id);
-    if repo.store().size(&path)?.is_some() {
+    let object = Object::Snapshot(*id);
+    if repo.objects().size(&object)?.is_some() {
         return Ok(false);
     }
-    warn_gone(f, path);
+    warn_gone(f, object.path());
     Ok(true)
 }
 
@@ -684,16 +686,16 @@ fn warn_gone(f: &mut Findings, path: String) {
 
 fn load_snapshots(repo: &Repository, f: &mut Findings) -> Result<Vec<(Id, Snapshot)>> {
     let mut out = Vec::new();
-    for path in repo.store().list("snapshots/")? {
-        let Some(id) = id_from_path(&path).filter(|id| crate::snapshot::snapshot_path(id) == path)
-        else {
-            f.warn(
-                "stray-file",
-                path,
-                "not a cairn snapshot name; ignored".into(),
-            );
-            continue;
-        };
+    let listing = repo.objects().list(Kind::Snapshot)?;
+    for path in listing.stray {
+        f.warn(
+            "stray-file",
+            path,
+            "not a cairn snapshot name; ignored".into(),
+        );
+    }
+    for id in listing.objects.iter().filter_map(Object::id) {
+        let path = Object::Snapshot(id).path();
         match repo.load_snapshot(&id) {
             Ok(s) => out.push((id, s)),
             // Forgotten or deleted since the listing (possible only if our shared lock went
@@ -710,7 +712,7 @@ fn load_snapshots(repo: &Repository, f: &mut Findings) -> Result<Vec<(Id, Snapsh
             }
         }
     }
-    crate::repository::sort_by_time(&mut out);
+    crate::repo::sort_by_time(&mut out);
     Ok(out)
 }
 
@@ -908,7 +910,7 @@ fn read_packs(
     // Index files are shared by up to 16 packs; decode each once.
     let index_files: quick_cache::sync::Cache<Id, Arc<Vec<PackRecord>>> =
         quick_cache::sync::Cache::new(64);
-    repo.store().with_parallel_reads(|| {
+    repo.objects().with_parallel_reads(|| {
         packs
             .par_iter()
             .map(|id| {
@@ -935,7 +937,7 @@ fn verify_pack(
 ) -> PackVerdict {
     let mut v = PackVerdict::default();
     let records = match index_files.get_or_insert_with(&summary.index_file, || {
-        load_index_file(repo.store(), &summary.index_file).map(Arc::new)
+        load_index_file(repo.objects(), &summary.index_file).map(Arc::new)
     }) {
         Ok(r) => r,
         Err(e) => {
@@ -971,7 +973,6 @@ fn verify_pack(
         expect = e.end();
     }
 
-    let path = pack_path(id);
     let len = summary.len;
     let mut hasher = blake3::Hasher::new();
     // Read the pack front to back in segments that end on blob boundaries, so that every
@@ -984,7 +985,7 @@ fn verify_pack(
             j += 1;
         }
         let end = entries[j - 1].end();
-        let seg = match repo.store().read_range(&path, start..end) {
+        let seg = match repo.objects().read_segment(id, start..end) {
             Ok(seg) => seg,
             Err(e) => {
                 v.pack_problems.push((
@@ -994,24 +995,21 @@ fn verify_pack(
                 return v;
             }
         };
-        hasher.update(&seg);
-        v.bytes += seg.len() as u64;
-        progress.bytes(seg.len() as u64);
+        let bytes = seg.bytes();
+        hasher.update(bytes);
+        v.bytes += bytes.len() as u64;
+        progress.bytes(bytes.len() as u64);
         if start == 0
-            && let Err(m) = check_preamble(&seg[..PREAMBLE_LEN.min(seg.len() as u64) as usize])
+            && let Err(m) = check_preamble(&bytes[..PREAMBLE_LEN.min(bytes.len() as u64) as usize])
         {
             v.pack_problems.push(("pack-header", m.0));
         }
         let results: Vec<std::result::Result<u64, String>> = entries[i..j]
             .par_iter()
             .map(|e| {
-                let at = (e.offset - start) as usize;
-                let header = &seg[at..at + BLOB_HEADER_LEN as usize];
-                let stored = &seg[at + BLOB_HEADER_LEN as usize..(e.end() - start) as usize];
-                check_blob_header(e, header)
-                    .map_err(|m| m.0)
-                    .and_then(|()| verify_blob(e, stored).map_err(|err| short_error(&err)))
+                seg.verify(e)
                     .map(u64::from)
+                    .map_err(|err| short_error(&err))
             })
             .collect();
         for (e, r) in entries[i..j].iter().zip(results) {
@@ -1026,7 +1024,7 @@ fn verify_pack(
     }
     // What follows the last blob is the directory and the trailer; they must agree with the
     // index.
-    let tail = match repo.store().read_range(&path, start..len) {
+    let tail = match repo.objects().read_pack_range(id, start..len) {
         Ok(t) => t,
         Err(e) => {
             v.pack_problems.push(("pack-size", short_error(&e)));

@@ -20,20 +20,20 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::backup::packer::Packer;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{BlobLocation, pack_path};
-use crate::lock::LockKind;
-use crate::pack::{BLOB_HEADER_LEN, BlobKind};
+use crate::index_file::BlobLocation;
+use crate::lock_file::LockKind;
+use crate::pack::{BLOB_HEADER_LEN, BlobEntry, BlobKind};
 use crate::progress::Progress;
-use crate::repository::Repository;
-use crate::snapshot::snapshot_path;
+use crate::repo::{Blob, Coalesce, Object, Packer, Repository};
 
-/// Blobs whose gap is at most this are read in one request.
-const COALESCE_GAP: u64 = 256 << 10;
-/// Largest range read at once.
-const MAX_RANGE: u64 = 8 << 20;
+/// How blobs of one source pack are read: neighbours within 256 KiB in one request, of at
+/// most 8 MiB.
+const COALESCE: Coalesce = Coalesce {
+    gap: 256 << 10,
+    max: 8 << 20,
+};
 /// Blob lookups per index query.
 const LOOKUP_BATCH: usize = 4096;
 
@@ -112,7 +112,7 @@ pub fn copy(
         let mut picked = Vec::new();
         let mut seen = HashSet::new();
         for spec in specs {
-            let (id, snap) = crate::repository::resolve_in(all.clone(), spec)?;
+            let (id, snap) = crate::repo::resolve_in(all.clone(), spec)?;
             if seen.insert(id) {
                 picked.push((id, snap));
             }
@@ -123,7 +123,7 @@ pub fn copy(
     let wal = wal_to_copy(src, dst, &chosen, specs.is_empty(), &mut report)?;
     let mut todo = Vec::new();
     for (id, snap) in chosen {
-        if dst.store().size(&snapshot_path(&id))?.is_some() {
+        if dst.objects().size(&Object::Snapshot(id))?.is_some() {
             report.snapshots_present += 1;
         } else {
             todo.push((id, snap));
@@ -177,7 +177,7 @@ pub fn copy(
     progress.total(0, total);
 
     let packer = Packer::new(dst);
-    let copied: Vec<(u64, u64)> = src.store().with_parallel_reads(|| {
+    let copied: Vec<(u64, u64)> = src.objects().with_parallel_reads(|| {
         packs
             .par_iter_mut()
             .map(|(pack, blobs)| copy_pack(src, &packer, pack, blobs, progress))
@@ -194,26 +194,18 @@ pub fn copy(
     src_lock.confirm()?;
     dst_lock.confirm()?;
     for (id, _) in &todo {
-        let bytes = src.store().read(&snapshot_path(id))?;
-        if Id::of(&bytes) != *id {
-            return Err(Error::corrupt(
-                format!("snapshot {}", id.short()),
-                "contents do not match its name",
-            ));
-        }
-        dst.store().write(&snapshot_path(id), bytes)?;
+        let bytes = src.load_snapshot_bytes(id)?;
+        dst.objects().write(&Object::Snapshot(*id), bytes)?;
         report.snapshots_copied += 1;
     }
     // And the WAL records, as the source stored them.
     for (record, bytes) in &wal {
-        let path = crate::wal::wal_path(&record.name);
-        if !dst.store().write_new(&path, bytes.clone())? {
-            let there = crate::wal::WalRecord::decode(&dst.store().read(&path)?, &record.name)?;
-            if there.digest != record.digest {
-                return Err(Error::WalConflict {
-                    name: record.name.clone(),
-                });
-            }
+        if let Some(there) = crate::repo::add_wal_record(dst, &record.name, bytes.clone())?
+            && there.digest != record.digest
+        {
+            return Err(Error::WalConflict {
+                name: record.name.clone(),
+            });
         }
         report.wal_files_copied += 1;
     }
@@ -232,26 +224,26 @@ fn wal_to_copy(
     everything: bool,
     report: &mut CopyReport,
 ) -> Result<Vec<(crate::wal::WalRecord, Vec<u8>)>> {
-    let names = crate::pg::wal_names(src)?;
+    let names = crate::repo::wal_names(src)?;
     let names = if everything {
         names
     } else {
-        crate::pg::wal_needed(chosen, &names)
+        crate::pitr::wal_needed(chosen, &names)
     };
-    let there: HashSet<String> = crate::pg::wal_names(dst)?.into_iter().collect();
+    let there: HashSet<String> = crate::repo::wal_names(dst)?.into_iter().collect();
     let mut out = Vec::new();
     for name in names {
         if there.contains(&name) {
             report.wal_files_present += 1;
             continue;
         }
-        let bytes = src.store().read(&crate::wal::wal_path(&name))?;
-        out.push((crate::wal::WalRecord::decode(&bytes, &name)?, bytes));
+        out.push(crate::repo::read_wal_record(src, &name)?);
     }
     Ok(out)
 }
 
-/// Copies `blobs` of one source pack; returns how many blobs and stored bytes it copied.
+/// Copies `blobs` of one source pack; returns how many blobs and stored bytes it copied. A
+/// damaged blob stops the copy: `check` on the source says what it affects.
 fn copy_pack(
     src: &Repository,
     packer: &Packer<'_>,
@@ -260,31 +252,17 @@ fn copy_pack(
     progress: &dyn Progress,
 ) -> Result<(u64, u64)> {
     blobs.sort_by_key(|b| b.entry.offset);
-    let path = pack_path(pack);
+    let entries: Vec<BlobEntry> = blobs.iter().map(|b| b.entry).collect();
     let (mut n, mut bytes) = (0, 0);
-    let mut i = 0;
-    while i < blobs.len() {
-        let start = blobs[i].entry.offset;
-        let mut end = blobs[i].entry.end();
-        let mut j = i + 1;
-        while j < blobs.len()
-            && blobs[j].entry.offset <= end.saturating_add(COALESCE_GAP)
-            && blobs[j].entry.end() - start <= MAX_RANGE
-        {
-            end = end.max(blobs[j].entry.end());
-            j += 1;
-        }
-        let range = src.store().read_range(&path, start..end)?;
-        for b in &blobs[i..j] {
-            let e = &b.entry;
-            let at = (e.offset - start) as usize;
-            let blob = &range[at..(e.end() - start) as usize];
-            packer.add_verified(e, blob, &format!("pack {} of the source", pack.short()))?;
+    src.objects()
+        .read_blobs(pack, &entries, COALESCE, Blob::Stored, |i, stored| {
+            let stored = stored?;
+            let len = BLOB_HEADER_LEN + stored.len() as u64;
+            packer.add_stored(&entries[i], stored)?;
             n += 1;
-            bytes += blob.len() as u64;
-            progress.bytes(blob.len() as u64);
-        }
-        i = j;
-    }
+            bytes += len;
+            progress.bytes(len);
+            Ok(())
+        })?;
     Ok((n, bytes))
 }

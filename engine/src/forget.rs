@@ -2,10 +2,9 @@
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::lock::LockKind;
+use crate::lock_file::LockKind;
 use crate::policy::{Group, RetentionPolicy, apply_policy};
-use crate::repository::Repository;
-use crate::snapshot::snapshot_path;
+use crate::repo::{Object, Repository};
 
 /// Applies `policy` (or, if `None`, the policy saved in the repository config) and, unless
 /// `dry_run`, deletes the snapshots it does not keep. Returns every snapshot's verdict.
@@ -29,7 +28,7 @@ pub fn forget(
     if !dry_run {
         for g in &groups {
             for v in g.snapshots.iter().filter(|v| !v.keep) {
-                repo.store().delete(&snapshot_path(&v.id))?;
+                repo.objects().delete(&Object::Snapshot(v.id))?;
             }
         }
     }
@@ -48,14 +47,14 @@ pub fn delete_snapshots(repo: &mut Repository, specs: &[String]) -> Result<Vec<I
     for spec in specs {
         let id = match damaged_by_prefix(&all, &damaged, spec)? {
             Some(id) => id,
-            None => crate::repository::resolve_in(all.clone(), spec)?.0,
+            None => crate::repo::resolve_in(all.clone(), spec)?.0,
         };
         if !ids.contains(&id) {
             ids.push(id);
         }
     }
     for id in &ids {
-        repo.store().delete(&snapshot_path(id))?;
+        repo.objects().delete(&Object::Snapshot(*id))?;
     }
     Ok(ids)
 }

@@ -44,16 +44,19 @@ mod config;
 mod copy;
 mod error;
 #[cfg(feature = "repository")]
+mod filter;
+#[cfg(feature = "repository")]
 mod forget;
 mod id;
-mod index;
-mod lock;
+mod index_file;
+mod lock_file;
 #[cfg(feature = "repository")]
 mod ls;
 mod manifest;
 mod pack;
 #[cfg(feature = "repository")]
 mod pg;
+mod pitr;
 mod policy;
 mod progress;
 #[cfg(feature = "repository")]
@@ -61,13 +64,12 @@ mod prune;
 #[cfg(feature = "repository")]
 mod reach;
 #[cfg(feature = "repository")]
-mod repository;
+mod repo;
 #[cfg(feature = "repository")]
 mod restore;
 mod snapshot;
 #[cfg(feature = "repository")]
 mod stats;
-mod store;
 mod wal;
 mod wire;
 
@@ -82,28 +84,33 @@ pub use error::{Error, Result};
 #[cfg(feature = "repository")]
 pub use forget::{delete_snapshots, forget};
 pub use id::Id;
-pub use lock::{Lock, LockKind};
+pub use lock_file::LockKind;
 #[cfg(feature = "repository")]
 pub use ls::walk;
 pub use manifest::{Node, NodeKind};
 #[cfg(feature = "repository")]
 pub use pg::{
-    Archived, PG_BASE_TAG, PG_EXCLUDES, PgBackupOptions, PgBaseBackup, PgConnect, PgInventory,
-    PgRestoreOptions, PgRestoreReport, PgTarget, PgTimeline, archive_wal, base_backup, expire_wal,
-    fetch_wal, load_wal_record, pg_inventory, pg_restore, wal_names,
+    Archived, PG_BASE_TAG, PG_EXCLUDES, PgBackupOptions, PgConnect, PgRestoreOptions,
+    PgRestoreReport, PgTarget, archive_wal, base_backup, expire_wal, fetch_wal, pg_inventory,
+    pg_restore,
 };
+pub use pitr::{PgBaseBackup, PgInventory, PgTimeline};
 pub use policy::{Group, RetentionPolicy, Verdict, apply_policy, parse_duration};
 pub use progress::{NoProgress, Progress};
 #[cfg(feature = "repository")]
 pub use prune::{DEFAULT_MAX_UNUSED, PruneOptions, PruneReport, prune};
 #[cfg(feature = "repository")]
-pub use repository::{DEFAULT_LOCK_WAIT, InitOptions, Repository, default_cache_dir};
+pub use repo::Lock;
+#[cfg(feature = "repository")]
+pub use repo::{
+    DEFAULT_LOCK_WAIT, InitOptions, Location, Repository, S3Location, S3Settings, Store,
+    default_cache_dir, load_wal_record, wal_names,
+};
 #[cfg(feature = "repository")]
 pub use restore::{RestoreOptions, RestoreSummary, restore};
 pub use snapshot::{PgInfo, Snapshot, Summary};
 #[cfg(feature = "repository")]
 pub use stats::{RepoStats, SnapshotStats, stats};
-pub use store::{Location, S3Location, S3Settings, Store};
 pub use wal::{WalRecord, parse_lsn, segment_name};
 
 /// Decoders of untrusted bytes and the pipeline's stages, exposed for the fuzz targets, format
@@ -112,14 +119,14 @@ pub use wal::{WalRecord, parse_lsn, segment_name};
 pub mod decode {
     pub use crate::chunker::Chunker;
     pub use crate::config::{ChunkerParams, Config, ListSplitParams};
-    #[cfg(feature = "repository")]
-    pub use crate::index::IndexCache;
-    pub use crate::index::{PackRecord, decode_index, encode_index};
-    pub use crate::lock::LockFile;
+    pub use crate::index_file::{PackRecord, decode_index, encode_index};
+    pub use crate::lock_file::LockFile;
     pub use crate::manifest::{Content, ContentRef, Tree, decode_list, encode_list};
     pub use crate::pack::{
         BlobEntry, BlobKind, Compression, PackWriter, compress, decode_pack, open_blob, verify_blob,
     };
+    #[cfg(feature = "repository")]
+    pub use crate::repo::IndexCache;
     pub use crate::snapshot::Snapshot;
     pub use crate::wal::WalRecord;
 }

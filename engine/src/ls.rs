@@ -4,7 +4,7 @@ use std::os::unix::ffi::OsStrExt;
 
 use crate::error::{Error, Result};
 use crate::manifest::{Node, NodeKind, Tree};
-use crate::repository::Repository;
+use crate::repo::Repository;
 use crate::snapshot::Snapshot;
 
 /// Calls `f` with the path (relative to the snapshot root, `/`-separated) and node of every
@@ -67,7 +67,7 @@ fn walk_tree(
         };
         f(&path, node)?;
         if let NodeKind::Dir(id) = &node.kind {
-            if path.matches('/').count() >= crate::restore::MAX_TREE_DEPTH {
+            if path.matches('/').count() >= crate::manifest::MAX_TREE_DEPTH {
                 return Err(Error::corrupt(
                     format!("snapshot path {path}"),
                     "directories nested too deep",

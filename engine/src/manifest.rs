@@ -23,6 +23,9 @@ pub const MAX_NAME_LEN: usize = 4096;
 /// Deepest list nesting written or accepted; with the default split (8 references per list)
 /// depth 32 covers 2^96 chunks, beyond any file.
 pub const MAX_DEPTH: u8 = 32;
+/// Deepest directory nesting a snapshot may have; readers refuse deeper trees as hostile
+/// (paths that deep exceed what the kernel accepts anyway).
+pub(crate) const MAX_TREE_DEPTH: usize = 2048;
 /// Smallest encoding of a tree entry (a one-byte name and the fixed-width fields); bounds the
 /// entry count a tree may claim.
 const MIN_NODE_LEN: usize = 34;

@@ -24,17 +24,14 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::backup::packer::Packer;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{
-    PackRecord, encode_index, id_from_path, index_path, load_index_file, pack_path,
-};
-use crate::lock::LockKind;
+use crate::index_file::{PackRecord, encode_index};
+use crate::lock_file::LockKind;
 use crate::pack::{BLOB_HEADER_LEN, BlobKind};
 use crate::progress::Progress;
 use crate::reach::walk_blobs;
-use crate::repository::Repository;
+use crate::repo::{Blob, Coalesce, Kind, Object, Packer, Repository, load_index_file};
 
 /// What `prune` may do.
 #[derive(Debug, Clone, Copy)]
@@ -131,7 +128,7 @@ pub fn prune(
     }
     let lock = repo.lock(LockKind::Exclusive, "prune")?;
     let repo: &Repository = repo;
-    let store = repo.store();
+    let objects = repo.objects();
     let mut report = PruneReport {
         dry_run: opts.dry_run,
         ..PruneReport::default()
@@ -146,22 +143,21 @@ pub fn prune(
         walk_blobs(repo, &snap.tree, &mut |kind, id| used.insert((kind, *id))).map_err(refuse)?;
     }
     // The archived PostgreSQL WAL is data too (forget expires what no base backup needs).
-    for record in crate::pg::wal_records(repo).map_err(refuse)? {
+    for record in crate::repo::wal_records(repo).map_err(refuse)? {
         walk_blobs(repo, &record.tree, &mut |kind, id| used.insert((kind, *id))).map_err(refuse)?;
     }
     report.blobs_used = used.len() as u64;
 
     // The index files and what they list; every one must be readable.
-    let mut index_ids: Vec<Id> = store
-        .list("index/")?
-        .iter()
-        .filter_map(|p| id_from_path(p))
-        .collect();
+    let mut index_ids: Vec<Id> = objects.list_ids(Kind::Index)?;
     index_ids.sort();
-    let loaded: Vec<(Id, Vec<PackRecord>)> = index_ids
-        .par_iter()
-        .map(|id| load_index_file(store, id).map(|p| (*id, p)))
-        .collect::<Result<_>>()
+    let loaded: Vec<(Id, Vec<PackRecord>)> = objects
+        .with_parallel_reads(|| {
+            index_ids
+                .par_iter()
+                .map(|id| load_index_file(objects, id).map(|p| (*id, p)))
+                .collect::<Result<_>>()
+        })
         .map_err(refuse)?;
     let (present, _) = repo.list_packs()?;
 
@@ -178,7 +174,7 @@ pub fn prune(
     report.bytes_before = present.values().sum::<u64>()
         + index_ids
             .iter()
-            .filter_map(|id| store.size(&index_path(id)).ok().flatten())
+            .filter_map(|id| objects.size(&Object::Index(*id)).ok().flatten())
             .sum::<u64>();
     let mut fates: BTreeMap<Id, Fate> = BTreeMap::new();
     let mut owned: HashMap<Id, Vec<usize>> = HashMap::new();
@@ -324,7 +320,7 @@ pub fn prune(
     for group in relist.chunks(PACKS_PER_INDEX) {
         let bytes = encode_index(group);
         let id = Id::of(&bytes);
-        store.write(&index_path(&id), bytes)?;
+        objects.write(&Object::Index(id), bytes)?;
         written_indexes.push(id);
         report.index_files_written += 1;
     }
@@ -336,7 +332,7 @@ pub fn prune(
     // file written above may have the very name of an obsolete one (the same packs listed the
     // same way by an earlier prune that was stopped): it stays.
     for id in obsolete.iter().filter(|id| !written_indexes.contains(id)) {
-        store.delete(&index_path(id))?;
+        objects.delete(&Object::Index(*id))?;
         report.index_files_deleted += 1;
     }
 
@@ -351,61 +347,25 @@ pub fn prune(
         .collect();
     doomed
         .par_iter()
-        .map(|id| store.delete(&pack_path(id)))
+        .map(|id| objects.delete(&Object::Pack(**id)))
         .collect::<Result<Vec<()>>>()?;
 
-    // 5. What failed or killed writes left in tmp/ (a full disk leaves one file per retry).
-    // Nothing writes there under the exclusive lock but `policy`, which takes no lock and is
-    // done in a moment: only files an hour old go.
-    if let Some(root) = store.location().local_path() {
-        report.tmp_files_deleted = remove_old_files(&root.join("tmp"), STALE_TMP)?;
-    }
+    // 5. What failed or killed writes left behind (a full disk leaves one file per retry).
+    report.tmp_files_deleted = objects.remove_stale_tmp()?;
 
     report.bytes_after = repo.list_packs()?.0.values().sum::<u64>()
-        + store
-            .list("index/")?
+        + objects
+            .list(Kind::Index)?
+            .objects
             .iter()
-            .filter_map(|p| store.size(p).ok().flatten())
+            .filter_map(|o| objects.size(o).ok().flatten())
             .sum::<u64>();
     report.duration_s = started.elapsed().as_secs_f64();
     Ok(report)
 }
 
-/// A leftover of a write (in `tmp/`, or a WAL fetch's directory) this old belongs to a write
-/// that is over.
-pub(crate) const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(60 * 60);
-
-/// True if `m` was last modified more than `age` ago.
-pub(crate) fn modified_before(m: &std::fs::Metadata, age: std::time::Duration) -> bool {
-    m.modified()
-        .ok()
-        .and_then(|t| t.elapsed().ok())
-        .is_some_and(|elapsed| elapsed > age)
-}
-
-/// Removes the files directly in `dir` last modified more than `age` ago; returns how many.
-fn remove_old_files(dir: &std::path::Path, age: std::time::Duration) -> Result<u64> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::io("cannot list", dir, e)),
-    };
-    let mut removed = 0;
-    for e in entries {
-        let e = e.map_err(|e| Error::io("cannot list", dir, e))?;
-        let old = e
-            .metadata()
-            .is_ok_and(|m| m.is_file() && modified_before(&m, age));
-        if old {
-            let p = e.path();
-            std::fs::remove_file(&p).map_err(|err| Error::io("cannot remove", &p, err))?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
-
 /// Copies the blobs `keep` (positions in `record`) of one pack into the packer, verifying each.
+/// A damaged blob stops the prune: `check` says what it affects.
 fn repack_one(
     repo: &Repository,
     packer: &Packer<'_>,
@@ -413,21 +373,18 @@ fn repack_one(
     keep: &[usize],
     progress: &dyn Progress,
 ) -> Result<()> {
-    let bytes = repo.store().read(&pack_path(&record.id))?;
-    for &i in keep {
-        let e = &record.blobs[i];
-        let at = e.offset as usize;
-        let end = e.end() as usize;
-        let blob = bytes.get(at..end).ok_or_else(|| {
-            Error::corrupt(
-                format!("pack {}", record.id.short()),
-                "shorter than its index says",
-            )
-        })?;
-        packer.add_verified(e, blob, &format!("pack {}", record.id.short()))?;
-        progress.bytes(blob.len() as u64);
-    }
-    Ok(())
+    let entries: Vec<_> = keep.iter().map(|&i| record.blobs[i]).collect();
+    // The kept blobs of one pack, read in as few requests as the pack's size allows.
+    let whole = Coalesce {
+        gap: u64::MAX,
+        max: u64::MAX,
+    };
+    repo.objects()
+        .read_blobs(&record.id, &entries, whole, Blob::Stored, |i, stored| {
+            let stored = stored?;
+            progress.bytes(BLOB_HEADER_LEN + stored.len() as u64);
+            packer.add_stored(&entries[i], stored)
+        })
 }
 
 /// Repository bytes after a prune, as a dry run can tell.
@@ -449,28 +406,5 @@ fn estimate_after(
 fn refuse(e: Error) -> Error {
     Error::PruneRefused {
         source: Box::new(e),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_old_leftovers_in_tmp_are_removed() {
-        let dir = tempfile::tempdir().unwrap();
-        let old = dir.path().join("old");
-        let new = dir.path().join("new");
-        std::fs::write(&old, b"a failed write").unwrap();
-        std::fs::write(&new, b"a write going on").unwrap();
-        let two_hours_ago =
-            filetime::FileTime::from_unix_time(filetime::FileTime::now().unix_seconds() - 7200, 0);
-        filetime::set_file_mtime(&old, two_hours_ago).unwrap();
-        assert_eq!(remove_old_files(dir.path(), STALE_TMP).unwrap(), 1);
-        assert!(!old.exists() && new.exists());
-        assert_eq!(
-            remove_old_files(&dir.path().join("absent"), STALE_TMP).unwrap(),
-            0
-        );
     }
 }

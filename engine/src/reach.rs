@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::manifest::{Content, NodeKind, decode_list};
 use crate::pack::BlobKind;
-use crate::repository::Repository;
+use crate::repo::Repository;
 
 /// Walks everything the tree `root` reaches: itself, its subtrees, their files' chunk lists
 /// and chunks. `visit(kind, id)` is called for each blob reached; for trees and lists, what it
@@ -27,7 +27,7 @@ fn tree(
     visit: &mut dyn FnMut(BlobKind, &Id) -> bool,
     depth: usize,
 ) -> Result<()> {
-    if depth > crate::restore::MAX_TREE_DEPTH {
+    if depth > crate::manifest::MAX_TREE_DEPTH {
         return Err(Error::corrupt(
             format!("tree {}", id.short()),
             "directories nested too deep",

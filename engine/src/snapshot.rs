@@ -136,11 +136,6 @@ impl Snapshot {
     }
 }
 
-/// Storage path of a snapshot.
-pub fn snapshot_path(id: &Id) -> String {
-    format!("snapshots/{id}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,10 +14,9 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::Id;
-use crate::index::{id_from_path, load_index_file};
 use crate::pack::{BLOB_HEADER_LEN, BlobKind};
 use crate::reach::walk_blobs;
-use crate::repository::Repository;
+use crate::repo::{Kind, Repository, load_index_file};
 
 /// One snapshot's figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -66,11 +65,11 @@ const SHARED: u32 = u32::MAX;
 
 /// Computes the figures; `specs` selects the snapshots listed (all if empty).
 pub fn stats(repo: &Repository, specs: &[String]) -> Result<RepoStats> {
-    let store = repo.store();
+    let objects = repo.objects();
     let snapshots = repo.snapshots()?;
     let mut selected: Vec<usize> = Vec::new();
     for spec in specs {
-        let (id, _) = crate::repository::resolve_in(snapshots.clone(), spec)?;
+        let (id, _) = crate::repo::resolve_in(snapshots.clone(), spec)?;
         if let Some(i) = snapshots.iter().position(|(s, _)| *s == id)
             && !selected.contains(&i)
         {
@@ -128,15 +127,13 @@ pub fn stats(repo: &Repository, specs: &[String]) -> Result<RepoStats> {
     }
 
     // What is stored.
-    let index_ids: Vec<Id> = store
-        .list("index/")?
-        .iter()
-        .filter_map(|p| id_from_path(p))
-        .collect();
-    let records = index_ids
-        .par_iter()
-        .map(|id| load_index_file(store, id))
-        .collect::<Result<Vec<_>>>()?;
+    let index_ids = objects.list_ids(Kind::Index)?;
+    let records = objects.with_parallel_reads(|| {
+        index_ids
+            .par_iter()
+            .map(|id| load_index_file(objects, id))
+            .collect::<Result<Vec<_>>>()
+    })?;
     let mut seen_packs = std::collections::HashSet::new();
     let (mut packs, mut blobs, mut raw, mut blob_bytes) = (0u64, 0u64, 0u64, 0u64);
     for p in records.iter().flatten() {
@@ -150,15 +147,7 @@ pub fn stats(repo: &Repository, specs: &[String]) -> Result<RepoStats> {
             blob_bytes += BLOB_HEADER_LEN + u64::from(b.stored_len);
         }
     }
-    let mut stored = store.size("config")?.unwrap_or(0);
-    for dir in ["data/", "index/", "snapshots/"] {
-        let paths = store.list(dir)?;
-        let sizes = paths
-            .par_iter()
-            .map(|p| store.size(p))
-            .collect::<Result<Vec<_>>>()?;
-        stored += sizes.into_iter().flatten().sum::<u64>();
-    }
+    let stored = objects.stored_bytes()?;
     let logical: u64 = snapshots.iter().map(|(_, s)| s.summary.logical_bytes).sum();
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     Ok(RepoStats {

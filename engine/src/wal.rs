@@ -114,11 +114,6 @@ impl WalRecord {
     }
 }
 
-/// Storage path of a WAL record.
-pub fn wal_path(name: &str) -> String {
-    format!("wal/{name}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

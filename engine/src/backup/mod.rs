@@ -14,8 +14,6 @@
 //! index file that lists it, and every index file is written before the snapshot that needs
 //! it. A crash at any point therefore leaves at worst packs that no index lists.
 
-pub(crate) mod packer;
-
 use std::collections::HashSet;
 use std::fs::{self, File, Metadata};
 use std::io::Read;
@@ -31,14 +29,12 @@ use rayon::prelude::*;
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::lock::{Lock, LockKind};
+use crate::lock_file::LockKind;
 use crate::manifest::{Content, ContentBuilder, ContentRef, Node, NodeKind, Tree};
 use crate::pack::BlobKind;
 use crate::progress::Progress;
-use crate::repository::Repository;
-use crate::snapshot::{SNAPSHOT_VERSION, Snapshot, Summary, snapshot_path};
-
-use packer::Packer;
+use crate::repo::{Lock, Object, Packed, Packer, Repository};
+use crate::snapshot::{SNAPSHOT_VERSION, Snapshot, Summary};
 
 /// Bytes of a file read and processed as one batch.
 const SEGMENT: usize = 8 << 20;
@@ -126,7 +122,7 @@ pub(crate) fn store_stream(
     repo: &Repository,
     name: &str,
     reader: &mut (dyn Read + Send),
-) -> Result<(Id, packer::Packed)> {
+) -> Result<(Id, Packed)> {
     let run = Run::new(repo, &crate::progress::NoProgress);
     let tree = run.stdin_root(name, reader)?;
     let id = run.store_tree(tree)?;
@@ -208,7 +204,7 @@ pub fn backup_with(
         ));
     }
     let parent = match &opts.parent {
-        Some(spec) => Some(crate::repository::resolve_in(readable, spec)?),
+        Some(spec) => Some(crate::repo::resolve_in(readable, spec)?),
         None => readable
             .into_iter()
             .rev()
@@ -311,7 +307,7 @@ pub fn backup_with(
     let id = Id::of(&bytes);
     // Committing needs the lock: without it a prune may have deleted data this snapshot needs.
     lock.confirm()?;
-    repo.store().write(&snapshot_path(&id), bytes)?;
+    repo.objects().write(&Object::Snapshot(id), bytes)?;
     Ok(BackupResult { id, snapshot })
 }
 
@@ -331,7 +327,7 @@ struct Exclude {
 
 impl Exclude {
     fn new(patterns: &[String], sources: &Sources<'_>) -> Result<Exclude> {
-        let Some(set) = crate::restore::globs("--exclude", patterns)? else {
+        let Some(set) = crate::filter::globs("--exclude", patterns)? else {
             return Ok(Exclude::default());
         };
         let bases = match sources {
@@ -389,7 +385,6 @@ fn check_sources(repo: &Repository, paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         ));
     }
     let repo_dir = repo
-        .store()
         .location()
         .local_path()
         .and_then(|p| p.canonicalize().ok());
@@ -798,5 +793,45 @@ mod tests {
         });
         // By another file.
         replace(&|| fs::write(&p, b"another").unwrap());
+    }
+
+    #[test]
+    fn no_index_file_is_written_once_the_lock_is_lost() {
+        use crate::repo::{InitOptions, Location};
+        let dir = tempfile::tempdir().unwrap();
+        let location = Location::Local(dir.path().join("repo"));
+        Repository::init(&location, &InitOptions::default()).unwrap();
+        let mut repo = Repository::open(&location, &dir.path().join("cache")).unwrap();
+        let lock = repo.lock(LockKind::Shared, "backup").unwrap();
+        let store =
+            |repo: &Repository, name: &str| store_stream(repo, name, &mut &b"some bytes"[..]);
+        store(&repo, "a").unwrap();
+        let index_files = |repo: &Repository| {
+            repo.objects()
+                .list_ids(crate::repo::Kind::Index)
+                .unwrap()
+                .len()
+        };
+        assert_eq!(index_files(&repo), 1);
+        // Another command judged the lock stale and removed it (a prune may follow).
+        for l in repo
+            .objects()
+            .list(crate::repo::Kind::Lock)
+            .unwrap()
+            .objects
+        {
+            repo.objects().delete(&l).unwrap();
+        }
+        assert!(matches!(store(&repo, "b"), Err(Error::LockLost { .. })));
+        assert_eq!(
+            index_files(&repo),
+            1,
+            "an index file was written without the lock"
+        );
+        // A lock released is no longer confirmed; one taken anew is.
+        drop(lock);
+        let _lock = repo.lock(LockKind::Shared, "backup").unwrap();
+        store(&repo, "b").unwrap();
+        assert_eq!(index_files(&repo), 2);
     }
 }

@@ -42,7 +42,6 @@
 
 mod compare;
 mod plan;
-pub(crate) use plan::globs;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
@@ -59,12 +58,11 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::BlobLocation;
-use crate::index::pack_path;
+use crate::index_file::BlobLocation;
 use crate::manifest::{Node, NodeKind};
-use crate::pack::{BLOB_HEADER_LEN, BlobEntry, BlobKind, check_blob_header, open_blob};
+use crate::pack::{BlobEntry, BlobKind};
 use crate::progress::Progress;
-use crate::repository::Repository;
+use crate::repo::{Blob, Coalesce, Repository};
 use crate::snapshot::Snapshot;
 
 use plan::{Batch, FileChunk, Filter, Piece, WalkOutcome, Walker, find_path};
@@ -86,9 +84,6 @@ const COALESCE_GAP: u64 = 256 * 1024;
 /// Descriptors the restoring threads keep open between them (each thread its share; a file
 /// written around the page cache takes two): well below the usual limit of 1024 a process.
 const OPEN_FILES: usize = 256;
-/// Deepest directory nesting restored; deeper trees are refused as hostile (paths that deep
-/// exceed what the kernel accepts anyway).
-pub(crate) const MAX_TREE_DEPTH: usize = 2048;
 
 /// Stack of the thread that walks the snapshot's trees (recursively).
 const WALK_STACK: usize = 64 << 20;
@@ -177,7 +172,7 @@ pub fn restore(
 ) -> Result<RestoreSummary> {
     let started = Instant::now();
     // Held to the end: prune cannot delete packs this restore reads.
-    let _lock = repo.lock(crate::lock::LockKind::Shared, "restore")?;
+    let _lock = repo.lock(crate::lock_file::LockKind::Shared, "restore")?;
     let repo: &Repository = repo;
     let filter = Filter::new(&opts.include, &opts.exclude)?;
     if opts.delete && !opts.delta {
@@ -773,7 +768,7 @@ fn finish_batch(
         skip_damaged: opts.skip_damaged,
         damaged: &damaged,
     };
-    repo.store().with_parallel_reads(|| {
+    repo.objects().with_parallel_reads(|| {
         segments
             .par_iter()
             .map(|(pack, wanted)| ctx.restore_segment(pack, wanted))
@@ -989,7 +984,7 @@ fn resolved(p: &Path) -> PathBuf {
 }
 
 fn check_target(repo: &Repository, target: &Path, delta: bool) -> Result<()> {
-    if let Some(r) = repo.store().location().local_path() {
+    if let Some(r) = repo.location().local_path() {
         let (r, t) = (resolved(r), resolved(target));
         // Restoring into the repository would mix restored files into it; with --delta, a
         // target that holds the repository could have it replaced or deleted.
@@ -1242,53 +1237,22 @@ impl WriteCtx<'_> {
 
     /// Restores the blobs `wanted` (in pack order) of one pack.
     fn restore_segment(&self, pack: &Id, wanted: &[Wanted]) -> Result<()> {
-        let path = pack_path(pack);
         let mut open: HashMap<u32, OpenFile> = HashMap::new();
         let mut pending: Option<PendingWrite> = None;
         // The buffer of the last run written, reused for the next one.
         let mut spare: Vec<u8> = Vec::new();
-        // Coalesce neighbouring blobs into ranges, then read each range once.
-        let mut i = 0;
-        // Up to here, blobs are read one by one: a range read failed, and only the blobs that
-        // cannot be read on their own are damage (a truncated pack loses its tail, not more).
-        let mut singly_until = 0;
-        while i < wanted.len() {
-            let start = wanted[i].0.offset;
-            let mut j = i + 1;
-            let mut end = wanted[i].0.end();
-            while j < wanted.len()
-                && j >= singly_until
-                && wanted[j].0.offset <= end.saturating_add(COALESCE_GAP)
-            {
-                end = end.max(wanted[j].0.end());
-                j += 1;
-            }
-            let bytes = match self.repo.store().read_range(&path, start..end) {
-                Ok(b) => b,
-                Err(e) if e.is_damage() && j > i + 1 => {
-                    singly_until = j;
-                    continue;
-                }
-                Err(e) => {
-                    let places = wanted[i..j].iter().flat_map(|(_, p)| p.iter());
-                    self.damage(places, e)?;
-                    i = j;
-                    continue;
-                }
-            };
-            for (entry, places) in &wanted[i..j] {
-                let at = (entry.offset - start) as usize;
-                let header = &bytes[at..at + BLOB_HEADER_LEN as usize];
-                let stored = &bytes[at + BLOB_HEADER_LEN as usize..(entry.end() - start) as usize];
-                let raw = match check_blob_header(entry, header)
-                    .map_err(|m| m.about(format!("pack {}", pack.short())))
-                    .and_then(|()| open_blob(entry, stored))
-                {
+        let entries: Vec<BlobEntry> = wanted.iter().map(|(e, _)| **e).collect();
+        let coalesce = Coalesce {
+            gap: COALESCE_GAP,
+            max: u64::MAX,
+        };
+        let repo = self.repo;
+        repo.objects()
+            .read_blobs(pack, &entries, coalesce, Blob::Raw, |k, raw| {
+                let places = &wanted[k].1;
+                let raw = match raw {
                     Ok(raw) => raw,
-                    Err(e) => {
-                        self.damage(places.iter(), e)?;
-                        continue;
-                    }
+                    Err(e) => return self.damage(places.iter(), e),
                 };
                 let zero = is_zero(&raw);
                 for place in places.iter() {
@@ -1338,9 +1302,8 @@ impl WriteCtx<'_> {
                         std::mem::take(&mut spare),
                     ));
                 }
-            }
-            i = j;
-        }
+                Ok(())
+            })?;
         self.flush(&mut open, pending.take(), &mut spare)
     }
 

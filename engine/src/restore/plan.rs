@@ -9,18 +9,17 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::SyncSender;
 
-use globset::{GlobSet, GlobSetBuilder};
+use globset::GlobSet;
 
-use super::{
-    MAX_TREE_DEPTH, RestoreOptions, SyncHandle, make_dir, make_dir_all_real, remove_any,
-    restore_symlink,
-};
+use super::{RestoreOptions, SyncHandle, make_dir, make_dir_all_real, remove_any, restore_symlink};
 use crate::error::{Error, Result};
+use crate::filter::globs;
 use crate::id::Id;
+use crate::manifest::MAX_TREE_DEPTH;
 use crate::manifest::{Content, Node, NodeKind, Tree};
 use crate::pack::MAX_CHUNK_LEN;
 use crate::progress::Progress;
-use crate::repository::Repository;
+use crate::repo::Repository;
 
 /// One chunk of a file, in file order.
 #[derive(Debug, Clone, Copy)]
@@ -96,26 +95,6 @@ impl Filter {
     fn included(&self, rel: &Path, parent_included: bool) -> bool {
         parent_included || self.include.as_ref().is_none_or(|g| g.is_match(rel))
     }
-}
-
-/// The globs `patterns` (given with `flag`) matching paths relative to a snapshot's root: `*`
-/// stays within one directory, `**` crosses them; leading and trailing `/` are ignored. `None`
-/// when there are none. Shared by restore's filters and backup's exclusions.
-pub(crate) fn globs(flag: &str, patterns: &[String]) -> Result<Option<GlobSet>> {
-    if patterns.is_empty() {
-        return Ok(None);
-    }
-    let mut b = GlobSetBuilder::new();
-    for g in patterns {
-        let glob = globset::GlobBuilder::new(g.trim_matches('/'))
-            .literal_separator(true)
-            .build()
-            .map_err(|e| Error::InvalidInput(format!("{flag} {g:?}: {e}")))?;
-        b.add(glob);
-    }
-    b.build()
-        .map(Some)
-        .map_err(|e| Error::InvalidInput(format!("{flag}: {e}")))
 }
 
 /// Walks `sub` (a `/`-separated path) down from the root tree.

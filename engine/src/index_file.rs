@@ -1,27 +1,9 @@
-//! The index: which pack holds each blob.
-//!
-//! Two halves (this module owns the first; `cache` the second):
-//! - **Index files** in the repository (`index/<id>`), immutable, each describing a set of packs
-//!   that were fully stored before the index file was written. They are the truth.
-//! - **The local cache**, a RocksDB database under the cache directory, mapping
-//!   `kind ‖ blob id → pack id ‖ location` and recording which index files it has absorbed.
-//!   It is only ever derived from index files: deleting it loses nothing, and the next command
-//!   rebuilds it. Lookups go to RocksDB, so memory stays bounded however large the repository.
-//!
-//! The cache must never hold an entry that no index file in the repository records: that would
-//! let a backup skip uploading a chunk the repository does not have. Entries therefore enter
-//! the cache only by absorbing an index file that has already been stored.
+//! Index files (format-spec/index.md): which blobs each pack holds, as encoded in the
+//! repository's `index/` objects. Bytes and types only; reading and writing them, and the local
+//! cache derived from them, are the repository layer's (`repo/index.rs`).
 
-#[cfg(feature = "repository")]
-mod cache;
-
-#[cfg(feature = "repository")]
-pub use cache::{Fingerprint, IndexCache};
-
-use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack::{BlobEntry, ENTRY_LEN, PREAMBLE_LEN};
-use crate::store::Store;
 use crate::wire::{DecodeResult, Malformed, Put, Reader};
 
 /// Index file format version written and read by this build.
@@ -118,38 +100,13 @@ pub struct BlobLocation {
     pub entry: BlobEntry,
 }
 
-/// Storage path of an index file.
-pub fn index_path(id: &Id) -> String {
-    format!("index/{id}")
-}
-
-/// Storage path of a pack.
-pub fn pack_path(id: &Id) -> String {
-    format!("data/{}/{id}", &id.to_hex()[..2])
-}
-
-/// Parses the id out of a pack or index path; `None` for anything else.
-pub fn id_from_path(path: &str) -> Option<Id> {
-    path.rsplit('/').next().and_then(|n| n.parse().ok())
-}
-
-/// Reads, verifies and decodes one index file.
-pub fn load_index_file(store: &Store, id: &Id) -> Result<Vec<PackRecord>> {
-    let what = || format!("index file {}", id.short());
-    let bytes = store.read(&index_path(id))?;
-    if Id::of(&bytes) != *id {
-        return Err(Error::corrupt(what(), "contents do not match its name"));
-    }
-    decode_index(&bytes).map_err(|m| m.about(what()))
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::pack::{BlobKind, Compression, PackWriter};
     use proptest::prelude::*;
 
-    pub(super) fn record() -> PackRecord {
+    pub(crate) fn record() -> PackRecord {
         let mut w = PackWriter::new();
         for i in 0..5u8 {
             let raw = vec![i; 100 + usize::from(i)];

@@ -27,13 +27,12 @@ use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::lock_file::{LOCK_VERSION, LockFile, LockKind};
 
-/// Version of the lock file format.
-const LOCK_VERSION: u32 = 1;
+use super::layout::{Kind, Object};
+use super::objects::Objects;
+
 /// A holder rewrites its lock this often.
 const REFRESH: Duration = Duration::from_secs(5 * 60);
 /// A lock not refreshed for this long belongs to a holder that is gone.
@@ -44,53 +43,7 @@ const RETRY: Duration = Duration::from_secs(30);
 /// [`STALE`], so that it stops before any other command may judge the lock stale.
 const CONFIRM_AGE: Duration = Duration::from_secs(20 * 60);
 
-/// What a lock allows others.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LockKind {
-    /// Many holders at once; excludes an exclusive holder (backup, restore, check, copy).
-    Shared,
-    /// One holder, nothing else (prune, forget, delete).
-    Exclusive,
-}
-
-/// The contents of a lock file (format-spec/locks.md).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockFile {
-    /// Format version: 1.
-    pub version: u32,
-    /// Shared or exclusive.
-    pub kind: LockKind,
-    /// The command holding it, e.g. `backup`.
-    pub operation: String,
-    /// Host and process holding it.
-    pub hostname: String,
-    /// See `hostname`.
-    pub pid: u32,
-    /// When it was taken and when last refreshed (RFC 3339, UTC).
-    pub time: String,
-    /// See `time`.
-    pub refreshed: String,
-    /// The holder's boot (`/proc/sys/kernel/random/boot_id`), pid namespace and process start
-    /// time (clock ticks after boot): a pid names the same live process only if all agree.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub boot_id: Option<String>,
-    /// See `boot_id`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid_ns: Option<String>,
-    /// See `boot_id`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_ticks: Option<u64>,
-}
-
 impl LockFile {
-    /// Decodes a lock file; `None` if it is not one this version reads.
-    pub fn decode(bytes: &[u8]) -> Option<LockFile> {
-        serde_json::from_slice::<LockFile>(bytes)
-            .ok()
-            .filter(|l| l.version == LOCK_VERSION)
-    }
-
     fn describe(&self) -> String {
         format!(
             "{} (pid {} on {}, since {})",
@@ -147,10 +100,6 @@ fn start_ticks(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-fn lock_path(name: &str) -> String {
-    format!("locks/{name}")
-}
-
 /// A held lock; released when dropped.
 #[derive(Debug)]
 pub struct Lock {
@@ -162,8 +111,8 @@ pub struct Lock {
 /// What a held lock's holder and its refresher share.
 #[derive(Debug)]
 pub(crate) struct Held {
-    store: Store,
-    path: String,
+    objects: Objects,
+    path: Object,
     /// The lock file's contents as first written (before any refresh).
     mine: LockFile,
     /// Set by the refresher when it found the lock file gone, or could not rewrite it for
@@ -186,7 +135,7 @@ impl Drop for Lock {
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
         }
-        let _ = self.held.store.delete(&self.held.path);
+        let _ = self.held.objects.delete(&self.held.path);
     }
 }
 
@@ -196,7 +145,7 @@ impl Held {
         let held = !self.lost.load(Ordering::SeqCst)
             && self.age() < CONFIRM_AGE.as_secs()
             && self
-                .store
+                .objects
                 .read_opt(&self.path)?
                 .and_then(|b| LockFile::decode(&b))
                 .is_some_and(|l| l.pid == self.mine.pid && l.time == self.mine.time);
@@ -219,13 +168,13 @@ impl Held {
     /// So is a lock whose last refresh is [`CONFIRM_AGE`] old: another command may be about to
     /// remove it, between this read and this write, and rely on its holder being gone.
     fn refresh(&self) -> Result<bool> {
-        if self.age() >= CONFIRM_AGE.as_secs() || self.store.read_opt(&self.path)?.is_none() {
+        if self.age() >= CONFIRM_AGE.as_secs() || self.objects.read_opt(&self.path)?.is_none() {
             return Ok(false);
         }
         let now = unix_now();
         let mut lock = self.mine.clone();
         lock.refreshed = jiff::Timestamp::now().to_string();
-        self.store.write(&self.path, encode(&lock))?;
+        self.objects.write(&self.path, lock.encode())?;
         self.refreshed_at.store(now, Ordering::SeqCst);
         Ok(true)
     }
@@ -248,7 +197,12 @@ impl Lock {
 
     /// Takes a lock of `kind` for `operation`, waiting up to `wait` for conflicting holders
     /// to finish.
-    pub fn acquire(store: &Store, kind: LockKind, operation: &str, wait: Duration) -> Result<Lock> {
+    pub(crate) fn acquire(
+        objects: &Objects,
+        kind: LockKind,
+        operation: &str,
+        wait: Duration,
+    ) -> Result<Lock> {
         let started = Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
@@ -267,12 +221,12 @@ impl Lock {
                 pid_ns: here.pid_ns,
                 start_ticks: start_ticks(std::process::id()),
             };
-            let path = lock_path(&name);
-            store.write(&path, encode(&mine))?;
-            match conflict(store, &name, kind) {
+            let path = Object::Lock(name.clone());
+            objects.write(&path, mine.encode())?;
+            match conflict(objects, &name, kind) {
                 Ok(None) => {
                     let held = Arc::new(Held {
-                        store: store.clone(),
+                        objects: objects.clone(),
                         path,
                         mine,
                         lost: AtomicBool::new(false),
@@ -286,7 +240,7 @@ impl Lock {
                     });
                 }
                 Ok(Some(holder)) => {
-                    store.delete(&path)?;
+                    objects.delete(&path)?;
                     if started.elapsed() >= wait {
                         return Err(Error::Locked {
                             holder,
@@ -295,7 +249,7 @@ impl Lock {
                     }
                 }
                 Err(e) => {
-                    let _ = store.delete(&path);
+                    let _ = objects.delete(&path);
                     return Err(e);
                 }
             }
@@ -307,32 +261,34 @@ impl Lock {
     }
 }
 
-fn encode(l: &LockFile) -> Vec<u8> {
-    serde_json::to_vec_pretty(l).unwrap_or_default()
-}
-
 /// The first live lock other than `mine` that conflicts with a lock of `kind`; stale locks
 /// found on the way are removed.
-fn conflict(store: &Store, mine: &str, kind: LockKind) -> Result<Option<String>> {
+fn conflict(objects: &Objects, mine: &str, kind: LockKind) -> Result<Option<String>> {
     let now = jiff::Timestamp::now();
-    for path in store.list("locks/")? {
-        let name = path.rsplit('/').next().unwrap_or(&path);
-        if name == mine {
+    let listing = objects.list(Kind::Lock)?;
+    if let Some(path) = listing.stray.first() {
+        return Ok(Some(format!(
+            "a lock file this cairn cannot read ({path}; remove it if no cairn command runs on this repository)"
+        )));
+    }
+    for object in listing.objects {
+        if object.name() == Some(mine) {
             continue;
         }
         // A lock removed since the listing is no conflict.
-        let Some(bytes) = store.read_opt(&path)? else {
+        let Some(bytes) = objects.read_opt(&object)? else {
             continue;
         };
         // Lock files are written whole (atomically), so one that does not parse was not
         // written by this version: perhaps by a newer one. It is respected, never removed.
         let Some(other) = LockFile::decode(&bytes) else {
             return Ok(Some(format!(
-                "a lock file this cairn cannot read ({path}; remove it if no cairn command runs on this repository)"
+                "a lock file this cairn cannot read ({}; remove it if no cairn command runs on this repository)",
+                object.path()
             )));
         };
         if other.is_stale(now) {
-            let _ = store.delete(&path);
+            let _ = objects.delete(&object);
             continue;
         }
         if kind == LockKind::Exclusive || other.kind == LockKind::Exclusive {
@@ -369,10 +325,10 @@ fn refresh_in_background(held: Arc<Held>) -> (mpsc::Sender<()>, JoinHandle<()>) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Location;
+    use crate::repo::store::{Location, Store};
 
-    fn store() -> Store {
-        Store::open(&Location::Memory, true).unwrap()
+    fn store() -> Objects {
+        Objects::new(Store::open(&Location::Memory, true).unwrap())
     }
 
     #[test]
@@ -387,7 +343,7 @@ mod tests {
         assert!(Lock::acquire(&s, LockKind::Shared, "backup", Duration::ZERO).is_err());
         drop(x);
         assert!(
-            s.list("locks/").unwrap().is_empty(),
+            s.list(Kind::Lock).unwrap().objects.is_empty(),
             "a released lock is removed"
         );
     }
@@ -410,10 +366,11 @@ mod tests {
             start_ticks: Some(1),
         };
         assert!(dead.is_stale(now));
-        s.write("locks/dead", encode(&dead)).unwrap();
+        s.write(&Object::Lock("dead".into()), dead.encode())
+            .unwrap();
         let _ = Lock::acquire(&s, LockKind::Shared, "backup", Duration::ZERO).unwrap();
         assert!(
-            s.read_opt("locks/dead").unwrap().is_none(),
+            s.read_opt(&Object::Lock("dead".into())).unwrap().is_none(),
             "stale lock removed"
         );
         // A live pid of a process that started at another time is another process.
@@ -430,9 +387,9 @@ mod tests {
         let later = now + jiff::SignedDuration::from_mins(31);
         assert!(dead.is_stale(later));
         // Round trip.
-        assert_eq!(LockFile::decode(&encode(&dead)), Some(dead.clone()));
+        assert_eq!(LockFile::decode(&dead.encode()), Some(dead.clone()));
         dead.version = 2;
-        assert_eq!(LockFile::decode(&encode(&dead)), None);
+        assert_eq!(LockFile::decode(&dead.encode()), None);
     }
 
     #[test]
@@ -462,7 +419,7 @@ mod tests {
 
     #[test]
     fn the_frozen_lock_file_still_reads() {
-        let bytes = include_bytes!("../../tests/fixtures/lock-v1.json");
+        let bytes = include_bytes!("../../../tests/fixtures/lock-v1.json");
         let l = LockFile::decode(bytes).unwrap();
         assert_eq!(l.kind, LockKind::Shared);
         assert_eq!(l.operation, "backup");

@@ -6,20 +6,19 @@
 //!
 //! Blobs in packs not yet indexed are "pending": they count as present for deduplication within
 //! this backup, but they enter the local index cache only when an index file listing them has
-//! been stored (the cache's invariant, see `index`).
+//! been stored (the cache's invariant, see `index_cache`).
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{PackRecord, encode_index, index_path, pack_path};
-use crate::pack::{
-    BLOB_HEADER_LEN, BlobEntry, BlobKind, Compression, PackWriter, check_blob_header, compress,
-    open_blob,
-};
-use crate::repository::Repository;
-use crate::store::Upload;
+use crate::index_file::{PackRecord, encode_index};
+use crate::pack::{BlobEntry, BlobKind, Compression, PackWriter, compress};
+
+use super::layout::Object;
+use super::repository::Repository;
+use super::store::Upload;
 
 /// Sealed packs per index file: bounds what a crash can cost to re-upload.
 const CHECKPOINT_PACKS: usize = 16;
@@ -51,10 +50,10 @@ impl Prepared {
         }
     }
 
-    pub(super) fn id(&self) -> Id {
+    pub(crate) fn id(&self) -> Id {
         self.id
     }
-    pub(super) fn raw_len(&self) -> u64 {
+    pub(crate) fn raw_len(&self) -> u64 {
         u64::from(self.raw_len)
     }
 }
@@ -65,9 +64,9 @@ pub(crate) struct Packed {
     pub(crate) bytes_added: u64,
     pub(crate) packs_added: u64,
     pub(crate) index_files_added: u64,
-    pub(super) chunks_added: u64,
-    pub(super) metadata_blobs_added: u64,
-    pub(super) metadata_bytes_added: u64,
+    pub(crate) chunks_added: u64,
+    pub(crate) metadata_blobs_added: u64,
+    pub(crate) metadata_bytes_added: u64,
 }
 
 pub(crate) struct Packer<'a> {
@@ -144,7 +143,7 @@ impl<'a> Packer<'a> {
     }
 
     /// Hashes `raw` and, if the repository lacks it, compresses it. Runs on any thread.
-    pub(super) fn prepare(
+    pub(crate) fn prepare(
         &self,
         kind: BlobKind,
         raw: &[u8],
@@ -157,7 +156,7 @@ impl<'a> Packer<'a> {
 
     /// Which of `ids` the repository or this backup already has: one lock and one batched
     /// index lookup for a whole batch of chunks.
-    pub(super) fn known_many(&self, kind: BlobKind, ids: &[Id]) -> Result<Vec<bool>> {
+    pub(crate) fn known_many(&self, kind: BlobKind, ids: &[Id]) -> Result<Vec<bool>> {
         let mut out = vec![false; ids.len()];
         let mut ask = Vec::new();
         {
@@ -181,7 +180,7 @@ impl<'a> Packer<'a> {
     }
 
     /// Like [`Packer::prepare`], for a blob already hashed and looked up.
-    pub(super) fn prepare_known(
+    pub(crate) fn prepare_known(
         &self,
         kind: BlobKind,
         id: Id,
@@ -213,7 +212,7 @@ impl<'a> Packer<'a> {
     }
 
     /// Prepares and adds one blob; returns its id.
-    pub(super) fn add_raw(&self, kind: BlobKind, raw: Vec<u8>, level: Option<i32>) -> Result<Id> {
+    pub(crate) fn add_raw(&self, kind: BlobKind, raw: Vec<u8>, level: Option<i32>) -> Result<Id> {
         let p = self.prepare(kind, &raw, level)?;
         let id = p.id;
         self.add(p)?;
@@ -266,7 +265,7 @@ impl<'a> Packer<'a> {
         inner.packed.bytes_added += len;
         inner.packed.packs_added += 1;
         inner.written.push(id);
-        let upload = self.repo.store().spawn_write(&pack_path(&id), bytes);
+        let upload = self.repo.objects().spawn_write_pack(&id, bytes);
         inner.uploads.push(upload);
         inner.sealed.push(PackRecord { id, len, blobs });
         if inner.sealed.len() >= CHECKPOINT_PACKS {
@@ -290,7 +289,7 @@ impl<'a> Packer<'a> {
         // Wait for every upload, even after one failed, so that none is left running.
         let mut first_error = None;
         for upload in inner.uploads.drain(..) {
-            if let Err(e) = self.repo.store().finish(upload) {
+            if let Err(e) = self.repo.objects().finish(upload) {
                 first_error.get_or_insert(e);
             }
         }
@@ -306,7 +305,7 @@ impl<'a> Packer<'a> {
         let id = Id::of(&bytes);
         inner.packed.bytes_added += bytes.len() as u64;
         inner.packed.index_files_added += 1;
-        self.repo.store().write(&index_path(&id), bytes)?;
+        self.repo.objects().write(&Object::Index(id), bytes)?;
         inner.written_indexes.push(id);
         self.repo.index().absorb(&id, &inner.sealed)?;
         for p in inner.sealed.drain(..) {
@@ -325,20 +324,15 @@ impl<'a> Packer<'a> {
             .unwrap_or_default()
     }
 
-    /// Verifies one blob read from a pack (its header against `entry`, and the digest of its
-    /// raw bytes) and adds it still compressed: copying between packs (prune, copy). `blob` is
-    /// its header and stored bytes; `pack` names where it was read, for errors. A damaged blob
-    /// is not copied: the caller stops, and `check` says what it affects.
-    pub(crate) fn add_verified(&self, entry: &BlobEntry, blob: &[u8], pack: &str) -> Result<()> {
-        let (header, stored) = blob.split_at(BLOB_HEADER_LEN.min(blob.len() as u64) as usize);
-        check_blob_header(entry, header).map_err(|m| m.about(pack))?;
-        open_blob(entry, stored)?;
+    /// Adds a blob still compressed, as the pack reader returned it verified
+    /// ([`super::Blob::Stored`]): copying between packs (prune, copy).
+    pub(crate) fn add_stored(&self, entry: &BlobEntry, stored: Vec<u8>) -> Result<()> {
         self.add(Prepared::stored(
             entry.kind,
             entry.id,
             entry.raw_len,
             entry.compression,
-            stored.to_vec(),
+            stored,
         ))
     }
 

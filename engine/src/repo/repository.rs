@@ -13,12 +13,18 @@ use rayon::prelude::*;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::{BlobLocation, IndexCache, pack_path};
-use crate::lock::{Lock, LockKind};
+use crate::index_file::BlobLocation;
+use crate::lock_file::LockKind;
 use crate::manifest::{Content, Tree, decode_list};
-use crate::pack::{BLOB_HEADER_LEN, BlobKind, check_blob_header, open_blob};
-use crate::snapshot::{Snapshot, snapshot_path};
-use crate::store::{Location, Store};
+use crate::pack::BlobKind;
+use crate::snapshot::Snapshot;
+
+use super::index_cache::IndexCache;
+use super::layout::{Kind, Object};
+use super::lock::{Held, Lock};
+use super::objects::Objects;
+use super::pack_reader::{Blob, Segment};
+use super::store::{Location, Store};
 
 /// Options of `init`.
 #[derive(Debug, Clone)]
@@ -56,7 +62,7 @@ impl quick_cache::Weighter<Id, Arc<Vec<u8>>> for PackBytes {
 
 /// An open, indexed repository.
 pub struct Repository {
-    store: Store,
+    objects: Objects,
     config: Config,
     index: IndexCache,
     warnings: Vec<String>,
@@ -66,7 +72,7 @@ pub struct Repository {
     lock_wait: std::time::Duration,
     /// The locks taken through [`Repository::lock`] (those still held upgrade), confirmed
     /// before each index file is written.
-    locks: std::sync::Mutex<Vec<std::sync::Weak<crate::lock::Held>>>,
+    locks: std::sync::Mutex<Vec<std::sync::Weak<Held>>>,
 }
 
 /// The snapshots that read, oldest first, and the damaged ones with what is wrong.
@@ -78,7 +84,7 @@ pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_sec
 impl std::fmt::Debug for Repository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Repository")
-            .field("store", &self.store)
+            .field("location", self.objects.location())
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
@@ -137,7 +143,7 @@ impl Repository {
             let mut entries =
                 std::fs::read_dir(path).map_err(|e| Error::io("cannot read", path, e))?;
             if entries.next().is_some() {
-                return Err(if path.join("config").exists() {
+                return Err(if path.join(Object::Config.path()).exists() {
                     Error::RepositoryExists {
                         location: location.to_string(),
                     }
@@ -148,13 +154,13 @@ impl Repository {
                 });
             }
         }
-        let store = Store::open(location, true)?;
+        let objects = Objects::new(Store::open(location, true)?);
         let exists = || Error::RepositoryExists {
             location: location.to_string(),
         };
         if location.local_path().is_none() {
-            let found = store.list_root()?;
-            if found.iter().any(|p| p == "config") {
+            let found = objects.list_root()?;
+            if found.iter().any(|p| *p == Object::Config.path()) {
                 return Err(exists());
             }
             if !found.is_empty() {
@@ -164,7 +170,7 @@ impl Repository {
             }
         }
         // A conditional write: of two `init`s racing for one place, one fails.
-        if !store.write_new("config", config.encode())? {
+        if !objects.write_new(&Object::Config, config.encode())? {
             return Err(exists());
         }
         Ok(config)
@@ -172,22 +178,18 @@ impl Repository {
 
     /// Opens the repository at `location` with its local cache under `cache_dir`.
     pub fn open(location: &Location, cache_dir: &Path) -> Result<Repository> {
-        let store = Store::open(location, false)?;
-        Self::open_store(store, cache_dir)
-    }
-
-    /// Opens a repository in an already opened store (for in-memory repositories).
-    pub fn open_store(store: Store, cache_dir: &Path) -> Result<Repository> {
-        let bytes = store
-            .read_opt("config")?
-            .ok_or_else(|| Error::RepositoryNotFound {
-                location: store.location().to_string(),
-            })?;
+        let objects = Objects::new(Store::open(location, false)?);
+        let bytes =
+            objects
+                .read_opt(&Object::Config)?
+                .ok_or_else(|| Error::RepositoryNotFound {
+                    location: location.to_string(),
+                })?;
         let config = Config::decode(&bytes)?;
         let mut index = IndexCache::open(&cache_dir.join(config.id.to_hex()))?;
-        let warnings = index.sync(&store)?;
+        let warnings = index.sync(&objects)?;
         Ok(Repository {
-            store,
+            objects,
             config,
             index,
             warnings,
@@ -207,7 +209,7 @@ impl Repository {
     /// then safe to rely on until the lock is dropped. Shared for commands that read or add
     /// data, exclusive for prune.
     pub fn lock(&mut self, kind: LockKind, operation: &str) -> Result<Lock> {
-        let lock = Lock::acquire(&self.store, kind, operation, self.lock_wait)?;
+        let lock = Lock::acquire(&self.objects, kind, operation, self.lock_wait)?;
         self.resync()?;
         self.locks
             .lock()
@@ -234,7 +236,7 @@ impl Repository {
 
     /// Brings the index cache up to date with the index files stored now.
     pub(crate) fn resync(&mut self) -> Result<()> {
-        self.warnings = self.index.sync(&self.store)?;
+        self.warnings = self.index.sync(&self.objects)?;
         Ok(())
     }
 
@@ -246,7 +248,7 @@ impl Repository {
         }
         let mut config = self.config.clone();
         config.retention = policy;
-        self.store.write("config", config.encode())?;
+        self.objects.write(&Object::Config, config.encode())?;
         self.config = config;
         Ok(())
     }
@@ -256,9 +258,14 @@ impl Repository {
         &self.config
     }
 
-    /// The storage layer.
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// Where the repository is.
+    pub fn location(&self) -> &Location {
+        self.objects.location()
+    }
+
+    /// The repository's objects: the only way to its store.
+    pub(crate) fn objects(&self) -> &Objects {
+        &self.objects
     }
 
     /// The local index.
@@ -292,36 +299,20 @@ impl Repository {
     }
 
     /// Reads, verifies and decompresses the blob at `loc` (from [`Repository::locate`]).
+    /// Chunks are read alone; trees and lists out of their whole pack, kept in memory for the
+    /// next ones.
     pub(crate) fn load_blob_at(&self, kind: BlobKind, loc: &BlobLocation) -> Result<Vec<u8>> {
         let e = loc.entry;
-        let path = pack_path(&loc.pack);
-        let range;
-        let bytes: &[u8] = if kind == BlobKind::Data {
-            range = self.store.read_range(&path, e.offset..e.end())?;
-            &range
-        } else {
-            let pack = self
-                .meta_packs
-                .get_or_insert_with(&loc.pack, || self.store.read(&path).map(Arc::new))?;
-            range = pack
-                .get(e.offset as usize..e.end() as usize)
-                .ok_or_else(|| {
-                    Error::corrupt(
-                        format!("pack {}", loc.pack.short()),
-                        format!(
-                            "{} bytes long, but the index places a blob at {}..{} (truncated?)",
-                            pack.len(),
-                            e.offset,
-                            e.end()
-                        ),
-                    )
-                })?
-                .to_vec();
-            &range
-        };
-        let (header, stored) = bytes.split_at(BLOB_HEADER_LEN as usize);
-        check_blob_header(&e, header).map_err(|m| m.about(format!("pack {}", loc.pack.short())))?;
-        open_blob(&e, stored)
+        if kind == BlobKind::Data {
+            return self
+                .objects
+                .read_segment(&loc.pack, e.offset..e.end())?
+                .blob(&e, Blob::Raw);
+        }
+        let pack = self.meta_packs.get_or_insert_with(&loc.pack, || {
+            self.objects.read(&Object::Pack(loc.pack)).map(Arc::new)
+        })?;
+        Segment::new(loc.pack, 0, pack.as_slice()).blob(&e, Blob::Raw)
     }
 
     /// Loads a tree.
@@ -357,23 +348,19 @@ impl Repository {
         Ok(())
     }
 
-    /// The packs in `data/` with their sizes, and the paths there that are not pack names in
+    /// The packs stored with their sizes, and the paths among them that are not pack names in
     /// their place.
     pub(crate) fn list_packs(&self) -> Result<(HashMap<Id, u64>, Vec<String>)> {
-        let mut paths = Vec::new();
-        let mut stray = Vec::new();
-        for path in self.store.list("data/")? {
-            match crate::index::id_from_path(&path) {
-                Some(id) if pack_path(&id) == path => paths.push((id, path)),
-                _ => stray.push(path),
-            }
-        }
-        let sized: Vec<(Id, Option<u64>)> = self.store.with_parallel_reads(|| {
-            paths
+        let listing = self.objects.list(Kind::Pack)?;
+        let sized: Vec<(Id, Option<u64>)> = self.objects.with_parallel_reads(|| {
+            listing
+                .objects
                 .par_iter()
-                .map(|(id, path)| self.store.size(path).map(|s| (*id, s)))
+                .filter_map(|o| o.id().map(|id| (id, o)))
+                .map(|(id, o)| self.objects.size(o).map(|s| (id, s)))
                 .collect::<Result<_>>()
         })?;
+        let stray = listing.stray;
         let packs = sized
             .into_iter()
             .filter_map(|(id, s)| s.map(|s| (id, s)))
@@ -394,7 +381,7 @@ impl Repository {
     pub(crate) fn snapshots_and_damaged(&self) -> Result<ReadSnapshots> {
         let ids = self.snapshot_ids()?;
         type Read = Option<std::result::Result<(Id, Snapshot), (Id, Error)>>;
-        let read: Vec<Read> = self.store.with_parallel_reads(|| {
+        let read: Vec<Read> = self.objects.with_parallel_reads(|| {
             ids.par_iter()
                 .map(|id| match self.load_snapshot(id) {
                     Ok(s) => Ok(Some(Ok((*id, s)))),
@@ -411,19 +398,14 @@ impl Repository {
     }
 
     fn snapshot_ids(&self) -> Result<Vec<Id>> {
-        Ok(self
-            .store
-            .list("snapshots/")?
-            .iter()
-            .filter_map(|p| crate::index::id_from_path(p).filter(|id| snapshot_path(id) == *p))
-            .collect())
+        self.objects.list_ids(Kind::Snapshot)
     }
 
     /// Reads the snapshots `ids`, listed a moment ago. One that has gone since (forgotten or
     /// deleted meanwhile: a caller without a lock, such as `list`, does not keep those out) is
     /// left out, not an error.
     fn load_listed(&self, ids: &[Id]) -> Result<Vec<(Id, Snapshot)>> {
-        let read: Vec<Option<(Id, Snapshot)>> = self.store.with_parallel_reads(|| {
+        let read: Vec<Option<(Id, Snapshot)>> = self.objects.with_parallel_reads(|| {
             ids.par_iter()
                 .map(|id| match self.load_snapshot(id) {
                     Ok(s) => Ok(Some((*id, s))),
@@ -437,9 +419,15 @@ impl Repository {
 
     /// Reads one snapshot and checks it against its name.
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        Snapshot::decode(&self.load_snapshot_bytes(id)?, id)
+    }
+
+    /// Reads one snapshot's bytes and checks them against its name: what `copy` writes to
+    /// another repository unchanged.
+    pub(crate) fn load_snapshot_bytes(&self, id: &Id) -> Result<Vec<u8>> {
         let bytes = self
-            .store
-            .read_opt(&snapshot_path(id))?
+            .objects
+            .read_opt(&Object::Snapshot(*id))?
             .ok_or_else(|| Error::SnapshotNotFound(id.to_hex()))?;
         if Id::of(&bytes) != *id {
             return Err(Error::corrupt(
@@ -447,7 +435,7 @@ impl Repository {
                 "contents do not match its name",
             ));
         }
-        Snapshot::decode(&bytes, id)
+        Ok(bytes)
     }
 
     /// Finds the snapshot `spec` names: `latest`, a full id, a unique id prefix, or a name
@@ -510,41 +498,12 @@ mod tests {
         );
         // Damage is still an error.
         let bad = Id::of(b"not a snapshot");
-        repo.store()
-            .write(&snapshot_path(&bad), b"not a snapshot".to_vec())
+        repo.objects()
+            .write(&Object::Snapshot(bad), b"not a snapshot".to_vec())
             .unwrap();
         assert!(matches!(
             repo.load_listed(&[bad]),
             Err(Error::Corrupt { .. })
         ));
-    }
-
-    #[test]
-    fn no_index_file_is_written_once_the_lock_is_lost() {
-        let dir = tempfile::tempdir().unwrap();
-        let location = Location::Local(dir.path().join("repo"));
-        Repository::init(&location, &InitOptions::default()).unwrap();
-        let mut repo = Repository::open(&location, &dir.path().join("cache")).unwrap();
-        let lock = repo.lock(LockKind::Shared, "backup").unwrap();
-        let store = |repo: &Repository, name: &str| {
-            crate::backup::store_stream(repo, name, &mut &b"some bytes"[..])
-        };
-        store(&repo, "a").unwrap();
-        assert_eq!(repo.store().list("index/").unwrap().len(), 1);
-        // Another command judged the lock stale and removed it (a prune may follow).
-        for l in repo.store().list("locks/").unwrap() {
-            repo.store().delete(&l).unwrap();
-        }
-        assert!(matches!(store(&repo, "b"), Err(Error::LockLost { .. })));
-        assert_eq!(
-            repo.store().list("index/").unwrap().len(),
-            1,
-            "an index file was written without the lock"
-        );
-        // A lock released is no longer confirmed; one taken anew is.
-        drop(lock);
-        let _lock = repo.lock(LockKind::Shared, "backup").unwrap();
-        store(&repo, "b").unwrap();
-        assert_eq!(repo.store().list("index/").unwrap().len(), 2);
     }
 }

@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use rocksdb::{DB, Options, WriteBatch, WriteOptions};
 
-use super::{BlobLocation, PackRecord, id_from_path, load_index_file};
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::index_file::{BlobLocation, PackRecord};
 use crate::pack::{BlobEntry, BlobKind, ENTRY_LEN};
-use crate::store::Store;
 use crate::wire::{Put, Reader};
+
+use super::index::load_index_file;
+use super::layout::Kind;
+use super::objects::Objects;
 
 const CACHE_VERSION: &[u8] = b"cairn-index-cache-1";
 const KEY_VERSION: &[u8] = b"v";
@@ -281,23 +284,19 @@ impl IndexCache {
     /// Brings the cache up to date with the repository's index files. Index files that cannot
     /// be read are skipped and described in the returned warnings; if an absorbed index file
     /// has gone from the repository, the cache is rebuilt from scratch.
-    pub fn sync(&mut self, store: &Store) -> Result<Vec<String>> {
-        let listed: HashSet<Id> = store
-            .list("index/")?
-            .iter()
-            .filter_map(|p| id_from_path(p))
-            .collect();
+    pub(crate) fn sync(&mut self, objects: &Objects) -> Result<Vec<String>> {
+        let listed: HashSet<Id> = objects.list_ids(Kind::Index)?.into_iter().collect();
         let absorbed = self.absorbed()?;
         if !absorbed.is_subset(&listed) {
             self.clear()?;
-            return self.absorb_new(store, &listed, &HashSet::new());
+            return self.absorb_new(objects, &listed, &HashSet::new());
         }
-        self.absorb_new(store, &listed, &absorbed)
+        self.absorb_new(objects, &listed, &absorbed)
     }
 
     fn absorb_new(
         &self,
-        store: &Store,
+        objects: &Objects,
         listed: &HashSet<Id>,
         absorbed: &HashSet<Id>,
     ) -> Result<Vec<String>> {
@@ -305,10 +304,10 @@ impl IndexCache {
         let mut warnings = Vec::new();
         // Read and decode in parallel, a bounded group at a time, and write sequentially.
         for group in todo.chunks(64) {
-            let loaded: Vec<(Id, Result<Vec<PackRecord>>)> = store.with_parallel_reads(|| {
+            let loaded: Vec<(Id, Result<Vec<PackRecord>>)> = objects.with_parallel_reads(|| {
                 group
                     .par_iter()
-                    .map(|id| (*id, load_index_file(store, id)))
+                    .map(|id| (*id, load_index_file(objects, id)))
                     .collect()
             });
             for (id, res) in loaded {
@@ -412,17 +411,19 @@ fn open_db(path: &Path) -> std::result::Result<DB, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::tests::record;
-    use crate::index::{encode_index, index_path};
+    use crate::index_file::encode_index;
+    use crate::index_file::tests::record;
+    use crate::repo::layout::Object;
+    use crate::repo::store::{Location, Store};
 
     #[test]
     fn cache_absorbs_and_rebuilds() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&crate::store::Location::Memory, true).unwrap();
+        let store = Objects::new(Store::open(&Location::Memory, true).unwrap());
         let p = record();
         let bytes = encode_index(std::slice::from_ref(&p));
         let iid = Id::of(&bytes);
-        store.write(&index_path(&iid), bytes).unwrap();
+        store.write(&Object::Index(iid), bytes).unwrap();
         let mut cache = IndexCache::open(dir.path()).unwrap();
         assert!(cache.sync(&store).unwrap().is_empty());
         let b = p.blobs[2];
@@ -442,7 +443,7 @@ mod tests {
         assert!(other.contains(BlobKind::Data, &b.id).unwrap());
         drop(other);
         // An index file removed from the repository forces a rebuild.
-        store.delete(&index_path(&iid)).unwrap();
+        store.delete(&Object::Index(iid)).unwrap();
         cache.sync(&store).unwrap();
         assert!(!cache.contains(BlobKind::Data, &b.id).unwrap());
     }
