@@ -507,13 +507,7 @@ fn load_index_files(repo: &Repository, f: &mut Findings) -> Result<IndexFiles> {
     let mut expected = Fingerprint::default();
     let mut readable: HashSet<Id> = HashSet::new();
     for group in ids.chunks(64) {
-        let loaded: Vec<(Id, Result<Vec<PackRecord>>)> = objects.with_parallel_reads(|| {
-            group
-                .par_iter()
-                .map(|id| (*id, load_index_file(objects, id)))
-                .collect()
-        });
-        for (id, res) in loaded {
+        for (id, res) in crate::repo::load_index_files(objects, group) {
             match res {
                 Ok(packs) => {
                     readable.insert(id);

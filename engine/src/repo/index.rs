@@ -19,6 +19,21 @@ use crate::index_file::{PackRecord, decode_index};
 use super::layout::Object;
 use super::objects::Objects;
 
+/// Reads, verifies and decodes the index files `ids` in parallel, each with its own outcome:
+/// callers decide whether an unreadable one is a warning (the cache), a finding (check) or a
+/// reason to stop (prune).
+pub(crate) fn load_index_files(
+    objects: &Objects,
+    ids: &[Id],
+) -> Vec<(Id, Result<Vec<PackRecord>>)> {
+    use rayon::prelude::*;
+    objects.with_parallel_reads(|| {
+        ids.par_iter()
+            .map(|id| (*id, load_index_file(objects, id)))
+            .collect()
+    })
+}
+
 /// Reads, verifies and decodes one index file.
 pub(crate) fn load_index_file(objects: &Objects, id: &Id) -> Result<Vec<PackRecord>> {
     let what = || format!("index file {}", id.short());

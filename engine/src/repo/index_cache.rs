@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use rocksdb::{DB, Options, WriteBatch, WriteOptions};
 
 use crate::error::{Error, Result};
@@ -13,7 +12,7 @@ use crate::index_file::{BlobLocation, PackRecord};
 use crate::pack::{BlobEntry, BlobKind, ENTRY_LEN};
 use crate::wire::{Put, Reader};
 
-use super::index::load_index_file;
+use super::index::load_index_files;
 use super::layout::Kind;
 use super::objects::Objects;
 
@@ -304,13 +303,7 @@ impl IndexCache {
         let mut warnings = Vec::new();
         // Read and decode in parallel, a bounded group at a time, and write sequentially.
         for group in todo.chunks(64) {
-            let loaded: Vec<(Id, Result<Vec<PackRecord>>)> = objects.with_parallel_reads(|| {
-                group
-                    .par_iter()
-                    .map(|id| (*id, load_index_file(objects, id)))
-                    .collect()
-            });
-            for (id, res) in loaded {
+            for (id, res) in load_index_files(objects, group) {
                 match res {
                     Ok(packs) => self.absorb(&id, &packs)?,
                     Err(e) => warnings.push(format!("skipped index file {}: {e}", id.short())),

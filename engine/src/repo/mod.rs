@@ -21,7 +21,7 @@ mod store;
 mod tmp;
 mod wal_store;
 
-pub(crate) use index::load_index_file;
+pub(crate) use index::{load_index_file, load_index_files};
 pub use index_cache::{Fingerprint, IndexCache};
 pub(crate) use layout::{Kind, Object};
 pub use lock::Lock;
