@@ -13,6 +13,10 @@ cairn="$CARGO_TARGET_DIR/release/cairn"
 work="$(mktemp -d "${TMPDIR:-/tmp}/cairn-demo.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 export CAIRN_REPO="$work/repo" CAIRN_CACHE_DIR="$work/cache"
+# The repository is encrypted; its password is read from a file (never given on the command
+# line, where `ps` would show it).
+head -c 24 /dev/urandom | base64 > "$work/password"
+export CAIRN_PASSWORD_FILE="$work/password"
 data="$work/data"
 mkdir -p "$data/db1" "$data/db2"
 
@@ -34,6 +38,11 @@ echo "sample data: $(du -sh "$data" | cut -f1) in $data"
 sqlite3 "$data/db1/main.sqlite" "UPDATE orders SET amount = amount + 1 WHERE id BETWEEN 100000 AND 102000;"
 "$cairn" backup --tag after-update "$data"
 "$cairn" list
+if grep -rqa "customer-" "$work/repo"; then
+  echo "a row of the sample database is readable in the repository" >&2
+  exit 1
+fi
+echo "no row of the sample database is readable in the repository's files"
 "$cairn" ls latest db1
 "$cairn" check --read-data
 

@@ -56,6 +56,7 @@ fn stages(c: &mut Criterion) {
         .map(|ch| {
             let (compression, bytes) = compress(ch, Some(3));
             let entry = BlobEntry {
+                cipher: None,
                 id: Id::of(ch),
                 kind: BlobKind::Data,
                 compression,
@@ -86,6 +87,7 @@ fn stages(c: &mut Criterion) {
             .iter()
             .enumerate()
             .map(|(i, id)| BlobEntry {
+                cipher: None,
                 id: *id,
                 kind: BlobKind::Data,
                 compression: Compression::Zstd,

@@ -20,6 +20,7 @@ macro_rules! errln {
 }
 
 mod commands;
+mod password;
 mod progress;
 mod units;
 
@@ -54,6 +55,20 @@ struct Cli {
     #[arg(long, env = "CAIRN_CONNECTIONS", global = true, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=64))]
     connections: Option<u16>,
+
+    /// File whose first line is the repository's password (else --password-command, then
+    /// CAIRN_PASSWORD, then a prompt on the terminal).
+    #[arg(long, env = "CAIRN_PASSWORD_FILE", global = true, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+
+    /// Shell command that prints the repository's password.
+    #[arg(
+        long,
+        env = "CAIRN_PASSWORD_COMMAND",
+        global = true,
+        value_name = "COMMAND"
+    )]
+    password_command: Option<String>,
 
     /// Directory of the local index cache (rebuildable; safe to delete).
     #[arg(long, env = "CAIRN_CACHE_DIR", global = true, value_name = "DIR")]
@@ -102,6 +117,8 @@ enum Command {
     Copy(commands::copy::Args),
     /// Sizes: stored, logical, dedup and compression ratios, and what each snapshot costs.
     Stats(commands::stats::Args),
+    /// The passwords of an encrypted repository: list, add, remove, change.
+    Key(commands::key::Args),
 }
 
 /// What every command needs from the global options.
@@ -112,6 +129,7 @@ pub struct Globals {
     connections: Option<u16>,
     cache_dir: Option<PathBuf>,
     lock_wait: String,
+    password: password::PasswordSource,
 }
 
 impl Globals {
@@ -148,17 +166,36 @@ impl Globals {
             .unwrap_or_else(cairn_engine::default_cache_dir)
     }
 
+    /// Opens the repository at `location`, asking `password` for its password if it is
+    /// encrypted.
+    pub fn open_at(
+        &self,
+        location: &cairn_engine::Location,
+        password: &password::PasswordSource,
+    ) -> Result<cairn_engine::Repository> {
+        let ask = || password.get(false).map_err(password_error);
+        Ok(cairn_engine::Repository::open_with(
+            location,
+            &self.cache_dir(),
+            &ask,
+        )?)
+    }
+
     /// Opens the repository, printing any warnings met while indexing it.
     pub fn open(&self) -> Result<cairn_engine::Repository> {
-        let cache = self.cache_dir();
         let wait = self.lock_wait()?;
-        let mut repo = cairn_engine::Repository::open(&self.location()?, &cache)?;
+        let mut repo = self.open_at(&self.location()?, &self.password)?;
         repo.set_lock_wait(wait);
         for w in repo.warnings() {
             errln!("warning: {w}");
         }
         Ok(repo)
     }
+}
+
+/// A password that could not be had, as the engine's error (its message is the whole story).
+fn password_error(e: anyhow::Error) -> cairn_engine::Error {
+    cairn_engine::Error::InvalidInput(format!("{e:#}"))
 }
 
 /// True for `cairn … pg fetch-wal …`, PostgreSQL's restore_command.
@@ -211,6 +248,12 @@ fn main() -> ExitCode {
         connections: cli.connections,
         cache_dir: cli.cache_dir,
         lock_wait: cli.lock_wait,
+        password: password::PasswordSource {
+            env: "CAIRN_PASSWORD",
+            file: cli.password_file,
+            command: cli.password_command,
+            prompt: "repository password",
+        },
     };
     let result = match cli.command {
         Command::Check(a) => match commands::check::run(&globals, a) {
@@ -231,6 +274,7 @@ fn main() -> ExitCode {
         Command::Policy(a) => commands::policy::run(&globals, a),
         Command::Stats(a) => commands::stats::run(&globals, a),
         Command::Copy(a) => commands::copy::run(&globals, a),
+        Command::Key(a) => commands::key::run(&globals, a),
         Command::Pg(a) => match commands::pg::run(&globals, a) {
             Ok(0) => Ok(()),
             Ok(code) => return ExitCode::from(code as u8),

@@ -39,10 +39,7 @@ use crate::id::Id;
 use crate::index_file::PackRecord;
 use crate::manifest::MAX_TREE_DEPTH;
 use crate::manifest::{Content, NodeKind, Tree, decode_list};
-use crate::pack::{
-    BlobEntry, BlobKind, PREAMBLE_LEN, TRAILER_LEN, check_preamble, decode_directory,
-    decode_trailer,
-};
+use crate::pack::{BlobEntry, BlobKind, PREAMBLE_LEN, TRAILER_LEN, check_preamble, decode_trailer};
 use crate::progress::Progress;
 use crate::repo::{Fingerprint, Kind, Object, Repository, load_index_file};
 use crate::snapshot::Snapshot;
@@ -994,7 +991,10 @@ fn verify_pack(
         v.bytes += bytes.len() as u64;
         progress.bytes(bytes.len() as u64);
         if start == 0
-            && let Err(m) = check_preamble(&bytes[..PREAMBLE_LEN.min(bytes.len() as u64) as usize])
+            && let Err(m) = check_preamble(
+                &bytes[..PREAMBLE_LEN.min(bytes.len() as u64) as usize],
+                repo.objects().sealing().pack_version(),
+            )
         {
             v.pack_problems.push(("pack-header", m.0));
         }
@@ -1040,7 +1040,11 @@ fn verify_pack(
                 "its directory starts at {dir_start}, but its last blob ends at {start}"
             ));
         }
-        let dir = decode_directory(&tail[..t], dir_start).map_err(|m| m.0)?;
+        let dir = repo
+            .objects()
+            .sealing()
+            .open_directory(&tail[..t], dir_start)
+            .map_err(|m| m.0)?;
         if entries_digest(&dir) != summary.digest || dir.len() as u32 != summary.blobs {
             return Err("its directory disagrees with the index".to_string());
         }

@@ -11,6 +11,7 @@ use std::ops::Range;
 use fastcdc::v2020::{Normalization, cut_gear, get_gear_with_seed, select_masks};
 
 use crate::config::ChunkerParams;
+use crate::crypto::SecretKey;
 
 /// Cuts streams into chunks.
 #[derive(Debug, Clone)]
@@ -25,7 +26,20 @@ pub struct Chunker {
 }
 
 impl Chunker {
-    /// A chunker for the repository's parameters (validated when the config was read).
+    /// A chunker for the repository's parameters (validated when the config was read), with
+    /// the gear table of version 1, or, given the chunker key of an encrypted repository, the
+    /// secret one derived from it ([`keyed_gear`]).
+    pub fn for_repository(p: &ChunkerParams, key: Option<&SecretKey>) -> Chunker {
+        let mut c = Chunker::new(p);
+        if let Some(key) = key {
+            let gear = keyed_gear(key);
+            c.gear_ls = Cow::Owned(gear.iter().map(|g| g << 1).collect());
+            c.gear = Cow::Owned(gear.to_vec());
+        }
+        c
+    }
+
+    /// A chunker with the gear table of version 1.
     pub fn new(p: &ChunkerParams) -> Chunker {
         let level = match p.normalization {
             0 => Normalization::Level0,
@@ -146,6 +160,24 @@ impl Chunker {
     }
 }
 
+/// The secret gear table of an encrypted repository: the first 2048 bytes of BLAKE3's output,
+/// keyed with the chunker key, of the input `"cairn gear table"`, read as 256 little-endian
+/// `u64`s.
+pub fn keyed_gear(key: &SecretKey) -> [u64; 256] {
+    let mut bytes = [0u8; 2048];
+    blake3::Hasher::new_keyed(key.as_bytes())
+        .update(b"cairn gear table")
+        .finalize_xof()
+        .fill(&mut bytes);
+    let mut gear = [0u64; 256];
+    for (g, b) in gear.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut v = [0u8; 8];
+        v.copy_from_slice(b);
+        *g = u64::from_le_bytes(v);
+    }
+    gear
+}
+
 /// An I/O error while reading the stream being chunked; the caller adds the path.
 #[derive(Debug)]
 pub struct ReadError(pub io::Error);
@@ -228,5 +260,31 @@ mod tests {
         let (a, b) = (ids(&d), ids(&e));
         let new = b.difference(&a).count();
         assert!(new <= 3, "{new} chunks changed after one insertion");
+    }
+
+    /// The test vectors of `format-spec/encryption.md`: the keyed gear table's first entries
+    /// and the cut points it gives, so that a second implementation can check its chunker.
+    #[test]
+    fn keyed_chunker_vectors() {
+        let key = SecretKey::from_bytes(core::array::from_fn(|i| i as u8));
+        let gear = keyed_gear(&key);
+        let head: Vec<String> = gear[..3].iter().map(|g| format!("{g:016x}")).collect();
+        let c = Chunker::for_repository(&ChunkerParams::with_average(8192).unwrap(), Some(&key));
+        // The input: 1 MiB of BLAKE3's output (unkeyed) for the input "cairn chunker test".
+        let mut d = vec![0u8; 1 << 20];
+        blake3::Hasher::new()
+            .update(b"cairn chunker test")
+            .finalize_xof()
+            .fill(&mut d);
+        let cuts: Vec<usize> = c.cut_all(&d).iter().map(|r| r.end).take(8).collect();
+        let plain: Vec<usize> = chunker()
+            .cut_all(&d)
+            .iter()
+            .map(|r| r.end)
+            .take(8)
+            .collect();
+        assert_ne!(cuts, plain);
+        let expected = include!("../tests/data/keyed_chunker_vectors.txt");
+        assert_eq!((head, cuts), expected);
     }
 }

@@ -6,11 +6,21 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::{
+    Aead, Cipher, KeySetRecord, Keys, Sealed, SecretKey, envelope_header, open_object, seal_object,
+};
 use crate::error::{Error, Result};
 use crate::id::Id;
 
-/// The repository format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest repository format version this build writes and reads: 2, encrypted. Version 1
+/// (unencrypted) is still read and written: `init --encryption none` makes one.
+pub const FORMAT_VERSION: u32 = 2;
+/// The unencrypted format.
+pub const PLAIN_FORMAT_VERSION: u32 = 1;
+/// The chunker of version 1: FastCDC with the crate's default gear table.
+pub const CHUNKER_PLAIN: &str = "fastcdc-2020";
+/// The chunker of version 2: FastCDC with a gear table derived from the chunker key.
+pub const CHUNKER_KEYED: &str = "fastcdc-2020-keyed";
 
 /// Default average chunk size; chosen by the measurement in `benches/CHUNK_SIZE.md`.
 pub const DEFAULT_AVG_CHUNK: u32 = 8 * 1024;
@@ -39,7 +49,7 @@ pub struct Config {
     pub pack_size: u32,
     /// How long chunk lists are split into content-defined sub-lists.
     pub list_split: ListSplitParams,
-    /// Encryption of blobs; `"none"` in format version 1.
+    /// `"none"` in format version 1; the cipher's name in version 2.
     pub encryption: String,
     /// The retention policy a plain `cairn forget` applies; the one field changed after init
     /// (by `cairn policy`).
@@ -51,7 +61,7 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChunkerParams {
-    /// Always `"fastcdc-2020"` in version 1.
+    /// `"fastcdc-2020"` in version 1, `"fastcdc-2020-keyed"` in version 2.
     pub algorithm: String,
     /// Smallest chunk, bytes (except the last chunk of a file).
     pub min_size: u32,
@@ -95,7 +105,7 @@ impl ChunkerParams {
             )));
         }
         Ok(ChunkerParams {
-            algorithm: "fastcdc-2020".into(),
+            algorithm: CHUNKER_PLAIN.into(),
             min_size: avg / 4,
             avg_size: avg,
             max_size: avg * 4,
@@ -129,7 +139,7 @@ impl Config {
             }
         };
         Ok(Config {
-            version: FORMAT_VERSION,
+            version: PLAIN_FORMAT_VERSION,
             id: Id::random(),
             created: jiff::Timestamp::now().to_string(),
             chunker,
@@ -145,30 +155,83 @@ impl Config {
         })
     }
 
-    /// Encodes the config as stored.
+    /// The config of an encrypted repository (format version 2) with these parameters.
+    pub(crate) fn encrypted(mut self, cipher: Cipher) -> Config {
+        self.version = FORMAT_VERSION;
+        self.encryption = cipher.name().into();
+        self.chunker.algorithm = CHUNKER_KEYED.into();
+        self
+    }
+
+    /// The cipher, or `None` for an unencrypted repository.
+    pub fn cipher(&self) -> Option<Cipher> {
+        Cipher::from_name(&self.encryption)
+    }
+
+    /// Encodes an unencrypted (version 1) config as stored.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = serde_json::to_vec(self).unwrap_or_default();
         out.push(b'\n');
         out
     }
 
-    /// Decodes and validates a stored config.
+    /// Decodes and validates a stored version-1 config.
     pub fn decode(bytes: &[u8]) -> Result<Config> {
-        let c: Config = crate::wire::decode_versioned_json(
-            bytes,
-            "repository config",
-            "a config object",
-            FORMAT_VERSION,
-        )?;
-        c.validate()?;
-        Ok(c)
+        match ConfigFile::decode(bytes)? {
+            ConfigFile::Plain(c) => Ok(c),
+            ConfigFile::Sealed(_) => Err(Error::corrupt("config", "is encrypted")),
+        }
+    }
+
+    /// Encodes a version-2 config: the clear header and the body sealed under the config key.
+    pub(crate) fn encode_sealed(&self, keys: &Keys, config_key: &SecretKey) -> Vec<u8> {
+        let body = ConfigBody {
+            created: self.created.clone(),
+            chunker: self.chunker.clone(),
+            compression: self.compression.clone(),
+            pack_size: self.pack_size,
+            list_split: self.list_split,
+            retention: self.retention.clone(),
+            keys: keys.record().clone(),
+        };
+        let plain = zeroize::Zeroizing::new(serde_json::to_vec(&body).unwrap_or_default());
+        let sealed = seal_object(
+            &Aead::new(keys.cipher(), config_key),
+            keys.cipher(),
+            0,
+            Sealed::Config,
+            &self.id.to_hex(),
+            &plain,
+        );
+        let header = SealedConfig {
+            version: self.version,
+            id: self.id,
+            encryption: self.encryption.clone(),
+            sealed: hex::encode(sealed),
+        };
+        let mut out = serde_json::to_vec(&header).unwrap_or_default();
+        out.push(b'\n');
+        out
     }
 
     fn validate(&self) -> Result<()> {
         let bad = |d: String| Err(Error::corrupt("config", d));
         let ch = &self.chunker;
-        if ch.algorithm != "fastcdc-2020" {
-            return bad(format!("unknown chunker {:?}", ch.algorithm));
+        let (chunker, encryption_ok) = match self.version {
+            PLAIN_FORMAT_VERSION => (CHUNKER_PLAIN, self.encryption == "none"),
+            _ => (CHUNKER_KEYED, self.cipher().is_some()),
+        };
+        if ch.algorithm != chunker {
+            return bad(format!(
+                "chunker {:?} in a version-{} repository",
+                ch.algorithm, self.version
+            ));
+        }
+        if !encryption_ok {
+            return bad(format!(
+                "encryption {:?} in a version-{} repository",
+                self.encryption, self.version
+            ));
         }
         let sizes_ok = (64..=1 << 20).contains(&ch.min_size)
             && (256..=4 << 20).contains(&ch.avg_size)
@@ -188,19 +251,30 @@ impl Config {
                 self.compression.algorithm
             ));
         }
-        if self.encryption != "none" {
-            return Err(Error::UnsupportedVersion {
-                object: format!("repository encryption {:?}", self.encryption),
-                found: self.version,
-                supported: FORMAT_VERSION,
-            });
-        }
         let ls = &self.list_split;
         if !(1..=16).contains(&ls.bits) || ls.max_entries < 2 || ls.max_inline < 1 {
             return bad(format!("list split parameters out of range: {ls:?}"));
         }
-        if self.pack_size < 1024 {
-            return bad(format!("pack size {} too small", self.pack_size));
+        if !(1024 * 1024..=1024 * 1024 * 1024).contains(&self.pack_size) {
+            return bad(format!(
+                "pack size {} is not between 1 MiB and 1 GiB",
+                self.pack_size
+            ));
+        }
+        if !(-7..=22).contains(&self.compression.level) {
+            return bad(format!(
+                "zstd level {} out of range",
+                self.compression.level
+            ));
+        }
+        if ls.max_entries > 1 << 20 || ls.max_inline > 1 << 20 {
+            return bad(format!("list split parameters out of range: {ls:?}"));
+        }
+        if self.created.parse::<jiff::Timestamp>().is_err() {
+            return bad(format!(
+                "creation time {:?} is not an RFC 3339 time",
+                self.created
+            ));
         }
         Ok(())
     }
@@ -208,6 +282,134 @@ impl Config {
     /// The zstd level to write with, or `None` for no compression.
     pub fn zstd_level(&self) -> Option<i32> {
         (self.compression.algorithm == "zstd").then_some(self.compression.level)
+    }
+}
+
+/// A stored config as read, before any key is known.
+#[derive(Debug, Clone)]
+pub enum ConfigFile {
+    /// Version 1: the config itself.
+    Plain(Config),
+    /// Version 2: the clear header; the body needs the master key.
+    Sealed(SealedConfig),
+}
+
+/// The clear part of a version-2 config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SealedConfig {
+    /// 2.
+    pub version: u32,
+    /// The repository id: names the local cache and the key files' repository.
+    pub id: Id,
+    /// The cipher's name.
+    pub encryption: String,
+    /// The body, sealed (format-spec/encryption.md), hex.
+    sealed: String,
+}
+
+/// The sealed body of a version-2 config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigBody {
+    created: String,
+    chunker: ChunkerParams,
+    compression: CompressionParams,
+    pack_size: u32,
+    list_split: ListSplitParams,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retention: Option<crate::policy::RetentionPolicy>,
+    keys: KeySetRecord,
+}
+
+impl ConfigFile {
+    /// Decodes a stored config of either version; the body of a version-2 config stays sealed.
+    pub fn decode(bytes: &[u8]) -> Result<ConfigFile> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            version: u32,
+        }
+        let v: VersionOnly = serde_json::from_slice(bytes)
+            .map_err(|e| Error::corrupt("config", format!("not a config object: {e}")))?;
+        match v.version {
+            PLAIN_FORMAT_VERSION => {
+                let c: Config = serde_json::from_slice(bytes)
+                    .map_err(|e| Error::corrupt("config", e.to_string()))?;
+                c.validate()?;
+                Ok(ConfigFile::Plain(c))
+            }
+            FORMAT_VERSION => {
+                let c: SealedConfig = serde_json::from_slice(bytes)
+                    .map_err(|e| Error::corrupt("config", e.to_string()))?;
+                if Cipher::from_name(&c.encryption).is_none() {
+                    return Err(Error::corrupt(
+                        "config",
+                        format!("unknown encryption {:?}", c.encryption),
+                    ));
+                }
+                Ok(ConfigFile::Sealed(c))
+            }
+            found => Err(Error::UnsupportedVersion {
+                object: "repository config".into(),
+                found,
+                supported: FORMAT_VERSION,
+            }),
+        }
+    }
+
+    /// The repository id.
+    pub fn id(&self) -> Id {
+        match self {
+            ConfigFile::Plain(c) => c.id,
+            ConfigFile::Sealed(s) => s.id,
+        }
+    }
+}
+
+impl SealedConfig {
+    /// Opens the body with the config key; `Ok(None)` if the key is not this config's.
+    #[doc(hidden)]
+    pub fn open(&self, config_key: &SecretKey) -> Result<Option<(Config, Keys)>> {
+        let bad = |d: String| Error::corrupt("config", d);
+        let lower_hex = self
+            .sealed
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        let sealed = hex::decode(&self.sealed)
+            .ok()
+            .filter(|_| lower_hex)
+            .ok_or_else(|| bad("sealed body is not lowercase hex".into()))?;
+        let header = envelope_header(&sealed, Sealed::Config).map_err(|m| m.about("config"))?;
+        let cipher = Cipher::from_name(&self.encryption)
+            .filter(|c| *c == header.cipher)
+            .ok_or_else(|| bad("the sealed body's cipher is not the config's".into()))?;
+        if header.epoch != 0 {
+            return Err(bad(format!(
+                "sealed body has epoch {}, not 0",
+                header.epoch
+            )));
+        }
+        let Ok(plain) = open_object(&Aead::new(cipher, config_key), &self.id.to_hex(), &sealed)
+        else {
+            return Ok(None);
+        };
+        let plain = zeroize::Zeroizing::new(plain);
+        let body: ConfigBody =
+            serde_json::from_slice(&plain).map_err(|e| bad(format!("body: {e}")))?;
+        let keys = Keys::from_record(cipher, body.keys).map_err(bad)?;
+        let config = Config {
+            version: self.version,
+            id: self.id,
+            created: body.created,
+            chunker: body.chunker,
+            compression: body.compression,
+            pack_size: body.pack_size,
+            list_split: body.list_split,
+            encryption: self.encryption.clone(),
+            retention: body.retention,
+        };
+        config.validate()?;
+        Ok(Some((config, keys)))
     }
 }
 
@@ -241,5 +443,45 @@ mod tests {
             Config::decode(&c.encode()),
             Err(Error::UnsupportedVersion { found: 9, .. })
         ));
+        c.version = 1;
+        c.pack_size = 7;
+        assert!(Config::decode(&c.encode()).is_err());
+        c.pack_size = DEFAULT_PACK_SIZE;
+        c.encryption = "aes-256-gcm".into();
+        assert!(Config::decode(&c.encode()).is_err());
+        c.version = 9;
+        assert!(matches!(
+            Config::decode(&c.encode()),
+            Err(Error::UnsupportedVersion { found: 9, .. })
+        ));
+    }
+
+    #[test]
+    fn sealed_round_trip() {
+        let keys = Keys::generate(Cipher::Aes256Gcm);
+        let master = SecretKey::random();
+        let ck = crate::crypto::config_key(&master);
+        let mut c = Config::new(DEFAULT_AVG_CHUNK, Some(3), DEFAULT_PACK_SIZE)
+            .unwrap()
+            .encrypted(Cipher::Aes256Gcm);
+        c.retention = Some(crate::policy::RetentionPolicy {
+            keep_last: Some(3),
+            ..Default::default()
+        });
+        let bytes = c.encode_sealed(&keys, &ck);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(!text.contains("fastcdc") && !text.contains("keep_last"));
+        let ConfigFile::Sealed(s) = ConfigFile::decode(&bytes).unwrap() else {
+            panic!("not sealed")
+        };
+        let (back, back_keys) = s.open(&ck).unwrap().unwrap();
+        assert_eq!(back, c);
+        assert!(back_keys.same_content_keys(&keys));
+        assert!(s.open(&SecretKey::random()).unwrap().is_none());
+        // Another repository's id in the clear header: the body no longer opens.
+        let mut moved = s.clone();
+        moved.id = Id::random();
+        assert!(moved.open(&ck).unwrap().is_none());
+        assert!(Config::decode(&bytes).is_err());
     }
 }

@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index_file::BlobLocation;
 use crate::lock_file::LockKind;
-use crate::pack::{BLOB_HEADER_LEN, BlobEntry, BlobKind};
+use crate::pack::{BlobEntry, BlobKind};
 use crate::progress::Progress;
 use crate::repo::{Blob, Coalesce, Object, Packer, Repository};
 
@@ -60,10 +60,16 @@ pub struct CopyReport {
     pub duration_s: f64,
 }
 
-/// Refuses a destination whose chunking or list splitting differs from the source's.
+/// Refuses a destination whose chunking, list splitting or ids differ from the source's.
 fn compatible(src: &Repository, dst: &Repository) -> Result<()> {
     let (a, b) = (src.config(), dst.config());
-    let what = if a.chunker != b.chunker {
+    let what = if !src.sealing().same_content_ids(dst.sealing()) {
+        Some(match (a.cipher(), b.cipher()) {
+            (Some(_), Some(_)) => "they key chunk ids and the chunker with different secrets (a destination shares them only when `copy` creates it)".to_string(),
+            (Some(_), None) => "the source is encrypted and the destination is not".to_string(),
+            _ => "the destination is encrypted and the source is not".to_string(),
+        })
+    } else if a.chunker != b.chunker {
         Some(format!(
             "chunk sizes {}/{}/{} vs {}/{}/{} (min/avg/max)",
             a.chunker.min_size,
@@ -172,7 +178,7 @@ pub fn copy(
     let total: u64 = packs
         .iter()
         .flat_map(|(_, b)| b.iter())
-        .map(|b| u64::from(b.entry.stored_len) + BLOB_HEADER_LEN)
+        .map(|b| b.entry.pack_len())
         .sum();
     progress.total(0, total);
 
@@ -255,10 +261,10 @@ fn copy_pack(
     let entries: Vec<BlobEntry> = blobs.iter().map(|b| b.entry).collect();
     let (mut n, mut bytes) = (0, 0);
     src.objects()
-        .read_blobs(pack, &entries, COALESCE, Blob::Stored, |i, stored| {
-            let stored = stored?;
-            let len = BLOB_HEADER_LEN + stored.len() as u64;
-            packer.add_stored(&entries[i], stored)?;
+        .read_blobs(pack, &entries, COALESCE, Blob::Payload, |i, payload| {
+            let payload = payload?;
+            let len = entries[i].pack_len();
+            packer.add_payload(&entries[i], payload)?;
             n += 1;
             bytes += len;
             progress.bytes(len);

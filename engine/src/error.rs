@@ -59,6 +59,28 @@ pub enum Error {
         detail: String,
     },
 
+    /// The repository is encrypted and no password was given.
+    #[error(
+        "{location} is encrypted: give its password with CAIRN_PASSWORD, --password-file or --password-command, or type it at the prompt"
+    )]
+    PasswordRequired {
+        /// The repository.
+        location: String,
+    },
+
+    /// No key of the repository opens with the password given.
+    #[error(
+        "wrong password for {location}: no key of the repository opens with it (see `cairn key list` with a password that works)"
+    )]
+    WrongPassword {
+        /// The repository.
+        location: String,
+    },
+
+    /// A key operation that would leave the repository unopenable, or is otherwise refused.
+    #[error("{0}")]
+    KeyRefused(String),
+
     /// An object was written by a newer format version than this build reads.
     #[error(
         "{object} has format version {found}, but this cairn reads only version {supported}; upgrade cairn"

@@ -13,7 +13,8 @@ impl Id {
     /// Length of an id in bytes.
     pub const LEN: usize = 32;
 
-    /// The id of `bytes`: their BLAKE3 digest.
+    /// The plain BLAKE3 digest of `bytes`: the name of a pack (and, in unencrypted
+    /// repositories, of every object; see [`IdHasher`]).
     pub fn of(bytes: &[u8]) -> Id {
         Id(*blake3::hash(bytes).as_bytes())
     }
@@ -36,6 +37,51 @@ impl Id {
     /// A fresh random id (used for repository ids).
     pub fn random() -> Id {
         Id(rand::random())
+    }
+}
+
+/// Computes the ids of blobs, index files and snapshots: plain BLAKE3 in an unencrypted
+/// repository, BLAKE3 keyed with the repository's secret id key in an encrypted one, so that an
+/// id reveals nothing about contents to whoever lacks the key.
+#[derive(Clone, Default)]
+pub struct IdHasher {
+    key: Option<std::sync::Arc<crate::crypto::SecretKey>>,
+}
+
+impl fmt::Debug for IdHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.key.is_some() {
+            "IdHasher(keyed)"
+        } else {
+            "IdHasher(plain)"
+        })
+    }
+}
+
+impl IdHasher {
+    /// Plain BLAKE3 (format version 1).
+    pub fn plain() -> IdHasher {
+        IdHasher { key: None }
+    }
+
+    /// BLAKE3 keyed with `key` (format version 2).
+    pub fn keyed(key: &crate::crypto::SecretKey) -> IdHasher {
+        IdHasher {
+            key: Some(std::sync::Arc::new(key.clone())),
+        }
+    }
+
+    /// The id of `bytes`.
+    pub fn id(&self, bytes: &[u8]) -> Id {
+        match &self.key {
+            None => Id::of(bytes),
+            Some(k) => Id(*blake3::keyed_hash(k.as_bytes(), bytes).as_bytes()),
+        }
+    }
+
+    /// Whether ids are keyed.
+    pub fn is_keyed(&self) -> bool {
+        self.key.is_some()
     }
 }
 
@@ -86,5 +132,21 @@ mod tests {
         assert_eq!(id.short().len(), 8);
         assert!(id.to_hex().starts_with(&id.short()));
         assert!("xyz".parse::<Id>().is_err());
+    }
+
+    #[test]
+    fn keyed_ids_differ_by_key() {
+        let k1 = crate::crypto::SecretKey::from_bytes([1; 32]);
+        let k2 = crate::crypto::SecretKey::from_bytes([2; 32]);
+        let a = IdHasher::keyed(&k1).id(b"page");
+        assert_eq!(a, IdHasher::keyed(&k1).id(b"page"));
+        assert_ne!(a, IdHasher::keyed(&k2).id(b"page"));
+        assert_ne!(a, IdHasher::plain().id(b"page"));
+        assert_eq!(IdHasher::plain().id(b"page"), Id::of(b"page"));
+        // Test vector: BLAKE3 keyed with 32 bytes of 0x01, of "page".
+        assert_eq!(
+            a.to_hex(),
+            blake3::keyed_hash(&[1; 32], b"page").to_hex().as_str()
+        );
     }
 }

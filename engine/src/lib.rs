@@ -42,6 +42,7 @@ mod chunker;
 mod config;
 #[cfg(feature = "repository")]
 mod copy;
+mod crypto;
 mod error;
 #[cfg(feature = "repository")]
 mod filter;
@@ -67,6 +68,7 @@ mod reach;
 mod repo;
 #[cfg(feature = "repository")]
 mod restore;
+mod sealing;
 mod snapshot;
 #[cfg(feature = "repository")]
 mod stats;
@@ -77,13 +79,16 @@ mod wire;
 pub use backup::{Additions, BackupOptions, BackupResult, backup, backup_with};
 #[cfg(feature = "repository")]
 pub use check::{Affected, CheckOptions, CheckReport, CheckStats, Problem, ReadData, check};
-pub use config::{Config, DEFAULT_AVG_CHUNK, DEFAULT_PACK_SIZE, FORMAT_VERSION};
+pub use config::{
+    Config, ConfigFile, DEFAULT_AVG_CHUNK, DEFAULT_PACK_SIZE, FORMAT_VERSION, PLAIN_FORMAT_VERSION,
+};
 #[cfg(feature = "repository")]
 pub use copy::{CopyReport, copy};
+pub use crypto::{Cipher, KdfParams, KeyFile, Password};
 pub use error::{Error, Result};
 #[cfg(feature = "repository")]
 pub use forget::{delete_snapshots, forget};
-pub use id::Id;
+pub use id::{Id, IdHasher};
 pub use lock_file::LockKind;
 #[cfg(feature = "repository")]
 pub use ls::walk;
@@ -103,7 +108,7 @@ pub use prune::{DEFAULT_MAX_UNUSED, PruneOptions, PruneReport, prune};
 pub use repo::Lock;
 #[cfg(feature = "repository")]
 pub use repo::{
-    DEFAULT_LOCK_WAIT, InitOptions, Location, Repository, S3Location, S3Settings, Store,
+    DEFAULT_LOCK_WAIT, InitOptions, KeyInfo, Location, Repository, S3Location, S3Settings, Store,
     default_cache_dir, load_wal_record, wal_names,
 };
 #[cfg(feature = "repository")]
@@ -117,8 +122,9 @@ pub use wal::{WalRecord, parse_lsn, segment_name};
 /// tests and micro-benchmarks. Not a stable API.
 #[doc(hidden)]
 pub mod decode {
-    pub use crate::chunker::Chunker;
+    pub use crate::chunker::{Chunker, keyed_gear};
     pub use crate::config::{ChunkerParams, Config, ListSplitParams};
+    pub use crate::crypto::{Keys, Sealed, SecretKey, padme};
     pub use crate::index_file::{PackRecord, decode_index, encode_index};
     pub use crate::lock_file::LockFile;
     pub use crate::manifest::{Content, ContentRef, Tree, decode_list, encode_list};
@@ -127,6 +133,7 @@ pub mod decode {
     };
     #[cfg(feature = "repository")]
     pub use crate::repo::IndexCache;
+    pub use crate::sealing::Sealing;
     pub use crate::snapshot::Snapshot;
     pub use crate::wal::WalRecord;
 }

@@ -17,19 +17,26 @@
 
 use std::cell::RefCell;
 
+use std::sync::Arc;
+
+use crate::crypto::{Cipher, Keys};
 use crate::error::{Error, Result};
-use crate::id::Id;
+use crate::id::{Id, IdHasher};
 use crate::wire::{DecodeResult, Malformed, Put, Reader};
 
-/// Pack format version written and read by this build.
+/// Pack format version of unencrypted repositories (format version 1).
 pub const PACK_VERSION: u32 = 1;
+/// Pack format version of encrypted repositories (format version 2): sealed blobs, a sealed
+/// directory (format-spec/encryption.md).
+pub const SEALED_PACK_VERSION: u32 = 2;
 /// First 8 bytes of every pack.
 pub const PACK_MAGIC: &[u8; 8] = b"CAIRNPAK";
 const DIR_MAGIC: &[u8; 8] = b"CAIRNDIR";
 const END_MAGIC: &[u8; 8] = b"CAIRNEND";
 /// Size of the preamble.
 pub const PREAMBLE_LEN: u64 = 16;
-/// Size of a blob header.
+/// Size of a blob header in a version-1 pack (a sealed blob has no clear header: its epoch and
+/// nonce count as stored bytes).
 pub const BLOB_HEADER_LEN: u64 = 44;
 /// Size of one directory (and index) entry.
 pub const ENTRY_LEN: usize = 52;
@@ -91,7 +98,8 @@ pub enum Compression {
 }
 
 impl Compression {
-    fn code(self) -> u8 {
+    /// The byte stored on disk.
+    pub fn code(self) -> u8 {
         match self {
             Compression::None => 0,
             Compression::Zstd => 1,
@@ -116,9 +124,11 @@ pub struct BlobEntry {
     pub kind: BlobKind,
     /// How its bytes are stored.
     pub compression: Compression,
+    /// The cipher that sealed it, or `None` in an unencrypted repository.
+    pub cipher: Option<Cipher>,
     /// Offset of its header from the start of the pack.
     pub offset: u64,
-    /// Length of the stored bytes (after the header).
+    /// Length of the stored bytes (after the header; a sealed blob's whole length).
     pub stored_len: u32,
     /// Length of the raw bytes.
     pub raw_len: u32,
@@ -129,7 +139,7 @@ impl BlobEntry {
     pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
         out.put_u8(self.kind.code());
         out.put_u8(self.compression.code());
-        out.put_u8(0); // encryption: none
+        out.put_u8(self.cipher.map_or(0, Cipher::code));
         out.put_u8(0); // reserved
         out.put_u64(self.offset);
         out.put_u32(self.stored_len);
@@ -139,7 +149,7 @@ impl BlobEntry {
 
     /// Reads the 52-byte encoding.
     pub(crate) fn decode_from(r: &mut Reader<'_>) -> DecodeResult<BlobEntry> {
-        let (kind, compression) = decode_kind_bytes(r)?;
+        let (kind, compression, cipher) = decode_kind_bytes(r)?;
         let offset = r.u64()?;
         let stored_len = r.u32()?;
         let raw_len = r.u32()?;
@@ -147,9 +157,15 @@ impl BlobEntry {
         if stored_len > MAX_BLOB_LEN || raw_len > MAX_BLOB_LEN {
             return Err(Malformed::new(format!("blob {} too large", id.short())));
         }
-        if compression == Compression::None && stored_len != raw_len {
+        if cipher.is_none() && compression == Compression::None && stored_len != raw_len {
             return Err(Malformed::new(format!(
                 "uncompressed blob {} has stored length {stored_len} but raw length {raw_len}",
+                id.short()
+            )));
+        }
+        if cipher.is_some() && (stored_len as usize) < crate::crypto::BLOB_OVERHEAD {
+            return Err(Malformed::new(format!(
+                "sealed blob {} of {stored_len} bytes is too short",
                 id.short()
             )));
         }
@@ -157,22 +173,37 @@ impl BlobEntry {
             id,
             kind,
             compression,
+            cipher,
             offset,
             stored_len,
             raw_len,
         })
     }
 
+    /// Bytes of its clear header: 44 in a version-1 pack, none for a sealed blob.
+    pub fn header_len(&self) -> u64 {
+        if self.cipher.is_some() {
+            0
+        } else {
+            BLOB_HEADER_LEN
+        }
+    }
+
+    /// Bytes the blob takes in its pack, header included.
+    pub fn pack_len(&self) -> u64 {
+        self.header_len() + u64::from(self.stored_len)
+    }
+
     /// Offset one past the blob's last stored byte.
     /// Saturates instead of overflowing, so that a corrupt offset compares as out of range.
     pub fn end(&self) -> u64 {
         self.offset
-            .saturating_add(BLOB_HEADER_LEN)
+            .saturating_add(self.header_len())
             .saturating_add(u64::from(self.stored_len))
     }
 }
 
-fn decode_kind_bytes(r: &mut Reader<'_>) -> DecodeResult<(BlobKind, Compression)> {
+fn decode_kind_bytes(r: &mut Reader<'_>) -> DecodeResult<(BlobKind, Compression, Option<Cipher>)> {
     let kind = r.u8()?;
     let kind =
         BlobKind::from_code(kind).ok_or_else(|| Malformed::new(format!("blob kind {kind}")))?;
@@ -180,16 +211,20 @@ fn decode_kind_bytes(r: &mut Reader<'_>) -> DecodeResult<(BlobKind, Compression)
     let comp = Compression::from_code(comp)
         .ok_or_else(|| Malformed::new(format!("unknown compression {comp}")))?;
     let enc = r.u8()?;
-    if enc != 0 {
-        return Err(Malformed::new(format!("unknown encryption {enc}")));
-    }
+    let cipher = match enc {
+        0 => None,
+        c => Some(
+            Cipher::from_code(c)
+                .ok_or_else(|| Malformed::new(format!("unknown encryption {c}")))?,
+        ),
+    };
     let reserved = r.u8()?;
     if reserved != 0 {
         return Err(Malformed::new(format!(
             "reserved byte is {reserved}, not 0"
         )));
     }
-    Ok((kind, comp))
+    Ok((kind, comp, cipher))
 }
 
 thread_local! {
@@ -238,10 +273,52 @@ pub fn compress(raw: &[u8], zstd_level: Option<i32>) -> (Compression, Vec<u8>) {
     (Compression::None, raw.to_vec())
 }
 
-/// Turns a blob's stored bytes back into raw bytes and checks them against the blob's id.
-/// This is the one place where blob contents are verified; every reader goes through it.
+/// Turns a blob's stored bytes back into raw bytes and checks them against the blob's id, in
+/// an unencrypted repository (see `Sealing` for both kinds).
 pub fn open_blob(entry: &BlobEntry, stored: &[u8]) -> Result<Vec<u8>> {
-    let what = || format!("{} {}", entry.kind.name(), entry.id.short());
+    check_plain(entry, stored)?;
+    decode_payload(entry, stored, &IdHasher::plain())
+}
+
+/// Verifies a blob like [`open_blob`] without keeping its raw bytes.
+pub fn verify_blob(entry: &BlobEntry, stored: &[u8]) -> Result<u32> {
+    check_plain(entry, stored)?;
+    verify_payload(entry, stored, &IdHasher::plain())
+}
+
+fn check_plain(entry: &BlobEntry, stored: &[u8]) -> Result<()> {
+    if entry.cipher.is_some() {
+        return Err(Error::corrupt(
+            blob_name(entry),
+            "is sealed, in an unencrypted repository",
+        ));
+    }
+    if stored.len() != entry.stored_len as usize {
+        return Err(Error::corrupt(
+            blob_name(entry),
+            format!(
+                "{} stored bytes, expected {}",
+                stored.len(),
+                entry.stored_len
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn blob_name(entry: &BlobEntry) -> String {
+    format!("{} {}", entry.kind.name(), entry.id.short())
+}
+
+/// Decompresses a blob's payload (its stored bytes, or what unsealing them gave) and checks
+/// the raw bytes against the blob's id. This is the one place where blob contents are
+/// verified; every reader goes through it.
+pub(crate) fn decode_payload(
+    entry: &BlobEntry,
+    payload: &[u8],
+    hasher: &IdHasher,
+) -> Result<Vec<u8>> {
+    let what = || blob_name(entry);
     // Chunks are at most 16 MiB (the largest chunker maximum); a bigger claim is hostile and
     // must not make us allocate it.
     if entry.kind == BlobKind::Data && entry.raw_len > MAX_CHUNK_LEN {
@@ -250,19 +327,9 @@ pub fn open_blob(entry: &BlobEntry, stored: &[u8]) -> Result<Vec<u8>> {
             format!("claims {} raw bytes, more than any chunk", entry.raw_len),
         ));
     }
-    if stored.len() != entry.stored_len as usize {
-        return Err(Error::corrupt(
-            what(),
-            format!(
-                "{} stored bytes, expected {}",
-                stored.len(),
-                entry.stored_len
-            ),
-        ));
-    }
     let raw = match entry.compression {
-        Compression::None => stored.to_vec(),
-        Compression::Zstd => zstd_decompress(stored, entry.raw_len as usize)
+        Compression::None => payload.to_vec(),
+        Compression::Zstd => zstd_decompress(payload, entry.raw_len as usize)
             .map_err(|e| Error::corrupt(what(), format!("does not decompress: {e}")))?,
     };
     if raw.len() != entry.raw_len as usize {
@@ -271,25 +338,26 @@ pub fn open_blob(entry: &BlobEntry, stored: &[u8]) -> Result<Vec<u8>> {
             format!("{} raw bytes, expected {}", raw.len(), entry.raw_len),
         ));
     }
-    if Id::of(&raw) != entry.id {
+    if hasher.id(&raw) != entry.id {
         return Err(Error::corrupt(what(), "contents do not match its id"));
     }
     Ok(raw)
 }
 
-/// Verifies a blob like [`open_blob`] without keeping its raw bytes: decompresses into a
-/// per-thread buffer and hashes that. Returns the raw length. For audits that read everything.
-pub fn verify_blob(entry: &BlobEntry, stored: &[u8]) -> Result<u32> {
+/// Verifies a payload like [`decode_payload`] without keeping its raw bytes: decompresses into
+/// a per-thread buffer and hashes that. Returns the raw length. For audits that read
+/// everything.
+pub(crate) fn verify_payload(entry: &BlobEntry, payload: &[u8], hasher: &IdHasher) -> Result<u32> {
     thread_local! {
         static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    if entry.compression == Compression::None || entry.kind != BlobKind::Data {
-        return open_blob(entry, stored).map(|raw| raw.len() as u32);
+    if entry.compression == Compression::None
+        || entry.kind != BlobKind::Data
+        || entry.raw_len > MAX_CHUNK_LEN
+    {
+        return decode_payload(entry, payload, hasher).map(|raw| raw.len() as u32);
     }
-    let what = || format!("{} {}", entry.kind.name(), entry.id.short());
-    if entry.raw_len > MAX_CHUNK_LEN || stored.len() != entry.stored_len as usize {
-        return open_blob(entry, stored).map(|raw| raw.len() as u32);
-    }
+    let what = || blob_name(entry);
     SCRATCH.with(|scratch| {
         let mut buf = scratch.borrow_mut();
         buf.clear();
@@ -301,7 +369,7 @@ pub fn verify_blob(entry: &BlobEntry, stored: &[u8]) -> Result<u32> {
                     *slot = Some(zstd::bulk::Decompressor::new()?);
                 }
                 match slot.as_mut() {
-                    Some(d) => d.decompress_to_buffer(stored, &mut *buf),
+                    Some(d) => d.decompress_to_buffer(payload, &mut *buf),
                     None => Err(std::io::Error::other("no zstd context")),
                 }
             })
@@ -312,7 +380,7 @@ pub fn verify_blob(entry: &BlobEntry, stored: &[u8]) -> Result<u32> {
                 format!("{n} raw bytes, expected {}", entry.raw_len),
             ));
         }
-        if Id::of(&buf) != entry.id {
+        if hasher.id(&buf) != entry.id {
             return Err(Error::corrupt(what(), "contents do not match its id"));
         }
         Ok(entry.raw_len)
@@ -322,7 +390,10 @@ pub fn verify_blob(entry: &BlobEntry, stored: &[u8]) -> Result<u32> {
 /// Checks a blob's 44-byte header (as read from the pack) against its directory entry.
 pub fn check_blob_header(entry: &BlobEntry, header: &[u8]) -> DecodeResult<()> {
     let mut r = Reader::new(header);
-    let (kind, compression) = decode_kind_bytes(&mut r)?;
+    let (kind, compression, cipher) = decode_kind_bytes(&mut r)?;
+    if cipher.is_some() {
+        return Err(Malformed::new("a version-1 blob header names a cipher"));
+    }
     let stored_len = r.u32()?;
     let raw_len = r.u32()?;
     let id = r.id()?;
@@ -344,11 +415,12 @@ pub fn check_blob_header(entry: &BlobEntry, header: &[u8]) -> DecodeResult<()> {
     Ok(())
 }
 
-/// Builds a pack in memory.
+/// Builds a pack in memory: version 1, or version 2 with every blob and the directory sealed.
 #[derive(Debug)]
 pub struct PackWriter {
     buf: Vec<u8>,
     entries: Vec<BlobEntry>,
+    keys: Option<Arc<Keys>>,
 }
 
 impl Default for PackWriter {
@@ -358,44 +430,67 @@ impl Default for PackWriter {
 }
 
 impl PackWriter {
-    /// An empty pack.
+    /// An empty version-1 pack.
     pub fn new() -> PackWriter {
+        Self::with_keys(None)
+    }
+
+    /// An empty pack: sealed under `keys`' current epoch if there are keys.
+    pub fn with_keys(keys: Option<Arc<Keys>>) -> PackWriter {
         let mut buf = Vec::with_capacity(1 << 20);
         buf.extend_from_slice(PACK_MAGIC);
-        buf.put_u32(PACK_VERSION);
+        buf.put_u32(if keys.is_some() {
+            SEALED_PACK_VERSION
+        } else {
+            PACK_VERSION
+        });
         buf.put_u32(0);
         PackWriter {
             buf,
             entries: Vec::new(),
+            keys,
         }
     }
 
-    /// Appends one blob, already compressed.
+    /// Appends one blob, already compressed (its payload).
     pub fn add(
         &mut self,
         kind: BlobKind,
         id: Id,
         raw_len: u32,
         compression: Compression,
-        stored: &[u8],
+        payload: &[u8],
     ) {
-        let entry = BlobEntry {
+        let offset = self.buf.len() as u64;
+        let cipher = match &self.keys {
+            None => {
+                self.buf.put_u8(kind.code());
+                self.buf.put_u8(compression.code());
+                self.buf.put_u8(0);
+                self.buf.put_u8(0);
+                self.buf.put_u32(payload.len() as u32);
+                self.buf.put_u32(raw_len);
+                self.buf.put_id(&id);
+                self.buf.extend_from_slice(payload);
+                None
+            }
+            Some(keys) => {
+                let (epoch, aead) = keys.current();
+                let aad = crate::crypto::blob_aad(kind.code(), compression.code(), raw_len, &id.0);
+                crate::crypto::seal_blob(aead, epoch, &aad, payload, &mut self.buf);
+                Some(keys.cipher())
+            }
+        };
+        let header = if cipher.is_some() { 0 } else { BLOB_HEADER_LEN };
+        self.entries.push(BlobEntry {
             id,
             kind,
             compression,
-            offset: self.buf.len() as u64,
-            stored_len: stored.len() as u32,
+            cipher,
+            offset,
+            stored_len: (self.buf.len() as u64 - offset - header) as u32,
             raw_len,
-        };
-        self.buf.put_u8(kind.code());
-        self.buf.put_u8(compression.code());
-        self.buf.put_u8(0);
-        self.buf.put_u8(0);
-        self.buf.put_u32(entry.stored_len);
-        self.buf.put_u32(raw_len);
-        self.buf.put_id(&id);
-        self.buf.extend_from_slice(stored);
-        self.entries.push(entry);
+        });
     }
 
     /// Bytes so far.
@@ -410,14 +505,25 @@ impl PackWriter {
 
     /// Appends the directory and trailer; returns the pack id, its bytes and its entries.
     pub fn finish(mut self) -> (Id, Vec<u8>, Vec<BlobEntry>) {
-        let dir_start = self.buf.len();
-        self.buf.extend_from_slice(DIR_MAGIC);
-        self.buf.put_u32(self.entries.len() as u32);
+        let mut dir = Vec::with_capacity(12 + ENTRY_LEN * self.entries.len());
+        dir.extend_from_slice(DIR_MAGIC);
+        dir.put_u32(self.entries.len() as u32);
         for e in &self.entries {
-            e.encode_into(&mut self.buf);
+            e.encode_into(&mut dir);
         }
-        let dir_len = (self.buf.len() - dir_start) as u32;
-        self.buf.put_u32(dir_len);
+        if let Some(keys) = &self.keys {
+            let (epoch, aead) = keys.current();
+            dir = crate::crypto::seal_object(
+                aead,
+                keys.cipher(),
+                epoch,
+                crate::crypto::Sealed::PackDirectory,
+                "",
+                &dir,
+            );
+        }
+        self.buf.extend_from_slice(&dir);
+        self.buf.put_u32(dir.len() as u32);
         self.buf.extend_from_slice(END_MAGIC);
         (Id::of(&self.buf), self.buf, self.entries)
     }
@@ -440,7 +546,12 @@ pub fn decode_trailer(trailer: &[u8], pack_len: u64) -> DecodeResult<u32> {
 
 /// Decodes a pack directory; `dir_start` is its offset in the pack. Checks that the blobs it
 /// lists lie, in order and without overlap, between the preamble and the directory.
-pub fn decode_directory(dir: &[u8], dir_start: u64) -> DecodeResult<Vec<BlobEntry>> {
+/// Every entry must name `cipher` (`None`: unsealed).
+pub fn decode_directory(
+    dir: &[u8],
+    dir_start: u64,
+    cipher: Option<Cipher>,
+) -> DecodeResult<Vec<BlobEntry>> {
     let mut r = Reader::new(dir);
     if r.take(8)? != DIR_MAGIC {
         return Err(Malformed::new("pack directory magic is wrong"));
@@ -456,6 +567,13 @@ pub fn decode_directory(dir: &[u8], dir_start: u64) -> DecodeResult<Vec<BlobEntr
     let mut next = PREAMBLE_LEN;
     for _ in 0..count {
         let e = BlobEntry::decode_from(&mut r)?;
+        if e.cipher != cipher {
+            return Err(Malformed::new(format!(
+                "blob {} is {}sealed, unlike the repository",
+                e.id.short(),
+                if e.cipher.is_some() { "" } else { "not " }
+            )));
+        }
         if e.offset != next {
             return Err(Malformed::new(format!(
                 "blob {} at offset {} but the previous blob ends at {next}",
@@ -475,16 +593,16 @@ pub fn decode_directory(dir: &[u8], dir_start: u64) -> DecodeResult<Vec<BlobEntr
     Ok(entries)
 }
 
-/// Checks the preamble (first 16 bytes) of a pack.
-pub fn check_preamble(preamble: &[u8]) -> DecodeResult<()> {
+/// Checks the preamble (first 16 bytes) of a pack of `version` (1, or 2 when sealed).
+pub fn check_preamble(preamble: &[u8], version: u32) -> DecodeResult<()> {
     let mut r = Reader::new(preamble);
     if r.take(8)? != PACK_MAGIC {
         return Err(Malformed::new("not a pack: magic is wrong"));
     }
-    let version = r.u32()?;
-    if version != PACK_VERSION {
+    let found = r.u32()?;
+    if found != version {
         return Err(Malformed::new(format!(
-            "pack version {version}, this build reads {PACK_VERSION}"
+            "pack version {found}, where this repository has version {version}"
         )));
     }
     let flags = r.u32()?;
@@ -501,12 +619,13 @@ pub fn decode_pack(pack: &[u8]) -> DecodeResult<Vec<BlobEntry>> {
     if len < PREAMBLE_LEN + TRAILER_LEN {
         return Err(Malformed::new(format!("pack of {len} bytes is too short")));
     }
-    check_preamble(&pack[..PREAMBLE_LEN as usize])?;
+    check_preamble(&pack[..PREAMBLE_LEN as usize], PACK_VERSION)?;
     let dir_len = decode_trailer(&pack[pack.len() - TRAILER_LEN as usize..], len)?;
     let dir_start = len - TRAILER_LEN - u64::from(dir_len);
     let entries = decode_directory(
         &pack[dir_start as usize..(len - TRAILER_LEN) as usize],
         dir_start,
+        None,
     )?;
     for e in &entries {
         let h = e.offset as usize;

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index_file::{PackRecord, encode_index};
 use crate::lock_file::LockKind;
-use crate::pack::{BLOB_HEADER_LEN, BlobKind};
+use crate::pack::BlobKind;
 use crate::progress::Progress;
 use crate::reach::walk_blobs;
 use crate::repo::{Blob, Coalesce, Kind, Object, Packer, Repository, load_index_file};
@@ -187,7 +187,7 @@ pub fn prune(
         let mut unused_bytes = 0u64;
         let mut mine = Vec::new();
         for (i, b) in record.blobs.iter().enumerate() {
-            let size = BLOB_HEADER_LEN + u64::from(b.stored_len);
+            let size = b.pack_len();
             if used.remove(&(b.kind, b.id)) {
                 used_bytes += size;
                 mine.push(i);
@@ -319,7 +319,7 @@ pub fn prune(
     }
     for group in relist.chunks(PACKS_PER_INDEX) {
         let bytes = encode_index(group);
-        let id = Id::of(&bytes);
+        let id = objects.sealing().hasher().id(&bytes);
         objects.write(&Object::Index(id), bytes)?;
         written_indexes.push(id);
         report.index_files_written += 1;
@@ -380,10 +380,10 @@ fn repack_one(
         max: u64::MAX,
     };
     repo.objects()
-        .read_blobs(&record.id, &entries, whole, Blob::Stored, |i, stored| {
-            let stored = stored?;
-            progress.bytes(BLOB_HEADER_LEN + stored.len() as u64);
-            packer.add_stored(&entries[i], stored)
+        .read_blobs(&record.id, &entries, whole, Blob::Payload, |i, payload| {
+            let payload = payload?;
+            progress.bytes(entries[i].pack_len());
+            packer.add_payload(&entries[i], payload)
         })
 }
 

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::id::Id;
-use crate::pack::{BLOB_HEADER_LEN, BlobKind};
+use crate::pack::BlobKind;
 use crate::reach::walk_blobs;
 use crate::repo::{Kind, Repository, load_index_file};
 
@@ -116,7 +116,7 @@ pub fn stats(repo: &Repository, specs: &[String]) -> Result<RepoStats> {
                 let at: Vec<usize> = (0..group.len()).filter(|i| group[*i].0.0 == kind).collect();
                 let ids: Vec<Id> = at.iter().map(|i| group[*i].0.1).collect();
                 for (i, loc) in at.into_iter().zip(repo.index().get_many(kind, &ids)?) {
-                    out[i] = loc.map_or(0, |l| BLOB_HEADER_LEN + u64::from(l.entry.stored_len));
+                    out[i] = loc.map_or(0, |l| l.entry.pack_len());
                 }
             }
             Ok(out)
@@ -144,7 +144,7 @@ pub fn stats(repo: &Repository, specs: &[String]) -> Result<RepoStats> {
         for b in &p.blobs {
             blobs += 1;
             raw += u64::from(b.raw_len);
-            blob_bytes += BLOB_HEADER_LEN + u64::from(b.stored_len);
+            blob_bytes += b.pack_len();
         }
     }
     let stored = objects.stored_bytes()?;

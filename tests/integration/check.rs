@@ -37,7 +37,15 @@ fn fixture() -> Fixture {
         .unwrap();
     }
     std::fs::write(src.join("shared/catalog"), random_bytes(&mut rng, 300_000)).unwrap();
-    sb.ok(&["init", "--compression", "none", "--pack-size", "1MiB"]);
+    sb.ok(&[
+        "init",
+        "--encryption",
+        "none",
+        "--compression",
+        "none",
+        "--pack-size",
+        "1MiB",
+    ]);
     let a = sb.backup(&[], &[&src]);
     std::fs::write(src.join("table4"), random_bytes(&mut rng, 500_000)).unwrap();
     let b = sb.backup(&[], &[&src]);

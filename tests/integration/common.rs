@@ -58,6 +58,7 @@ impl Sandbox {
         }
         cmd.args(args)
             .env("CAIRN_REPO", &self.repo_spec)
+            .env("CAIRN_PASSWORD", SANDBOX_PASSWORD)
             .env("CAIRN_CACHE_DIR", self.cache())
             .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
@@ -102,6 +103,10 @@ impl Sandbox {
     }
 }
 
+/// The password of every sandbox's repository (given through the environment, as an operator's
+/// scheduler would).
+pub const SANDBOX_PASSWORD: &str = "sandbox password, not a secret";
+
 /// The settings of the developer's environment that would steer a test's cairn elsewhere (a
 /// real S3 endpoint, other credentials, a config file); removed from every test run.
 pub const FOREIGN_ENV: &[&str] = &[
@@ -114,6 +119,15 @@ pub const FOREIGN_ENV: &[&str] = &[
     "AWS_DEFAULT_REGION",
     "CAIRN_CONFIG",
     "CAIRN_CONNECTIONS",
+    "CAIRN_PASSWORD",
+    "CAIRN_PASSWORD_FILE",
+    "CAIRN_PASSWORD_COMMAND",
+    "CAIRN_TO_PASSWORD",
+    "CAIRN_TO_PASSWORD_FILE",
+    "CAIRN_TO_PASSWORD_COMMAND",
+    "CAIRN_NEW_PASSWORD",
+    "CAIRN_NEW_PASSWORD_FILE",
+    "CAIRN_NEW_PASSWORD_COMMAND",
 ];
 
 /// Every file below `dir`, sorted; a missing directory has none.

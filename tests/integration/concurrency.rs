@@ -189,6 +189,15 @@ fn a_file_that_changes_while_read_is_reported() {
     fill(&src, 1, 100_000, 12); // one file of 780 MiB: reading it takes a while
     sb.ok(&["init"]);
     let child = spawn_backup(&sb, &src);
+    // Once the backup holds its lock it has opened the repository (deriving the key takes a
+    // moment) and starts reading.
+    let locks = sb.repo().join("locks");
+    let started = std::time::Instant::now();
+    while crate::common::files_under(&locks).is_empty()
+        && started.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     std::thread::sleep(Duration::from_millis(150));
     {
         let mut f = std::fs::OpenOptions::new()

@@ -258,7 +258,11 @@ fn pg_commands_fail_as_postgresql_needs() {
     assert_eq!(sb.cairn(&["list", "--no-such-flag"]).status.code(), Some(2));
     // A malformed target is refused before anything is chosen or restored.
     let t = sb.path("pgdata");
+    let pw = sb.path("password");
+    std::fs::write(&pw, crate::common::SANDBOX_PASSWORD).unwrap();
     let line = sb.fails(&[
+        "--password-file",
+        pw.to_str().unwrap(),
         "pg",
         "restore",
         "--lsn",

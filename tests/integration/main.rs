@@ -9,6 +9,7 @@ mod check;
 mod concurrency;
 mod crafted;
 mod dedup;
+mod encryption;
 mod errors;
 mod fixture;
 mod lifecycle;

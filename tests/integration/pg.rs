@@ -71,6 +71,10 @@ fn find() -> Option<Pg> {
     for d in ["repo", "cache", "scratch"] {
         std::fs::create_dir(pg.path(d)).unwrap();
     }
+    // The repository's password, where the server's archive and restore commands read it
+    // (readable by the postgres user only, once chowned below).
+    std::fs::write(pg.path("password"), "a PostgreSQL archive password\n").unwrap();
+    std::fs::set_permissions(pg.path("password"), std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = Command::new("chown")
         .args(["-R", &format!("{uid}:{gid}")])
         .arg(pg.dir.path())
@@ -97,6 +101,9 @@ impl Pg {
     /// A command run as the postgres user, talking to this cluster by default.
     fn cmd(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new(program);
+        for k in crate::common::FOREIGN_ENV {
+            c.env_remove(k);
+        }
         c.uid(self.uid)
             .gid(self.gid)
             .current_dir(self.dir.path())
@@ -106,10 +113,8 @@ impl Pg {
             .env("PGUSER", "postgres")
             .env("PGDATABASE", "postgres")
             .env("CAIRN_REPO", self.path("repo"))
-            .env("CAIRN_CACHE_DIR", self.path("cache"));
-        for k in crate::common::FOREIGN_ENV {
-            c.env_remove(k);
-        }
+            .env("CAIRN_CACHE_DIR", self.path("cache"))
+            .env("CAIRN_PASSWORD_FILE", self.path("password"));
         c
     }
 
@@ -152,7 +157,7 @@ impl Pg {
         let conf = format!(
             "\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{dir}'\n\
              wal_level = replica\narchive_mode = on\n\
-             archive_command = '{cairn} --repo {dir}/repo --cache-dir {dir}/cache pg archive-wal %p %f'\n\
+             archive_command = '{cairn} --repo {dir}/repo --cache-dir {dir}/cache --password-file {dir}/password pg archive-wal %p %f'\n\
              fsync = off\nmax_wal_size = 256MB\n",
             port = self.port,
             dir = self.dir.path().display(),

@@ -488,7 +488,7 @@ fn damaged_tree_names_its_directory_and_skip_damaged_restores_the_rest() {
         std::fs::create_dir_all(src.join(dir)).unwrap();
         std::fs::write(src.join(dir).join(name), name.repeat(1000)).unwrap();
     }
-    sb.ok(&["init", "--compression", "none"]);
+    sb.ok(&["init", "--compression", "none", "--encryption", "none"]);
     sb.backup(&[], &[&src]);
     // Flip a byte in the tree of lost/ (the one naming its file).
     let mut hit = false;

@@ -36,7 +36,19 @@ pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
         (None, true) => ReadData::All,
         (None, false) => ReadData::No,
     };
-    let mut repo = g.open()?;
+    let mut repo = match g.open() {
+        Ok(r) => r,
+        // A config that does not authenticate (replaced, or changed) is damage, not a usage
+        // error: exit as a damaged repository does.
+        Err(e)
+            if e.downcast_ref::<cairn_engine::Error>()
+                .is_some_and(cairn_engine::Error::is_damage) =>
+        {
+            errln!("error: {e:#}");
+            return Ok(Outcome::Damaged);
+        }
+        Err(e) => return Err(e),
+    };
     let bar = Bar::new(!a.json, "packs");
     let opts = CheckOptions {
         read_data,

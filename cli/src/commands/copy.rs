@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use cairn_engine::{CopyReport, Error, Repository, copy};
 
 use crate::Globals;
+use crate::password::PasswordSource;
 use crate::progress::Bar;
 use crate::units::human_bytes;
 
@@ -19,6 +20,13 @@ pub struct Args {
     /// (--config); what it leaves out comes from the AWS_* environment variables.
     #[arg(long, value_name = "FILE")]
     to_config: Option<PathBuf>,
+    /// File whose first line is the destination's password (else CAIRN_TO_PASSWORD, then
+    /// --to-password-command, then the source's password).
+    #[arg(long, env = "CAIRN_TO_PASSWORD_FILE", value_name = "FILE")]
+    to_password_file: Option<PathBuf>,
+    /// Shell command that prints the destination's password.
+    #[arg(long, env = "CAIRN_TO_PASSWORD_COMMAND", value_name = "COMMAND")]
+    to_password_command: Option<String>,
     /// Print the report as one JSON object.
     #[arg(long)]
     json: bool,
@@ -34,11 +42,32 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         ..g.clone()
     };
     let location = dst_globals.resolve(&a.to)?;
-    let cache = g.cache_dir();
-    let mut dst = match Repository::open(&location, &cache) {
+    let password = if std::env::var_os("CAIRN_TO_PASSWORD").is_some()
+        || a.to_password_file.is_some()
+        || a.to_password_command.is_some()
+    {
+        PasswordSource {
+            env: "CAIRN_TO_PASSWORD",
+            file: a.to_password_file.clone(),
+            command: a.to_password_command.clone(),
+            prompt: "destination password",
+        }
+    } else {
+        g.password.clone()
+    };
+    let opened = g.open_at(&location, &password);
+    let not_found = matches!(
+        opened.as_ref().map_err(|e| e.downcast_ref::<Error>()),
+        Err(Some(Error::RepositoryNotFound { .. }))
+    );
+    let mut dst = match opened {
         Ok(r) => r,
-        Err(Error::RepositoryNotFound { .. }) => {
-            let config = Repository::init_like(&location, src.config())
+        Err(_) if not_found => {
+            let pw = match src.sealing().keys() {
+                Some(_) => Some(password.get(true)?),
+                None => None,
+            };
+            let config = Repository::init_like(&location, &src, pw)
                 .with_context(|| format!("cannot create the destination {location}"))?;
             if !a.json {
                 outln!(
@@ -46,9 +75,9 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                     config.id.short()
                 );
             }
-            Repository::open(&location, &cache)?
+            g.open_at(&location, &password)?
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     dst.set_lock_wait(g.lock_wait()?);
     for w in dst.warnings() {

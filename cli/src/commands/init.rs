@@ -1,7 +1,7 @@
 //! `cairn init`.
 
 use anyhow::{Result, bail};
-use cairn_engine::{InitOptions, Repository};
+use cairn_engine::{Cipher, InitOptions, KdfParams, Repository};
 
 use crate::Globals;
 use crate::units::parse_size;
@@ -17,6 +17,36 @@ pub struct Args {
     /// Target size of pack files (e.g. 32MiB).
     #[arg(long, default_value = "32MiB")]
     pack_size: String,
+    /// Encryption: `aes-256-gcm`, `chacha20-poly1305`, or `none` (an unencrypted repository,
+    /// readable by anyone who can read its files).
+    #[arg(long, default_value = "aes-256-gcm")]
+    encryption: String,
+    #[command(flatten)]
+    kdf: KdfArgs,
+}
+
+/// How a password is stretched into a key (Argon2id).
+#[derive(Debug, Clone, clap::Args)]
+pub struct KdfArgs {
+    /// Argon2id memory (e.g. 64MiB): more makes guessing passwords dearer, and every
+    /// command's start slower.
+    #[arg(long, default_value = "64MiB")]
+    kdf_memory: String,
+    /// Argon2id passes over that memory.
+    #[arg(long, default_value_t = 3)]
+    kdf_iterations: u32,
+}
+
+impl KdfArgs {
+    /// The parameters.
+    pub fn params(&self) -> Result<KdfParams> {
+        let memory = parse_size(&self.kdf_memory)? / 1024;
+        Ok(KdfParams {
+            memory_kib: u32::try_from(memory)?,
+            iterations: self.kdf_iterations,
+            parallelism: 1,
+        })
+    }
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
@@ -30,15 +60,35 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             Err(_) => bail!("--compression {s:?}: give a zstd level 1..=22 or `none`"),
         },
     };
+    let encryption = match a.encryption.as_str() {
+        "none" => None,
+        s => Some(Cipher::from_name(s).ok_or_else(|| {
+            anyhow::anyhow!("--encryption {s:?}: give aes-256-gcm, chacha20-poly1305 or none")
+        })?),
+    };
+    let password = match encryption {
+        Some(_) => Some(g.password.get(true)?),
+        None => None,
+    };
     let opts = InitOptions {
         avg_chunk_size: u32::try_from(avg)?,
         zstd_level,
         pack_size: u32::try_from(pack)?,
+        encryption,
+        password,
+        kdf: a.kdf.params()?,
     };
     let config = Repository::init(&location, &opts)?;
-    outln!(
-        "created cairn repository {} at {location}",
-        config.id.short()
-    );
+    match encryption {
+        Some(c) => outln!(
+            "created cairn repository {} at {location}, encrypted with {}; keep the password safe: without it the data cannot be read",
+            config.id.short(),
+            c.name()
+        ),
+        None => outln!(
+            "created cairn repository {} at {location}, NOT encrypted: anyone who can read its files can read the data",
+            config.id.short()
+        ),
+    }
     Ok(())
 }

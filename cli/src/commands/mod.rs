@@ -6,6 +6,7 @@ pub mod copy;
 pub mod delete;
 pub mod forget;
 pub mod init;
+pub mod key;
 pub mod list;
 pub mod ls;
 pub mod pg;

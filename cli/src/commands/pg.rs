@@ -172,6 +172,11 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
                 (None, None, false) => bail!("give --time, --lsn or --latest"),
             };
             let mut repo = g.open()?;
+            if repo.sealing().keys().is_some() && g.password.for_other_process().is_none() {
+                bail!(
+                    "the repository is encrypted: give --password-file or --password-command, which the restored server's restore_command uses to fetch WAL (the password itself is never written there)"
+                );
+            }
             let bar = Bar::new(true, "files");
             let report = pg_restore(
                 &mut repo,
@@ -260,6 +265,9 @@ fn fetch_command(g: &Globals) -> Result<String> {
     if let Some(c) = &g.config {
         let abs = std::path::absolute(c).context("cannot resolve --config")?;
         cmd += &format!(" --config {}", quote(&abs.display().to_string()));
+    }
+    if let Some(p) = g.password.for_other_process() {
+        cmd += &p;
     }
     cmd += " pg fetch-wal %f %p";
     Ok(cmd)

@@ -304,7 +304,7 @@ pub fn backup_with(
     summary.bytes_added += estimate;
     snapshot.summary = summary;
     let bytes = snapshot.encode();
-    let id = Id::of(&bytes);
+    let id = repo.objects().sealing().hasher().id(&bytes);
     // Committing needs the lock: without it a prune may have deleted data this snapshot needs.
     lock.confirm()?;
     repo.objects().write(&Object::Snapshot(id), bytes)?;
@@ -434,7 +434,7 @@ impl<'a> Run<'a> {
     fn new(repo: &'a Repository, progress: &'a dyn Progress) -> Run<'a> {
         Run {
             repo,
-            chunker: Chunker::new(&repo.config().chunker),
+            chunker: repo.chunker(),
             packer: Packer::new(repo),
             progress,
             force_read: false,
@@ -702,7 +702,11 @@ impl<'a> Run<'a> {
         self.chunker
             .for_each_batch(reader, SEGMENT, |buf, ranges| {
                 // Hash in parallel, look the batch up at once, compress what is new in parallel.
-                let ids: Vec<Id> = ranges.par_iter().map(|r| Id::of(&buf[r.clone()])).collect();
+                let hasher = self.repo.hasher();
+                let ids: Vec<Id> = ranges
+                    .par_iter()
+                    .map(|r| hasher.id(&buf[r.clone()]))
+                    .collect();
                 let known = self.packer.known_many(BlobKind::Data, &ids)?;
                 let prepared = ranges
                     .par_iter()

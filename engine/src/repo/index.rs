@@ -38,7 +38,7 @@ pub(crate) fn load_index_files(
 pub(crate) fn load_index_file(objects: &Objects, id: &Id) -> Result<Vec<PackRecord>> {
     let what = || format!("index file {}", id.short());
     let bytes = objects.read(&Object::Index(*id))?;
-    if Id::of(&bytes) != *id {
+    if objects.sealing().hasher().id(&bytes) != *id {
         return Err(Error::corrupt(what(), "contents do not match its name"));
     }
     decode_index(&bytes).map_err(|m| m.about(what()))

@@ -470,6 +470,7 @@ mod tests {
         // Data and tree entries over the same id range, so the walk crosses kinds; ids far
         // apart and close together, so it both seeks and steps.
         let entry = |i: u32, kind| BlobEntry {
+            cipher: None,
             id: Id::of(&i.to_le_bytes()),
             kind,
             compression: crate::pack::Compression::None,

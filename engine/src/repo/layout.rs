@@ -16,6 +16,8 @@ pub(crate) enum Kind {
     Lock,
     /// `wal/<WAL file name>`: WAL records.
     Wal,
+    /// `keys/<id>`: key files (encrypted repositories).
+    Key,
 }
 
 impl Kind {
@@ -27,6 +29,7 @@ impl Kind {
             Kind::Snapshot => "snapshots/",
             Kind::Lock => "locks/",
             Kind::Wal => "wal/",
+            Kind::Key => "keys/",
         }
     }
 }
@@ -46,6 +49,8 @@ pub(crate) enum Object {
     Lock(String),
     /// The record of an archived WAL file, named by that file.
     Wal(String),
+    /// A key file, named by a random id.
+    Key(Id),
 }
 
 impl Object {
@@ -58,6 +63,20 @@ impl Object {
             Object::Snapshot(id) => format!("snapshots/{id}"),
             Object::Lock(name) => format!("locks/{name}"),
             Object::Wal(name) => format!("wal/{name}"),
+            Object::Key(id) => format!("keys/{id}"),
+        }
+    }
+
+    /// How the object is sealed in an encrypted repository, if it is sealed whole (packs are
+    /// sealed blob by blob; the config and key files have layouts of their own).
+    pub(crate) fn sealed(&self) -> Option<crate::crypto::Sealed> {
+        use crate::crypto::Sealed;
+        match self {
+            Object::Index(_) => Some(Sealed::Index),
+            Object::Snapshot(_) => Some(Sealed::Snapshot),
+            Object::Lock(_) => Some(Sealed::Lock),
+            Object::Wal(_) => Some(Sealed::Wal),
+            Object::Config | Object::Pack(_) | Object::Key(_) => None,
         }
     }
 
@@ -71,6 +90,7 @@ impl Object {
             Kind::Pack => Object::Pack(id()?),
             Kind::Index => Object::Index(id()?),
             Kind::Snapshot => Object::Snapshot(id()?),
+            Kind::Key => Object::Key(id()?),
             Kind::Lock if !name.is_empty() && !name.contains('/') => Object::Lock(name.into()),
             Kind::Wal if crate::wal::valid_wal_name(name) => Object::Wal(name.into()),
             Kind::Lock | Kind::Wal => return None,
@@ -81,7 +101,9 @@ impl Object {
     /// The id of a pack, index file or snapshot.
     pub(crate) fn id(&self) -> Option<Id> {
         match self {
-            Object::Pack(id) | Object::Index(id) | Object::Snapshot(id) => Some(*id),
+            Object::Pack(id) | Object::Index(id) | Object::Snapshot(id) | Object::Key(id) => {
+                Some(*id)
+            }
             _ => None,
         }
     }
@@ -106,6 +128,7 @@ mod tests {
             (Kind::Pack, Object::Pack(id)),
             (Kind::Index, Object::Index(id)),
             (Kind::Snapshot, Object::Snapshot(id)),
+            (Kind::Key, Object::Key(id)),
             (Kind::Lock, Object::Lock("abc".into())),
             (Kind::Wal, Object::Wal("000000010000000000000003".into())),
         ] {

@@ -276,12 +276,17 @@ fn conflict(objects: &Objects, mine: &str, kind: LockKind) -> Result<Option<Stri
             continue;
         }
         // A lock removed since the listing is no conflict.
-        let Some(bytes) = objects.read_opt(&object)? else {
-            continue;
+        let bytes = match objects.read_opt(&object) {
+            Ok(Some(bytes)) => Some(bytes),
+            Ok(None) => continue,
+            // Sealed under a key or epoch this build does not have, or not sealed at all.
+            Err(e) if e.is_damage() => None,
+            Err(e) => return Err(e),
         };
-        // Lock files are written whole (atomically), so one that does not parse was not
-        // written by this version: perhaps by a newer one. It is respected, never removed.
-        let Some(other) = LockFile::decode(&bytes) else {
+        // Lock files are written whole (atomically), so one that does not parse (or does not
+        // open) was not written by this version: perhaps by a newer one. It is respected,
+        // never removed.
+        let Some(other) = bytes.as_deref().and_then(LockFile::decode) else {
             return Ok(Some(format!(
                 "a lock file this cairn cannot read ({}; remove it if no cairn command runs on this repository)",
                 object.path()

@@ -27,7 +27,7 @@ pub(crate) use layout::{Kind, Object};
 pub use lock::Lock;
 pub(crate) use pack_reader::{Blob, Coalesce};
 pub(crate) use packer::{Packed, Packer};
-pub use repository::{DEFAULT_LOCK_WAIT, InitOptions, Repository, default_cache_dir};
+pub use repository::{DEFAULT_LOCK_WAIT, InitOptions, KeyInfo, Repository, default_cache_dir};
 pub(crate) use repository::{resolve_in, sort_by_time};
 pub use store::{Location, S3Location, S3Settings, Store};
 pub(crate) use tmp::{STALE_TMP, modified_before};

@@ -6,14 +6,16 @@ use std::ops::Range;
 
 use crate::error::Result;
 use crate::id::Id;
+use crate::sealing::Sealing;
 
 use super::layout::{Kind, Object};
 use super::store::{Location, Store, Upload};
 
-/// A repository's objects in its store.
+/// A repository's objects in its store, sealed as the repository's format wants.
 #[derive(Debug, Clone)]
 pub(crate) struct Objects {
     store: Store,
+    sealing: Sealing,
 }
 
 /// What a directory of the repository holds: its objects, and paths there that are not where
@@ -25,8 +27,37 @@ pub(crate) struct Listing {
 }
 
 impl Objects {
+    /// Objects in `store`, unsealed until [`Objects::set_sealing`] (which opening an
+    /// encrypted repository calls once it has its keys).
     pub(crate) fn new(store: Store) -> Objects {
-        Objects { store }
+        Objects {
+            store,
+            sealing: Sealing::plain(),
+        }
+    }
+
+    /// Seals and opens objects as `sealing` says from now on.
+    pub(crate) fn set_sealing(&mut self, sealing: Sealing) {
+        self.sealing = sealing;
+    }
+
+    /// How objects and blobs are sealed.
+    pub(crate) fn sealing(&self) -> &Sealing {
+        &self.sealing
+    }
+
+    fn open(&self, object: &Object, stored: Vec<u8>) -> Result<Vec<u8>> {
+        match object.sealed() {
+            Some(kind) => self.sealing.open_object(kind, &object.path(), stored),
+            None => Ok(stored),
+        }
+    }
+
+    fn seal(&self, object: &Object, plain: Vec<u8>) -> Vec<u8> {
+        match object.sealed() {
+            Some(kind) => self.sealing.seal_object(kind, &object.path(), plain),
+            None => plain,
+        }
     }
 
     /// Where the repository is.
@@ -40,14 +71,17 @@ impl Objects {
         self.store.with_parallel_reads(f)
     }
 
-    /// Reads a whole object.
+    /// Reads a whole object (opened, if it is sealed: what its writer gave [`Objects::write`]).
     pub(crate) fn read(&self, object: &Object) -> Result<Vec<u8>> {
-        self.store.read(&object.path())
+        self.open(object, self.store.read(&object.path())?)
     }
 
     /// Reads a whole object, or `None` if it is not there.
     pub(crate) fn read_opt(&self, object: &Object) -> Result<Option<Vec<u8>>> {
-        self.store.read_opt(&object.path())
+        match self.store.read_opt(&object.path())? {
+            Some(stored) => self.open(object, stored).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Reads `range` of a pack.
@@ -58,12 +92,13 @@ impl Objects {
     /// Writes an object whole, replacing what was there (atomically: readers see the old
     /// object or the new one).
     pub(crate) fn write(&self, object: &Object, data: Vec<u8>) -> Result<()> {
-        self.store.write(&object.path(), data)
+        self.store.write(&object.path(), self.seal(object, data))
     }
 
     /// Writes an object only if nothing is there; false if something was.
     pub(crate) fn write_new(&self, object: &Object, data: Vec<u8>) -> Result<bool> {
-        self.store.write_new(&object.path(), data)
+        self.store
+            .write_new(&object.path(), self.seal(object, data))
     }
 
     /// Starts writing a pack in the background.

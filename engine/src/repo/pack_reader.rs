@@ -18,7 +18,8 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::pack::{BLOB_HEADER_LEN, BlobEntry, check_blob_header, open_blob, verify_blob};
+use crate::pack::{BlobEntry, check_blob_header, decode_payload};
+use crate::sealing::Sealing;
 
 use super::objects::Objects;
 
@@ -37,21 +38,28 @@ pub(crate) struct Coalesce {
 pub(crate) enum Blob {
     /// Its raw bytes, decompressed and verified.
     Raw,
-    /// Its stored bytes (without the header), verified: for copying into another pack as is.
-    Stored,
+    /// Its payload (compressed bytes: unsealed, without the header), verified: for copying
+    /// into another pack without compressing again.
+    Payload,
 }
 
-/// Bytes read from a pack, starting at `start`.
-pub(crate) struct Segment<B> {
+/// Bytes read from a pack, starting at `start`, and how the repository seals blobs.
+pub(crate) struct Segment<'s, B> {
     pack: Id,
     start: u64,
     bytes: B,
+    sealing: &'s Sealing,
 }
 
-impl<B: AsRef<[u8]>> Segment<B> {
+impl<'s, B: AsRef<[u8]>> Segment<'s, B> {
     /// `bytes` read from `pack` at `start`.
-    pub(crate) fn new(pack: Id, start: u64, bytes: B) -> Segment<B> {
-        Segment { pack, start, bytes }
+    pub(crate) fn new(sealing: &'s Sealing, pack: Id, start: u64, bytes: B) -> Segment<'s, B> {
+        Segment {
+            pack,
+            start,
+            bytes,
+            sealing,
+        }
     }
 
     /// The bytes read.
@@ -78,35 +86,44 @@ impl<B: AsRef<[u8]>> Segment<B> {
                 ),
             ));
         };
-        let (header, stored) = blob.split_at((BLOB_HEADER_LEN as usize).min(blob.len()));
-        check_blob_header(entry, header)
-            .map_err(|m| m.about(format!("pack {}", self.pack.short())))?;
+        let (header, stored) = blob.split_at((entry.header_len() as usize).min(blob.len()));
+        if entry.cipher.is_none() {
+            check_blob_header(entry, header)
+                .map_err(|m| m.about(format!("pack {}", self.pack.short())))?;
+        }
         Ok(stored)
     }
 
     /// The blob `entry`, verified, as `want` asks.
     pub(crate) fn blob(&self, entry: &BlobEntry, want: Blob) -> Result<Vec<u8>> {
         let stored = self.stored_of(entry)?;
-        let raw = open_blob(entry, stored)?;
-        Ok(match want {
-            Blob::Raw => raw,
-            Blob::Stored => stored.to_vec(),
-        })
+        match want {
+            Blob::Raw => self.sealing.open_blob(entry, stored),
+            Blob::Payload => {
+                let payload = self.sealing.payload(entry, stored)?;
+                decode_payload(entry, &payload, self.sealing.hasher())?;
+                Ok(payload.into_owned())
+            }
+        }
     }
 
     /// Verifies the blob `entry` without keeping its contents; returns its raw length. For
     /// audits that read everything.
     pub(crate) fn verify(&self, entry: &BlobEntry) -> Result<u32> {
-        verify_blob(entry, self.stored_of(entry)?)
+        self.sealing.verify_blob(entry, self.stored_of(entry)?)
     }
 }
 
 impl Objects {
     /// Reads `range` of `pack`.
-    pub(crate) fn read_segment(&self, pack: &Id, range: Range<u64>) -> Result<Segment<Vec<u8>>> {
+    pub(crate) fn read_segment(
+        &self,
+        pack: &Id,
+        range: Range<u64>,
+    ) -> Result<Segment<'_, Vec<u8>>> {
         let start = range.start;
         let bytes = self.read_pack_range(pack, range)?;
-        Ok(Segment::new(*pack, start, bytes))
+        Ok(Segment::new(self.sealing(), *pack, start, bytes))
     }
 
     /// Reads the blobs `entries` (sorted by offset) of `pack`, neighbours together as
@@ -162,7 +179,7 @@ impl Objects {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pack::{BlobKind, Compression, PackWriter, compress};
+    use crate::pack::{BLOB_HEADER_LEN, BlobKind, Compression, PackWriter, compress};
     use crate::repo::layout::Object;
     use crate::repo::store::{Location, Store};
 
@@ -203,10 +220,10 @@ mod tests {
                 assert_eq!(r, Ok(raws[i].clone()));
             }
         }
-        // Stored bytes are what the pack holds, verified.
+        // Payloads are what the pack holds, verified.
         let mut stored = Vec::new();
         objects
-            .read_blobs(&id, &entries[..1], all, Blob::Stored, |_, r| {
+            .read_blobs(&id, &entries[..1], all, Blob::Payload, |_, r| {
                 stored.push(r.unwrap());
                 Ok(())
             })

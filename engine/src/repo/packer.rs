@@ -99,8 +99,8 @@ impl<'a> Packer<'a> {
             repo,
             repack: false,
             inner: Mutex::new(Inner {
-                data: PackWriter::new(),
-                meta: PackWriter::new(),
+                data: repo.objects().sealing().pack_writer(),
+                meta: repo.objects().sealing().pack_writer(),
                 pending: HashSet::new(),
                 sealed: Vec::new(),
                 written: Vec::new(),
@@ -149,7 +149,7 @@ impl<'a> Packer<'a> {
         raw: &[u8],
         level: Option<i32>,
     ) -> Result<Prepared> {
-        let id = Id::of(raw);
+        let id = self.repo.objects().sealing().hasher().id(raw);
         let known = self.known(kind, &id)?;
         self.prepare_known(kind, id, raw, known, level)
     }
@@ -260,7 +260,8 @@ impl<'a> Packer<'a> {
         if writer.is_empty() {
             return Ok(());
         }
-        let (id, bytes, blobs) = std::mem::take(writer).finish();
+        let fresh = self.repo.objects().sealing().pack_writer();
+        let (id, bytes, blobs) = std::mem::replace(writer, fresh).finish();
         let len = bytes.len() as u64;
         inner.packed.bytes_added += len;
         inner.packed.packs_added += 1;
@@ -302,7 +303,7 @@ impl<'a> Packer<'a> {
         // The packs are stored; an index file may list them only while the lock holds.
         self.repo.confirm_locks()?;
         let bytes = encode_index(&inner.sealed);
-        let id = Id::of(&bytes);
+        let id = self.repo.objects().sealing().hasher().id(&bytes);
         inner.packed.bytes_added += bytes.len() as u64;
         inner.packed.index_files_added += 1;
         self.repo.objects().write(&Object::Index(id), bytes)?;
@@ -325,14 +326,15 @@ impl<'a> Packer<'a> {
     }
 
     /// Adds a blob still compressed, as the pack reader returned it verified
-    /// ([`super::Blob::Stored`]): copying between packs (prune, copy).
-    pub(crate) fn add_stored(&self, entry: &BlobEntry, stored: Vec<u8>) -> Result<()> {
+    /// ([`super::Blob::Payload`]): copying between packs (prune, copy). It is sealed again,
+    /// under this repository's current epoch.
+    pub(crate) fn add_payload(&self, entry: &BlobEntry, payload: Vec<u8>) -> Result<()> {
         self.add(Prepared::stored(
             entry.kind,
             entry.id,
             entry.raw_len,
             entry.compression,
-            stored,
+            payload,
         ))
     }
 

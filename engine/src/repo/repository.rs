@@ -10,13 +10,17 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use crate::config::Config;
+use crate::chunker::Chunker;
+use crate::config::{Config, ConfigFile, SealedConfig};
+use crate::crypto::{Cipher, KdfParams, KeyFile, Keys, Password, SecretKey, config_key};
 use crate::error::{Error, Result};
 use crate::id::Id;
+use crate::id::IdHasher;
 use crate::index_file::BlobLocation;
 use crate::lock_file::LockKind;
 use crate::manifest::{Content, Tree, decode_list};
 use crate::pack::BlobKind;
+use crate::sealing::Sealing;
 use crate::snapshot::Snapshot;
 
 use super::index_cache::IndexCache;
@@ -35,6 +39,12 @@ pub struct InitOptions {
     pub zstd_level: Option<i32>,
     /// Target pack size in bytes.
     pub pack_size: u32,
+    /// The cipher, or `None` for an unencrypted (format version 1) repository.
+    pub encryption: Option<Cipher>,
+    /// The first key's password (required when encrypted).
+    pub password: Option<Password>,
+    /// How the first key's password is stretched.
+    pub kdf: KdfParams,
 }
 
 impl Default for InitOptions {
@@ -43,6 +53,9 @@ impl Default for InitOptions {
             avg_chunk_size: crate::config::DEFAULT_AVG_CHUNK,
             zstd_level: Some(crate::config::DEFAULT_ZSTD_LEVEL),
             pack_size: crate::config::DEFAULT_PACK_SIZE,
+            encryption: None,
+            password: None,
+            kdf: KdfParams::default(),
         }
     }
 }
@@ -64,6 +77,8 @@ impl quick_cache::Weighter<Id, Arc<Vec<u8>>> for PackBytes {
 pub struct Repository {
     objects: Objects,
     config: Config,
+    /// The master key and the key file it was opened with (encrypted repositories).
+    unlocked: Option<Unlocked>,
     index: IndexCache,
     warnings: Vec<String>,
     /// Whole metadata packs (trees and lists), fetched once: walking a snapshot reads many
@@ -73,6 +88,24 @@ pub struct Repository {
     /// The locks taken through [`Repository::lock`] (those still held upgrade), confirmed
     /// before each index file is written.
     locks: std::sync::Mutex<Vec<std::sync::Weak<Held>>>,
+}
+
+/// What opening an encrypted repository unlocked.
+struct Unlocked {
+    master: SecretKey,
+    key_id: Id,
+    kdf: KdfParams,
+}
+
+/// A key of an encrypted repository, as `key list` shows it.
+#[derive(Debug, Clone)]
+pub struct KeyInfo {
+    /// The key file's id.
+    pub id: Id,
+    /// The key this repository was opened with.
+    pub current: bool,
+    /// When and where it was added, and how it is stretched.
+    pub file: KeyFile,
 }
 
 /// The snapshots that read, oldest first, and the damaged ones with what is wrong.
@@ -88,6 +121,98 @@ impl std::fmt::Debug for Repository {
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
+}
+
+/// Finds the key that `password` opens and, with it, the config body and the key set.
+fn unlock(
+    objects: &Objects,
+    location: &Location,
+    sealed: &SealedConfig,
+    password: &Password,
+) -> Result<(Config, Keys, Unlocked)> {
+    let ids = objects.list_ids(Kind::Key)?;
+    if ids.is_empty() {
+        return Err(Error::corrupt(
+            format!("repository {location}"),
+            "it is encrypted but has no key files under keys/",
+        ));
+    }
+    // Each try costs the key derivation (a quarter of a second, 64 MiB): try them in
+    // parallel, and stop at the first that opens.
+    let files: Vec<(Id, Result<KeyFile>)> = objects.with_parallel_reads(|| {
+        ids.par_iter()
+            .map(|id| {
+                let file = objects
+                    .read(&Object::Key(*id))
+                    .and_then(|b| KeyFile::decode(&b, id));
+                (*id, file)
+            })
+            .collect()
+    });
+    let mut ours = Vec::new();
+    let mut damaged = Vec::new();
+    for (id, file) in files {
+        match file {
+            Ok(f) if f.repository == sealed.id => ours.push((id, f)),
+            Ok(_) => {}
+            Err(e) if e.is_damage() => damaged.push(id),
+            Err(e) => return Err(e),
+        }
+    }
+    if ours.is_empty() && damaged.is_empty() {
+        return Err(Error::corrupt(
+            "config",
+            format!(
+                "it names repository {}, but no readable key file under keys/ belongs to that repository (was the config replaced?)",
+                sealed.id.short()
+            ),
+        ));
+    }
+    let found = objects.with_parallel_reads(|| {
+        ours.par_iter()
+            .map(|(id, file)| -> Result<Option<(Id, SecretKey, KdfParams)>> {
+                Ok(file
+                    .unwrap_master(id, password)?
+                    .map(|m| (*id, m, file.kdf)))
+            })
+            .find_map_any(|r| match r {
+                Ok(Some(found)) => Some(Ok(found)),
+                Ok(None) => None,
+                Err(e) if e.is_damage() => None,
+                Err(e) => Some(Err(e)),
+            })
+    });
+    let Some(found) = found else {
+        if let Some(d) = damaged.first() {
+            // The password may be that key's: say so rather than "wrong password".
+            return Err(Error::corrupt(
+                format!("key {}", d.short()),
+                "the key file does not parse, and no other key opens with this password",
+            ));
+        }
+        return Err(Error::WrongPassword {
+            location: location.to_string(),
+        });
+    };
+    let (key_id, master, kdf) = found?;
+    let (config, keys) = sealed.open(&config_key(&master))?.ok_or_else(|| {
+        Error::corrupt(
+            "config",
+            format!(
+                "key {} opens, but the config does not authenticate under it (replaced or changed)",
+                key_id.short()
+            ),
+        )
+    })?;
+    Ok((
+        config,
+        keys,
+        Unlocked {
+            master,
+            key_id,
+            kdf,
+        },
+    ))
 }
 
 /// Sorts snapshots oldest first, by their parsed start time (timestamps print a varying number
@@ -114,12 +239,21 @@ impl Repository {
     /// repository or anything else.
     pub fn init(location: &Location, opts: &InitOptions) -> Result<Config> {
         let config = Config::new(opts.avg_chunk_size, opts.zstd_level, opts.pack_size)?;
-        Self::init_with(location, config)
+        let secrets = opts.encryption.map(Keys::generate);
+        Self::init_with(location, config, secrets, opts)
     }
 
     /// Creates a repository at `location` whose chunking, list splitting, compression and
-    /// pack size are those of `template` (a copy's destination), under a new id.
-    pub fn init_like(location: &Location, template: &Config) -> Result<Config> {
+    /// pack size are those of `source` (a copy's destination), under a new id. An encrypted
+    /// source gives an encrypted destination that shares only its id key and chunker key (so
+    /// blobs keep their ids and copy sends only what is missing), with its own data key and
+    /// master key, wrapped under `password`.
+    pub fn init_like(
+        location: &Location,
+        source: &Repository,
+        password: Option<Password>,
+    ) -> Result<Config> {
+        let template = source.config();
         let mut config = Config::new(
             template.chunker.avg_size,
             Some(crate::config::DEFAULT_ZSTD_LEVEL),
@@ -128,10 +262,23 @@ impl Repository {
         config.chunker = template.chunker.clone();
         config.list_split = template.list_split;
         config.compression = template.compression.clone();
-        Self::init_with(location, config)
+        let keys = source.objects.sealing().keys();
+        let opts = InitOptions {
+            encryption: keys.map(|k| k.cipher()),
+            password,
+            kdf: source.unlocked.as_ref().map(|u| u.kdf).unwrap_or_default(),
+            ..InitOptions::default()
+        };
+        let secrets = keys.map(|k| k.sharing_content_keys(k.cipher()));
+        Self::init_with(location, config, secrets, &opts)
     }
 
-    fn init_with(location: &Location, config: Config) -> Result<Config> {
+    fn init_with(
+        location: &Location,
+        config: Config,
+        secrets: Option<Keys>,
+        opts: &InitOptions,
+    ) -> Result<Config> {
         if let Some(path) = location.local_path()
             && path.exists()
         {
@@ -169,34 +316,184 @@ impl Repository {
                 });
             }
         }
+        let (config, bytes, key) = match secrets {
+            None => {
+                let bytes = config.encode();
+                (config, bytes, None)
+            }
+            Some(keys) => {
+                let password = opts
+                    .password
+                    .as_ref()
+                    .ok_or_else(|| Error::PasswordRequired {
+                        location: location.to_string(),
+                    })?;
+                let config = config.encrypted(keys.cipher());
+                let master = SecretKey::random();
+                let key_id = Id::random();
+                let file = KeyFile::wrap(
+                    config.id,
+                    &key_id,
+                    keys.cipher(),
+                    opts.kdf,
+                    password,
+                    &master,
+                )?;
+                let bytes = config.encode_sealed(&keys, &config_key(&master));
+                (config, bytes, Some((key_id, file)))
+            }
+        };
+        // The key first: a config whose key never got written would lock everyone out.
+        if let Some((key_id, file)) = &key {
+            objects.write(&Object::Key(*key_id), file.encode())?;
+        }
         // A conditional write: of two `init`s racing for one place, one fails.
-        if !objects.write_new(&Object::Config, config.encode())? {
+        if !objects.write_new(&Object::Config, bytes)? {
+            if let Some((key_id, _)) = &key {
+                objects.delete(&Object::Key(*key_id))?;
+            }
             return Err(exists());
         }
         Ok(config)
     }
 
-    /// Opens the repository at `location` with its local cache under `cache_dir`.
+    /// Opens the unencrypted repository at `location` with its local cache under `cache_dir`;
+    /// an encrypted one is refused with [`Error::PasswordRequired`].
     pub fn open(location: &Location, cache_dir: &Path) -> Result<Repository> {
-        let objects = Objects::new(Store::open(location, false)?);
+        Self::open_with(location, cache_dir, &|| {
+            Err(Error::PasswordRequired {
+                location: location.to_string(),
+            })
+        })
+    }
+
+    /// Opens the repository at `location` with its local cache under `cache_dir`. If it is
+    /// encrypted, `password` is asked once, before anything else is read.
+    pub fn open_with(
+        location: &Location,
+        cache_dir: &Path,
+        password: &dyn Fn() -> Result<Password>,
+    ) -> Result<Repository> {
+        let mut objects = Objects::new(Store::open(location, false)?);
         let bytes =
             objects
                 .read_opt(&Object::Config)?
                 .ok_or_else(|| Error::RepositoryNotFound {
                     location: location.to_string(),
                 })?;
-        let config = Config::decode(&bytes)?;
+        let (config, unlocked) = match ConfigFile::decode(&bytes)? {
+            ConfigFile::Plain(config) => (config, None),
+            ConfigFile::Sealed(sealed) => {
+                let (config, keys, unlocked) = unlock(&objects, location, &sealed, &password()?)?;
+                objects.set_sealing(Sealing::encrypted(Arc::new(keys)));
+                (config, Some(unlocked))
+            }
+        };
         let mut index = IndexCache::open(&cache_dir.join(config.id.to_hex()))?;
         let warnings = index.sync(&objects)?;
         Ok(Repository {
             objects,
             config,
+            unlocked,
             index,
             warnings,
             meta_packs: quick_cache::sync::Cache::with_weighter(64, META_CACHE_BYTES, PackBytes),
             lock_wait: DEFAULT_LOCK_WAIT,
             locks: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// What computes blob and object ids (keyed in an encrypted repository).
+    pub fn hasher(&self) -> &IdHasher {
+        self.objects.sealing().hasher()
+    }
+
+    /// How the repository seals what it stores.
+    pub fn sealing(&self) -> &Sealing {
+        self.objects.sealing()
+    }
+
+    /// The chunker of this repository (keyed in an encrypted one).
+    pub(crate) fn chunker(&self) -> Chunker {
+        Chunker::for_repository(
+            &self.config.chunker,
+            self.objects.sealing().keys().map(|k| k.chunker_key()),
+        )
+    }
+
+    /// The keys of an encrypted repository (none for an unencrypted one).
+    pub fn keys(&self) -> Result<Vec<KeyInfo>> {
+        let current = self.unlocked.as_ref().map(|u| u.key_id);
+        let mut out = Vec::new();
+        for id in self.objects.list_ids(Kind::Key)? {
+            let bytes = self.objects.read(&Object::Key(id))?;
+            out.push(KeyInfo {
+                id,
+                current: current == Some(id),
+                file: KeyFile::decode(&bytes, &id)?,
+            });
+        }
+        out.sort_by(|a, b| a.file.created.cmp(&b.file.created));
+        Ok(out)
+    }
+
+    fn unlocked(&self) -> Result<&Unlocked> {
+        self.unlocked.as_ref().ok_or_else(|| {
+            Error::KeyRefused(format!(
+                "{} is not encrypted: it has no keys",
+                self.location()
+            ))
+        })
+    }
+
+    /// Adds a key: the master key wrapped under `password`. Returns its id.
+    pub fn add_key(&self, password: &Password, kdf: KdfParams) -> Result<Id> {
+        let unlocked = self.unlocked()?;
+        let cipher = self.objects.sealing().cipher().unwrap_or(Cipher::Aes256Gcm);
+        let key_id = Id::random();
+        let file = KeyFile::wrap(
+            self.config.id,
+            &key_id,
+            cipher,
+            kdf,
+            password,
+            &unlocked.master,
+        )?;
+        self.objects.write(&Object::Key(key_id), file.encode())?;
+        Ok(key_id)
+    }
+
+    /// Removes the key `id`. Refuses the key this repository was opened with (open it with
+    /// another to remove this one) and, with it, the last key.
+    pub fn remove_key(&self, id: &Id) -> Result<()> {
+        let unlocked = self.unlocked()?;
+        if *id == unlocked.key_id {
+            return Err(Error::KeyRefused(format!(
+                "key {} is the one this password opens; open the repository with another key's password to remove it (the last key is never removed)",
+                id.short()
+            )));
+        }
+        if self.objects.read_opt(&Object::Key(*id))?.is_none() {
+            return Err(Error::KeyRefused(format!(
+                "no key {} in {}; run `cairn key list`",
+                id.short(),
+                self.location()
+            )));
+        }
+        self.objects.delete(&Object::Key(*id))
+    }
+
+    /// Changes the password of the key this repository was opened with: a new key file under
+    /// `password` is written, then the old one removed. Returns the new key's id.
+    pub fn change_password(&mut self, password: &Password, kdf: KdfParams) -> Result<Id> {
+        let old = self.unlocked()?.key_id;
+        let new = self.add_key(password, kdf)?;
+        self.objects.delete(&Object::Key(old))?;
+        if let Some(u) = self.unlocked.as_mut() {
+            u.key_id = new;
+            u.kdf = kdf;
+        }
+        Ok(new)
     }
 
     /// How long commands wait for a conflicting lock (see [`Repository::lock`]).
@@ -248,7 +545,11 @@ impl Repository {
         }
         let mut config = self.config.clone();
         config.retention = policy;
-        self.objects.write(&Object::Config, config.encode())?;
+        let bytes = match (&self.unlocked, self.objects.sealing().keys()) {
+            (Some(u), Some(keys)) => config.encode_sealed(keys, &config_key(&u.master)),
+            _ => config.encode(),
+        };
+        self.objects.write(&Object::Config, bytes)?;
         self.config = config;
         Ok(())
     }
@@ -312,7 +613,7 @@ impl Repository {
         let pack = self.meta_packs.get_or_insert_with(&loc.pack, || {
             self.objects.read(&Object::Pack(loc.pack)).map(Arc::new)
         })?;
-        Segment::new(loc.pack, 0, pack.as_slice()).blob(&e, Blob::Raw)
+        Segment::new(self.objects.sealing(), loc.pack, 0, pack.as_slice()).blob(&e, Blob::Raw)
     }
 
     /// Loads a tree.
@@ -429,7 +730,7 @@ impl Repository {
             .objects
             .read_opt(&Object::Snapshot(*id))?
             .ok_or_else(|| Error::SnapshotNotFound(id.to_hex()))?;
-        if Id::of(&bytes) != *id {
+        if self.objects.sealing().hasher().id(&bytes) != *id {
             return Err(Error::corrupt(
                 format!("snapshot {}", id.short()),
                 "contents do not match its name",

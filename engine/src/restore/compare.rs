@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::plan::FileChunk;
-use crate::id::Id;
+use crate::id::IdHasher;
 
 /// Bytes read from a file at a time: small enough that the buffer stays in the core's own
 /// cache from the kernel's copy into it to the hashing (with 8 MiB reads the hashing read
@@ -16,7 +16,7 @@ const READ_SIZE: u64 = 256 << 10;
 
 /// For each chunk, true if the file at `path` holds exactly its bytes at its offset. A missing
 /// or unreadable file matches nothing.
-pub(super) fn matching_chunks(path: &Path, chunks: &[FileChunk]) -> Vec<bool> {
+pub(super) fn matching_chunks(path: &Path, chunks: &[FileChunk], hasher: &IdHasher) -> Vec<bool> {
     let mut out = vec![false; chunks.len()];
     let Ok(file) = File::open(path) else {
         return out;
@@ -46,12 +46,19 @@ pub(super) fn matching_chunks(path: &Path, chunks: &[FileChunk]) -> Vec<bool> {
         }
     }
     let mut buf = BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
-    compare_runs(&file, len, chunks, &mut buf, &mut out);
+    compare_runs(&file, len, chunks, hasher, &mut buf, &mut out);
     BUF.with(|b| *b.borrow_mut() = buf);
     out
 }
 
-fn compare_runs(file: &File, len: u64, chunks: &[FileChunk], buf: &mut Vec<u8>, out: &mut [bool]) {
+fn compare_runs(
+    file: &File,
+    len: u64,
+    chunks: &[FileChunk],
+    hasher: &IdHasher,
+    buf: &mut Vec<u8>,
+    out: &mut [bool],
+) {
     let mut i = 0;
     while i < chunks.len() {
         // A run of chunks ending at most READ_SIZE after the first one starts.
@@ -72,7 +79,7 @@ fn compare_runs(file: &File, len: u64, chunks: &[FileChunk], buf: &mut Vec<u8>, 
         for (k, c) in chunks[i..j].iter().enumerate() {
             let from = (c.offset - start) as usize;
             let to = from + c.len as usize;
-            out[i + k] = to <= buf.len() && Id::of(&buf[from..to]) == c.id;
+            out[i + k] = to <= buf.len() && hasher.id(&buf[from..to]) == c.id;
         }
         i = j;
     }

@@ -569,7 +569,7 @@ fn prepare_batch(
         .map(|&(i, s)| {
             let chunks = &pieces[i].chunks;
             let run = &chunks[s..(s + COMPARE_RUN).min(chunks.len())];
-            compare::matching_chunks(&target.join(&pieces[i].rel), run)
+            compare::matching_chunks(&target.join(&pieces[i].rel), run, repo.hasher())
         })
         .collect();
     // Per piece, which of its chunks are kept (empty: none), and their bytes.
@@ -812,8 +812,8 @@ fn finish_batch(
             .filter(|((p, _), direct)| {
                 let path = target.join(&p.rel);
                 let size_ok = fs::symlink_metadata(&path).is_ok_and(|m| m.len() == p.node.size);
-                let differs =
-                    !size_ok || compare::matching_chunks(&path, &p.chunks).contains(&false);
+                let differs = !size_ok
+                    || compare::matching_chunks(&path, &p.chunks, repo.hasher()).contains(&false);
                 // Reading filled the cache with pages the next batch may write around it.
                 if **direct {
                     drop_cached(&path);
