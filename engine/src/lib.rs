@@ -68,6 +68,8 @@ mod reach;
 mod repo;
 #[cfg(feature = "repository")]
 mod restore;
+#[cfg(feature = "repository")]
+mod rotate;
 mod sealing;
 mod snapshot;
 #[cfg(feature = "repository")]
@@ -113,6 +115,8 @@ pub use repo::{
 };
 #[cfg(feature = "repository")]
 pub use restore::{RestoreOptions, RestoreSummary, restore};
+#[cfg(feature = "repository")]
+pub use rotate::{RotateReport, rotate_keys};
 pub use snapshot::{PgInfo, Snapshot, Summary};
 #[cfg(feature = "repository")]
 pub use stats::{RepoStats, SnapshotStats, stats};

@@ -41,6 +41,9 @@ pub struct PruneOptions {
     /// Largest share (0.0 to 1.0) of a pack's bytes that may be unused before the pack is
     /// repacked. 0 reclaims everything; 1 never repacks (only wholly unused packs go).
     pub max_unused: f64,
+    /// Re-encryption (key rotation): also repack every pack, and rewrite every index file,
+    /// sealed under a data-key epoch other than the current one.
+    pub rekey: bool,
 }
 
 impl Default for PruneOptions {
@@ -48,6 +51,7 @@ impl Default for PruneOptions {
         PruneOptions {
             dry_run: false,
             max_unused: DEFAULT_MAX_UNUSED,
+            rekey: false,
         }
     }
 }
@@ -160,6 +164,12 @@ pub fn prune(
         })
         .map_err(refuse)?;
     let (present, _) = repo.list_packs()?;
+    // Re-encrypting: which packs and index files are sealed under an old epoch.
+    let current = objects.sealing().keys().map(|k| k.current().0);
+    let (old_packs, old_indexes) = match current {
+        Some(current) if opts.rekey => old_epochs(repo, &present, &index_ids, current)?,
+        _ => Default::default(),
+    };
 
     // Each pack once; each used blob owned by one pack that holds it.
     let mut packs: BTreeMap<Id, &PackRecord> = BTreeMap::new();
@@ -219,6 +229,8 @@ pub fn prune(
         }
         let fate = if mine.is_empty() {
             Fate::Delete
+        } else if old_packs.contains(id) {
+            Fate::Repack
         } else if unused_bytes == 0 {
             Fate::Keep
         } else if unused_bytes as f64 / (used_bytes + unused_bytes) as f64 > opts.max_unused {
@@ -268,7 +280,9 @@ pub fn prune(
     let obsolete: Vec<Id> = loaded
         .iter()
         .filter(|(id, records)| {
-            records.iter().any(|r| going.contains(&r.id)) || (merge && small.contains(id))
+            records.iter().any(|r| going.contains(&r.id))
+                || (merge && small.contains(id))
+                || old_indexes.contains(id)
         })
         .map(|(id, _)| *id)
         .collect();
@@ -362,6 +376,35 @@ pub fn prune(
             .sum::<u64>();
     report.duration_s = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The packs (of those present) and index files sealed under an epoch other than `current`.
+fn old_epochs(
+    repo: &Repository,
+    present: &HashMap<Id, u64>,
+    index_ids: &[Id],
+    current: u32,
+) -> Result<(HashSet<Id>, HashSet<Id>)> {
+    let objects = repo.objects();
+    objects.with_parallel_reads(|| {
+        let packs = present
+            .par_iter()
+            .map(|(id, len)| Ok((*id, objects.pack_epoch(id, *len)?)))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .filter(|(_, e)| *e != Some(current))
+            .map(|(id, _)| id)
+            .collect();
+        let indexes = index_ids
+            .par_iter()
+            .map(|id| Ok((*id, objects.object_epoch(&Object::Index(*id))?)))
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .filter(|(_, e)| *e != Some(current))
+            .map(|(id, _)| id)
+            .collect();
+        Ok((packs, indexes))
+    })
 }
 
 /// Copies the blobs `keep` (positions in `record`) of one pack into the packer, verifying each.

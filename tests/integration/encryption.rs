@@ -469,3 +469,136 @@ fn copy_shares_only_content_keys_and_refuses_other_secrets() {
     let line = from.fails(&["copy", "--to", &plain.repo_spec]);
     assert!(line.contains("the source is encrypted"), "{line}");
 }
+
+#[test]
+fn init_copy_keys_from_makes_a_copy_destination() {
+    let from = Sandbox::new();
+    let src = source(&from);
+    from.ok(&["init"]);
+    from.backup(&[], &[&src]);
+    let to = Sandbox::new();
+    let pw = to.path("to-password");
+    std::fs::write(&pw, "another password\n").unwrap();
+    let from_pw = to.path("from-password");
+    std::fs::write(&from_pw, format!("{SANDBOX_PASSWORD}\n")).unwrap();
+    let out = to
+        .command(&[
+            "--password-file",
+            pw.to_str().unwrap(),
+            "init",
+            "--copy-keys-from",
+            &from.repo_spec,
+            "--from-password-file",
+            from_pw.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let copied = crate::common::last_json(&from.ok(&[
+        "copy",
+        "--to",
+        &to.repo_spec,
+        "--to-password-file",
+        pw.to_str().unwrap(),
+        "--json",
+    ]));
+    assert_eq!(copied["snapshots_copied"], 1, "{copied}");
+    // Another password, another master key: the source's password does not open it.
+    assert!(to.fails(&["list"]).contains("wrong password"));
+    // An unencrypted source has nothing to share.
+    let plain = Sandbox::new();
+    plain.ok(&["init", "--encryption", "none"]);
+    let other = Sandbox::new();
+    let line = other.fails(&["init", "--copy-keys-from", &plain.repo_spec]);
+    assert!(line.contains("not encrypted"), "{line}");
+    assert!(!other.repo().join("config").exists());
+}
+
+#[test]
+fn key_rotation_leaves_nothing_the_old_keys_open_and_resumes_after_kills() {
+    let sb = Sandbox::new();
+    let src = source(&sb);
+    // Enough packs that a rotation takes a while to kill in.
+    let mut rng = Rng(77);
+    let noise: Vec<u8> = (0..24_000_000).map(|_| rng.next() as u8).collect();
+    std::fs::write(src.join("more-noise.bin"), noise).unwrap();
+    sb.ok(&["init", "--pack-size", "1MiB"]);
+    sb.backup(&[], &[&src]);
+    std::fs::write(src.join("small.txt"), b"second").unwrap();
+    sb.backup(&[], &[&src]);
+    let old = sb.path("old-material");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::copy(sb.repo().join("config"), old.join("config")).unwrap();
+    copy_dir(&sb.repo().join("keys"), &old.join("keys"));
+
+    // Killed at several points, the repository stays whole and the next run goes on.
+    for delay_ms in [40u64, 120, 250, 400, 600] {
+        let mut child = sb
+            .command(&["key", "rotate"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let out = sb.cairn(&["check", "--read-data"]);
+        assert!(
+            out.status.success(),
+            "after a kill at {delay_ms} ms: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let done = sb.ok(&["key", "rotate", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(done.trim()).unwrap();
+    assert!(
+        !report["epochs_destroyed"].as_array().unwrap().is_empty() || report["started"] == false,
+        "{report}"
+    );
+    sb.ok(&["check", "--read-data"]);
+    let t = sb.path("restored");
+    sb.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(snapshot_of(&src), snapshot_of(&t));
+
+    // The old config and key files (the old master key, the old data keys) open nothing.
+    let hybrid = Sandbox::new();
+    copy_dir(&sb.repo(), &hybrid.repo());
+    std::fs::remove_dir_all(hybrid.repo().join("keys")).unwrap();
+    copy_dir(&old.join("keys"), &hybrid.repo().join("keys"));
+    std::fs::copy(old.join("config"), hybrid.repo().join("config")).unwrap();
+    let location = Location::parse(hybrid.repo().to_str().unwrap()).unwrap();
+    let pw = || Password::new(SANDBOX_PASSWORD.to_string());
+    let repo = Repository::open_with(&location, &hybrid.path("engine-cache"), &pw).unwrap();
+    let sealing = repo.sealing().clone();
+    let mut opened = 0;
+    let mut tried = 0;
+    for f in files_under(&hybrid.repo()) {
+        let rel = f.strip_prefix(hybrid.repo()).unwrap().display().to_string();
+        let bytes = std::fs::read(&f).unwrap();
+        let kind = match rel.split('/').next().unwrap() {
+            "data" => {
+                tried += 1;
+                if let Ok(blobs) = sealing.open_pack(&bytes) {
+                    opened += 1 + blobs.iter().filter(|(_, b)| b.is_ok()).count();
+                }
+                continue;
+            }
+            "index" => cairn_engine::decode::Sealed::Index,
+            "snapshots" => cairn_engine::decode::Sealed::Snapshot,
+            "wal" => cairn_engine::decode::Sealed::Wal,
+            _ => continue,
+        };
+        tried += 1;
+        if sealing.open_sealed(kind, &rel, bytes).is_ok() {
+            opened += 1;
+        }
+    }
+    assert!(tried > 20, "{tried}");
+    assert_eq!(opened, 0, "the old keys still open {opened} objects");
+    assert!(hybrid.fails(&["list"]).contains("damaged"));
+}

@@ -67,7 +67,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                 Some(_) => Some(password.get(true)?),
                 None => None,
             };
-            let config = Repository::init_like(&location, &src, pw)
+            let config = Repository::init_like(&location, &src, pw, Default::default())
                 .with_context(|| format!("cannot create the destination {location}"))?;
             if !a.json {
                 outln!(

@@ -4,6 +4,7 @@ use anyhow::{Result, bail};
 use cairn_engine::{Cipher, InitOptions, KdfParams, Repository};
 
 use crate::Globals;
+use crate::password::PasswordSource;
 use crate::units::parse_size;
 
 #[derive(Debug, clap::Args)]
@@ -23,6 +24,18 @@ pub struct Args {
     encryption: String,
     #[command(flatten)]
     kdf: KdfArgs,
+    /// Share the id key and chunker secret of this encrypted repository (and take its
+    /// chunking, compression and pack size), so that `copy` between the two sends only
+    /// missing data; everything else (master key, data keys, password) is the new one's own.
+    #[arg(long, value_name = "REPO", conflicts_with_all = ["chunk_size", "compression", "pack_size", "encryption"])]
+    copy_keys_from: Option<String>,
+    /// File whose first line is the password of --copy-keys-from's repository (else
+    /// --from-password-command, then CAIRN_FROM_PASSWORD, then this repository's password).
+    #[arg(long, env = "CAIRN_FROM_PASSWORD_FILE", value_name = "FILE")]
+    from_password_file: Option<std::path::PathBuf>,
+    /// Shell command that prints the password of --copy-keys-from's repository.
+    #[arg(long, env = "CAIRN_FROM_PASSWORD_COMMAND", value_name = "COMMAND")]
+    from_password_command: Option<String>,
 }
 
 /// How a password is stretched into a key (Argon2id).
@@ -51,6 +64,9 @@ impl KdfArgs {
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
     let location = g.location()?;
+    if let Some(from) = &a.copy_keys_from {
+        return init_sharing_keys(g, &a, &location, from);
+    }
     let avg = parse_size(&a.chunk_size)?;
     let pack = parse_size(&a.pack_size)?;
     let zstd_level = match a.compression.as_str() {
@@ -90,5 +106,40 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             config.id.short()
         ),
     }
+    Ok(())
+}
+
+/// `init --copy-keys-from`.
+fn init_sharing_keys(
+    g: &Globals,
+    a: &Args,
+    location: &cairn_engine::Location,
+    from: &str,
+) -> Result<()> {
+    let source = if std::env::var_os("CAIRN_FROM_PASSWORD").is_some()
+        || a.from_password_file.is_some()
+        || a.from_password_command.is_some()
+    {
+        PasswordSource {
+            env: "CAIRN_FROM_PASSWORD",
+            file: a.from_password_file.clone(),
+            command: a.from_password_command.clone(),
+            prompt: "password of the repository to copy keys from",
+        }
+    } else {
+        g.password.clone()
+    };
+    let src = g.open_at(&g.resolve(from)?, &source)?;
+    if src.sealing().keys().is_none() {
+        bail!("{from} is not encrypted: it has no keys to share (init without --copy-keys-from)");
+    }
+    let password = g.password.get(true)?;
+    let config = Repository::init_like(location, &src, Some(password), a.kdf.params()?)?;
+    outln!(
+        "created cairn repository {} at {location}, encrypted with {}, sharing the id key and chunker secret of {} (copy between them sends only missing data)",
+        config.id.short(),
+        config.encryption,
+        src.config().id.short()
+    );
     Ok(())
 }

@@ -57,6 +57,14 @@ enum Command {
     },
     /// Change the password given now: adds a key for the new one, then removes the old.
     Passwd(NewPassword),
+    /// Replace every key: a new master key (for the password given now; other passwords'
+    /// keys are removed, add them again) and a new data key, re-encrypt everything stored
+    /// under the old one, then destroy it. Stopped midway, run it again to finish.
+    Rotate {
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
@@ -113,6 +121,40 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             };
             repo.remove_key(one)?;
             outln!("removed key {}", one.short());
+        }
+        Command::Rotate { json } => {
+            let bar = crate::progress::Bar::new(!json, "packs");
+            let report = cairn_engine::rotate_keys(&mut repo, &bar);
+            bar.finish();
+            let r = report?;
+            if json {
+                outln!("{}", serde_json::to_string(&r)?);
+            } else {
+                outln!(
+                    "{} key rotation: every object is now sealed under data key {}; {} packs re-encrypted into {}, {} other objects sealed again; old keys destroyed: epochs {:?}",
+                    if r.started {
+                        "finished the"
+                    } else {
+                        "finished a stopped"
+                    },
+                    r.epoch,
+                    r.prune.packs_repacked,
+                    r.prune.packs_written,
+                    r.prune.index_files_written + r.objects_resealed,
+                    r.epochs_destroyed
+                );
+                if !r.keys_removed.is_empty() {
+                    outln!(
+                        "removed {} other keys (they opened the old master key): {}; add their passwords again with `cairn key add`",
+                        r.keys_removed.len(),
+                        r.keys_removed
+                            .iter()
+                            .map(|k| &k[..8])
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                }
+            }
         }
         Command::Passwd(n) => {
             let pw = n.source().get(true)?;

@@ -38,6 +38,7 @@ pub fn run_prune(g: &Globals, dry_run: bool, max_unused: f64, json: bool) -> Res
         &PruneOptions {
             dry_run,
             max_unused,
+            rekey: false,
         },
         &bar,
     );

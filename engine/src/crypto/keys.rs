@@ -378,6 +378,41 @@ impl Keys {
         self.id_key == other.id_key && self.chunker_key == other.chunker_key
     }
 
+    /// The epochs whose keys this set holds, oldest first.
+    pub fn epochs(&self) -> Vec<u32> {
+        self.epochs.keys().copied().collect()
+    }
+
+    /// This set with a new data key, of the next epoch, made current (a rotation's start).
+    pub(crate) fn with_new_epoch(&self) -> Keys {
+        let mut record = self.record.clone();
+        let next = self.epochs.keys().max().copied().unwrap_or(0) + 1;
+        record.epochs.push(EpochKey {
+            epoch: next,
+            created: jiff::Timestamp::now().to_string(),
+            key: SecretKey::random().to_hex(),
+        });
+        record.current = next;
+        Keys::from_record(self.cipher, record).unwrap_or_else(|_| unreachable!())
+    }
+
+    /// This set with only the current epoch's data key (a rotation's end: the old keys are
+    /// destroyed).
+    pub(crate) fn only_current(&self) -> Keys {
+        let mut record = self.record.clone();
+        record.epochs.retain(|e| e.epoch == self.current);
+        Keys::from_record(self.cipher, record).unwrap_or_else(|_| unreachable!())
+    }
+
+    /// When the current epoch began.
+    pub(crate) fn current_created(&self) -> &str {
+        self.record
+            .epochs
+            .iter()
+            .find(|e| e.epoch == self.current)
+            .map_or("", |e| e.created.as_str())
+    }
+
     /// A new key set for a repository that shares this one's id key and chunker key (copy's
     /// destination), with its own data key.
     pub(crate) fn sharing_content_keys(&self, cipher: Cipher) -> Keys {

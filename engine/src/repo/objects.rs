@@ -84,6 +84,34 @@ impl Objects {
         }
     }
 
+    /// The data-key epoch a sealed whole object (index file, snapshot, WAL record) was
+    /// written under, from its header; `None` in an unencrypted repository.
+    pub(crate) fn object_epoch(&self, object: &Object) -> Result<Option<u32>> {
+        if self.sealing.keys().is_none() {
+            return Ok(None);
+        }
+        let head = self.store.read_range(&object.path(), 0..16)?;
+        Ok(Some(u32::from_le_bytes([
+            head[12], head[13], head[14], head[15],
+        ])))
+    }
+
+    /// The data-key epoch of a pack of `len` bytes (its sealed directory's); `None` in an
+    /// unencrypted repository.
+    pub(crate) fn pack_epoch(&self, pack: &Id, len: u64) -> Result<Option<u32>> {
+        if self.sealing.keys().is_none() {
+            return Ok(None);
+        }
+        let what = || format!("pack {}", pack.short());
+        let trailer = self.read_pack_range(pack, len.saturating_sub(12)..len)?;
+        let dir_len = crate::pack::decode_trailer(&trailer, len).map_err(|m| m.about(what()))?;
+        let dir_start = len - 12 - u64::from(dir_len);
+        let head = self.read_pack_range(pack, dir_start..dir_start + 16)?;
+        Ok(Some(u32::from_le_bytes([
+            head[12], head[13], head[14], head[15],
+        ])))
+    }
+
     /// Reads `range` of a pack.
     pub(crate) fn read_pack_range(&self, pack: &Id, range: Range<u64>) -> Result<Vec<u8>> {
         self.store.read_range(&Object::Pack(*pack).path(), range)

@@ -95,6 +95,8 @@ struct Unlocked {
     master: SecretKey,
     key_id: Id,
     kdf: KdfParams,
+    /// Kept to wrap a new master key for this key when a rotation starts.
+    password: Password,
 }
 
 /// A key of an encrypted repository, as `key list` shows it.
@@ -122,6 +124,9 @@ impl std::fmt::Debug for Repository {
             .finish_non_exhaustive()
     }
 }
+
+/// A key that opened the config: its id, master key and parameters, the config and key set.
+type Opened = (Id, SecretKey, KdfParams, Config, Keys);
 
 /// Finds the key that `password` opens and, with it, the config body and the key set.
 fn unlock(
@@ -168,21 +173,39 @@ fn unlock(
             ),
         ));
     }
+    // A key may unwrap and still not open the config: one a rotation stopped midway left
+    // behind (format-spec/encryption.md). The config decides.
+    let unwrapped = std::sync::atomic::AtomicBool::new(false);
     let found = objects.with_parallel_reads(|| {
         ours.par_iter()
-            .map(|(id, file)| -> Result<Option<(Id, SecretKey, KdfParams)>> {
-                Ok(file
-                    .unwrap_master(id, password)?
-                    .map(|m| (*id, m, file.kdf)))
+            .map(|(id, file)| -> Result<Option<Opened>> {
+                let Some(master) = file.unwrap_master(id, password)? else {
+                    return Ok(None);
+                };
+                unwrapped.store(true, std::sync::atomic::Ordering::Relaxed);
+                Ok(sealed
+                    .open(&config_key(&master))?
+                    .map(|(config, keys)| (*id, master, file.kdf, config, keys)))
             })
             .find_map_any(|r| match r {
                 Ok(Some(found)) => Some(Ok(found)),
                 Ok(None) => None,
-                Err(e) if e.is_damage() => None,
+                Err(e)
+                    if e.is_damage()
+                        && !matches!(&e, Error::Corrupt { object, .. } if object == "config") =>
+                {
+                    None
+                }
                 Err(e) => Some(Err(e)),
             })
     });
     let Some(found) = found else {
+        if unwrapped.into_inner() {
+            return Err(Error::corrupt(
+                "config",
+                "it does not authenticate under the master key this password opens (replaced or changed)",
+            ));
+        }
         if let Some(d) = damaged.first() {
             // The password may be that key's: say so rather than "wrong password".
             return Err(Error::corrupt(
@@ -194,16 +217,7 @@ fn unlock(
             location: location.to_string(),
         });
     };
-    let (key_id, master, kdf) = found?;
-    let (config, keys) = sealed.open(&config_key(&master))?.ok_or_else(|| {
-        Error::corrupt(
-            "config",
-            format!(
-                "key {} opens, but the config does not authenticate under it (replaced or changed)",
-                key_id.short()
-            ),
-        )
-    })?;
+    let (key_id, master, kdf, config, keys) = found?;
     Ok((
         config,
         keys,
@@ -211,6 +225,7 @@ fn unlock(
             master,
             key_id,
             kdf,
+            password: password.clone(),
         },
     ))
 }
@@ -252,6 +267,7 @@ impl Repository {
         location: &Location,
         source: &Repository,
         password: Option<Password>,
+        kdf: KdfParams,
     ) -> Result<Config> {
         let template = source.config();
         let mut config = Config::new(
@@ -266,7 +282,7 @@ impl Repository {
         let opts = InitOptions {
             encryption: keys.map(|k| k.cipher()),
             password,
-            kdf: source.unlocked.as_ref().map(|u| u.kdf).unwrap_or_default(),
+            kdf,
             ..InitOptions::default()
         };
         let secrets = keys.map(|k| k.sharing_content_keys(k.cipher()));
@@ -463,6 +479,107 @@ impl Repository {
         Ok(key_id)
     }
 
+    /// Starts a key rotation: a new master key, wrapped for the password given now (the other
+    /// keys wrap the old one and are removed: add them again), and a new data-key epoch that
+    /// every object written from now on uses; the old epochs' keys stay, to read what they
+    /// sealed, until [`Repository::finish_rotation`]. Returns the new epoch and the keys
+    /// removed. Call under the exclusive lock.
+    pub(crate) fn start_rotation(&mut self) -> Result<(u32, Vec<Id>)> {
+        let unlocked = self.unlocked()?;
+        let keys = self.encrypted_keys()?.with_new_epoch();
+        let master = SecretKey::random();
+        let key_id = Id::random();
+        let file = KeyFile::wrap(
+            self.config.id,
+            &key_id,
+            keys.cipher(),
+            unlocked.kdf,
+            &unlocked.password,
+            &master,
+        )?;
+        // The new key first, then the config it opens, then the old keys: stopped anywhere,
+        // some key opens the config (format-spec/encryption.md, "Rotation").
+        self.objects.write(&Object::Key(key_id), file.encode())?;
+        self.objects.write(
+            &Object::Config,
+            self.config.encode_sealed(&keys, &config_key(&master)),
+        )?;
+        let epoch = keys.current().0;
+        let replaced = unlocked.key_id;
+        if let Some(u) = self.unlocked.as_mut() {
+            u.master = master;
+            u.key_id = key_id;
+        }
+        self.objects.set_sealing(Sealing::encrypted(Arc::new(keys)));
+        let mut removed = self.remove_keys_older_than_epoch()?;
+        // The key of the password given now was replaced, not lost.
+        removed.retain(|k| *k != replaced);
+        Ok((epoch, removed))
+    }
+
+    /// Removes every key file but the current one made before the current epoch began: they
+    /// wrap a master key a rotation replaced. Returns their ids.
+    pub(crate) fn remove_keys_older_than_epoch(&self) -> Result<Vec<Id>> {
+        let since = self.encrypted_keys()?.current_created().to_string();
+        let since: Option<jiff::Timestamp> = since.parse().ok();
+        let mut removed = Vec::new();
+        for k in self.keys()? {
+            let created: Option<jiff::Timestamp> = k.file.created.parse().ok();
+            if !k.current && created.zip(since).is_some_and(|(c, s)| c < s) {
+                self.objects.delete(&Object::Key(k.id))?;
+                removed.push(k.id);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Ends a key rotation: the config keeps only the current epoch's data key; the old ones
+    /// are destroyed. Only when nothing in the repository is sealed under them any more (the
+    /// caller checks, under the exclusive lock). Returns the epochs destroyed.
+    pub(crate) fn finish_rotation(&mut self) -> Result<Vec<u32>> {
+        let unlocked = self.unlocked()?;
+        let keys = self.encrypted_keys()?;
+        let current = keys.current().0;
+        let destroyed: Vec<u32> = keys
+            .epochs()
+            .into_iter()
+            .filter(|e| *e != current)
+            .collect();
+        if destroyed.is_empty() {
+            return Ok(destroyed);
+        }
+        let keys = keys.only_current();
+        self.objects.write(
+            &Object::Config,
+            self.config
+                .encode_sealed(&keys, &config_key(&unlocked.master)),
+        )?;
+        self.objects.set_sealing(Sealing::encrypted(Arc::new(keys)));
+        Ok(destroyed)
+    }
+
+    /// Seals `object` (an index file, snapshot or WAL record) again under the current epoch,
+    /// under the same name; returns whether it was under another one.
+    pub(crate) fn reseal(&self, object: &Object) -> Result<bool> {
+        let current = self.encrypted_keys()?.current().0;
+        if self.objects.object_epoch(object)? == Some(current) {
+            return Ok(false);
+        }
+        let plain = self.objects.read(object)?;
+        self.objects.write(object, plain)?;
+        Ok(true)
+    }
+
+    /// The key set of an encrypted repository.
+    pub fn encrypted_keys(&self) -> Result<&Arc<Keys>> {
+        self.objects.sealing().keys().ok_or_else(|| {
+            Error::KeyRefused(format!(
+                "{} is not encrypted: it has no keys",
+                self.location()
+            ))
+        })
+    }
+
     /// Removes the key `id`. Refuses the key this repository was opened with (open it with
     /// another to remove this one) and, with it, the last key.
     pub fn remove_key(&self, id: &Id) -> Result<()> {
@@ -507,6 +624,7 @@ impl Repository {
     /// data, exclusive for prune.
     pub fn lock(&mut self, kind: LockKind, operation: &str) -> Result<Lock> {
         let lock = Lock::acquire(&self.objects, kind, operation, self.lock_wait)?;
+        self.refresh_keys()?;
         self.resync()?;
         self.locks
             .lock()
@@ -529,6 +647,36 @@ impl Repository {
             locks.iter().filter_map(std::sync::Weak::upgrade).collect()
         };
         held.iter().try_for_each(|l| l.confirm())
+    }
+
+    /// Reads the config again and takes up a key rotation another command began since this
+    /// repository was opened: new objects must be sealed under the newest epoch, or that
+    /// rotation could never finish.
+    fn refresh_keys(&mut self) -> Result<()> {
+        let Some(unlocked) = &self.unlocked else {
+            return Ok(());
+        };
+        let bytes = self.objects.read(&Object::Config)?;
+        let ConfigFile::Sealed(sealed) = ConfigFile::decode(&bytes)? else {
+            return Err(Error::corrupt("config", "it is no longer encrypted"));
+        };
+        match sealed.open(&config_key(&unlocked.master))? {
+            Some((_, keys)) => {
+                let now = self
+                    .objects
+                    .sealing()
+                    .keys()
+                    .map(|k| (k.epochs(), k.current().0));
+                if now != Some((keys.epochs(), keys.current().0)) {
+                    self.objects.set_sealing(Sealing::encrypted(Arc::new(keys)));
+                }
+                Ok(())
+            }
+            None => Err(Error::KeyRefused(format!(
+                "the keys of {} were rotated since this command started; run it again",
+                self.location()
+            ))),
+        }
     }
 
     /// Brings the index cache up to date with the index files stored now.
