@@ -115,8 +115,15 @@ impl serde::Serialize for Id {
 }
 
 impl<'de> serde::Deserialize<'de> for Id {
+    /// Ids in stored objects are exactly 64 lowercase hex digits (format-spec/README.md):
+    /// one spelling per id.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Id, D::Error> {
         let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        if s.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(serde::de::Error::custom(format!(
+                "{s:?} is not in lowercase hex"
+            )));
+        }
         s.parse().map_err(serde::de::Error::custom)
     }
 }

@@ -329,8 +329,11 @@ pub(crate) fn decode_payload(
     }
     let raw = match entry.compression {
         Compression::None => payload.to_vec(),
-        Compression::Zstd => zstd_decompress(payload, entry.raw_len as usize)
-            .map_err(|e| Error::corrupt(what(), format!("does not decompress: {e}")))?,
+        Compression::Zstd => {
+            one_frame(entry, payload)?;
+            zstd_decompress(payload, entry.raw_len as usize)
+                .map_err(|e| Error::corrupt(what(), format!("does not decompress: {e}")))?
+        }
     };
     if raw.len() != entry.raw_len as usize {
         return Err(Error::corrupt(
@@ -342,6 +345,18 @@ pub(crate) fn decode_payload(
         return Err(Error::corrupt(what(), "contents do not match its id"));
     }
     Ok(raw)
+}
+
+/// A compressed payload is exactly one zstd frame (pack.md): zstd would also decode frames
+/// laid end to end, and a blob must have one encoding.
+fn one_frame(entry: &BlobEntry, payload: &[u8]) -> Result<()> {
+    match zstd::zstd_safe::find_frame_compressed_size(payload) {
+        Ok(n) if n == payload.len() => Ok(()),
+        _ => Err(Error::corrupt(
+            blob_name(entry),
+            "its stored bytes are not exactly one zstd frame",
+        )),
+    }
 }
 
 /// Verifies a payload like [`decode_payload`] without keeping its raw bytes: decompresses into
@@ -358,6 +373,7 @@ pub(crate) fn verify_payload(entry: &BlobEntry, payload: &[u8], hasher: &IdHashe
         return decode_payload(entry, payload, hasher).map(|raw| raw.len() as u32);
     }
     let what = || blob_name(entry);
+    one_frame(entry, payload)?;
     SCRATCH.with(|scratch| {
         let mut buf = scratch.borrow_mut();
         buf.clear();
@@ -669,6 +685,30 @@ mod tests {
         }
         assert_eq!(entries[0].compression, Compression::Zstd);
         assert_eq!(entries[1].compression, Compression::None);
+    }
+
+    #[test]
+    fn two_zstd_frames_are_not_one_blob() {
+        let raw = b"page ".repeat(400);
+        let mut two = zstd::bulk::compress(&raw[..1000], 3).unwrap();
+        two.extend(zstd::bulk::compress(&raw[1000..], 3).unwrap());
+        let e = BlobEntry {
+            id: Id::of(&raw),
+            kind: BlobKind::Data,
+            compression: Compression::Zstd,
+            cipher: None,
+            offset: PREAMBLE_LEN,
+            stored_len: two.len() as u32,
+            raw_len: raw.len() as u32,
+        };
+        assert!(open_blob(&e, &two).is_err());
+        assert!(verify_blob(&e, &two).is_err());
+        let one = zstd::bulk::compress(&raw, 3).unwrap();
+        let e = BlobEntry {
+            stored_len: one.len() as u32,
+            ..e
+        };
+        assert_eq!(open_blob(&e, &one).unwrap(), raw);
     }
 
     #[test]

@@ -341,32 +341,28 @@ mod tests {
     #[test]
     fn sealed_objects_bind_their_path() {
         let sealing = Sealing::encrypted(Arc::new(Keys::fixed(Cipher::Aes256Gcm)));
-        let s = sealing.seal_object(Sealed::Snapshot, "snapshots/a", b"{}".to_vec());
+        let s = sealing.seal_object(Sealed::Snapshot, "object a", b"{}".to_vec());
         assert_eq!(
             sealing
-                .open_object(Sealed::Snapshot, "snapshots/a", s.clone())
+                .open_object(Sealed::Snapshot, "object a", s.clone())
                 .unwrap(),
             b"{}"
         );
         assert!(
             sealing
-                .open_object(Sealed::Snapshot, "snapshots/b", s.clone())
+                .open_object(Sealed::Snapshot, "object b", s.clone())
                 .is_err()
         );
         assert!(
             sealing
-                .open_object(Sealed::Index, "snapshots/a", s.clone())
+                .open_object(Sealed::Index, "object a", s.clone())
                 .is_err()
         );
         let other = Sealing::encrypted(Arc::new(Keys::generate(Cipher::Aes256Gcm)));
-        assert!(
-            other
-                .open_object(Sealed::Snapshot, "snapshots/a", s)
-                .is_err()
-        );
+        assert!(other.open_object(Sealed::Snapshot, "object a", s).is_err());
         // Unencrypted, objects are stored as they are.
         assert_eq!(
-            Sealing::plain().seal_object(Sealed::Lock, "locks/x", b"l".to_vec()),
+            Sealing::plain().seal_object(Sealed::Lock, "object x", b"l".to_vec()),
             b"l"
         );
     }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::Id;
 
 /// Snapshot format version written and read by this build.
@@ -115,14 +115,28 @@ impl Snapshot {
         out
     }
 
-    /// Decodes a stored snapshot.
+    /// Decodes a stored snapshot, and checks what a reader relies on: its name and tags are
+    /// labels (`SNAPSHOT:PATH` must stay unambiguous), its times are times.
     pub fn decode(bytes: &[u8], id: &Id) -> Result<Snapshot> {
-        crate::wire::decode_versioned_json(
+        let what = format!("snapshot {}", id.short());
+        let s: Snapshot = crate::wire::decode_versioned_json(
             bytes,
-            &format!("snapshot {}", id.short()),
+            &what,
             "a snapshot object",
             SNAPSHOT_VERSION,
-        )
+        )?;
+        let bad_label =
+            |v: &String| v.is_empty() || v.contains(':') || v.chars().any(char::is_control);
+        if let Some(l) = s.name.iter().chain(&s.tags).find(|v| bad_label(v)) {
+            return Err(Error::corrupt(
+                what,
+                format!("name or tag {l:?} is empty or holds ':' or a control character"),
+            ));
+        }
+        if s.start().is_none() || s.end().is_none() {
+            return Err(Error::corrupt(what, "its times are not RFC 3339 times"));
+        }
+        Ok(s)
     }
 
     /// Start time as a timestamp.
@@ -139,6 +153,27 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_times_and_ids_are_checked_on_read() {
+        let mut s: Snapshot =
+            serde_json::from_str(include_str!("../../tests/fixtures/snapshot-pg-v1.json")).unwrap();
+        let good = s.encode();
+        assert!(Snapshot::decode(&good, &Id::of(&good)).is_ok());
+        s.tags.push("a:b".into());
+        let bytes = s.encode();
+        assert!(Snapshot::decode(&bytes, &Id::of(&bytes)).is_err());
+        s.tags.pop();
+        s.time = "yesterday".into();
+        let bytes = s.encode();
+        assert!(Snapshot::decode(&bytes, &Id::of(&bytes)).is_err());
+        let upper = String::from_utf8(good.clone())
+            .unwrap()
+            .replace(&s.tree.to_hex(), &s.tree.to_hex().to_uppercase());
+        if upper.as_bytes() != good.as_slice() {
+            assert!(Snapshot::decode(upper.as_bytes(), &Id::of(upper.as_bytes())).is_err());
+        }
+    }
 
     #[test]
     fn round_trip() {

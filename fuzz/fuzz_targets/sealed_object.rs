@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
     for cipher in [Cipher::Aes256Gcm, Cipher::ChaCha20Poly1305] {
         let sealing = Sealing::encrypted(std::sync::Arc::new(Keys::fixed(cipher)));
         for kind in [Sealed::Index, Sealed::Snapshot, Sealed::Wal, Sealed::Lock] {
-            let opened = sealing.open_sealed(kind, "snapshots/x", data.to_vec());
+            let opened = sealing.open_sealed(kind, "object x", data.to_vec());
             assert!(opened.is_err(), "the fuzzer forged a sealed object");
         }
     }

@@ -2,7 +2,8 @@
 //! into encrypted ones (AES-256-GCM, ChaCha20-Poly1305), side by side in one run, rounds
 //! interleaved so that the machine's drift falls on all alike. For each: first backup,
 //! unchanged re-backup, restore, `check --read-data` (wall seconds), and the repository's size,
-//! with the padding padmé adds predicted from the unencrypted repository's blobs.
+//! with the padding padmé adds predicted from the unencrypted repository's blobs. Each round
+//! starts with a different repository.
 //!
 //! `cargo run --release -p cairn-benches --bin encryption_cost -- [GiB] [rounds]` (default 2, 3)
 
@@ -139,7 +140,10 @@ fn main() -> cairn_engine::Result<()> {
     println!("|---|---|---|---|---|---|---|");
     let mut sums = vec![(0.0, 0.0, 0.0, 0.0, 0u64); kinds.len()];
     for round in 1..=rounds {
-        for (k, (name, cipher)) in kinds.iter().enumerate() {
+        // Each round starts with another repository, so that none always runs first.
+        let order = (0..kinds.len()).map(|i| (i + round - 1) % kinds.len());
+        for k in order {
+            let (name, cipher) = &kinds[k];
             let dir = base.join(name);
             let r = run_one(&dir, &src, *cipher)?;
             println!(
@@ -152,7 +156,7 @@ fn main() -> cairn_engine::Result<()> {
             s.2 += r.restore;
             s.3 += r.check;
             s.4 = r.bytes;
-            if k == 0 && round == rounds {
+            if k == 0 && round == 1 {
                 let (pad, payload) = predicted_padding(&dir.join("repo"));
                 println!(
                     "\npadmé on the unencrypted repository's {payload} payload bytes: {pad} bytes ({:.2}%)\n",

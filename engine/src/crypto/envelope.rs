@@ -267,17 +267,17 @@ mod tests {
             Cipher::Aes256Gcm,
             3,
             Sealed::Snapshot,
-            "snapshots/ab",
+            "object ab",
             b"rows",
         );
         let h = envelope_header(&s, Sealed::Snapshot).unwrap();
         assert_eq!((h.cipher, h.epoch), (Cipher::Aes256Gcm, 3));
-        assert_eq!(open_object(&aead, "snapshots/ab", &s).unwrap(), b"rows");
-        assert!(open_object(&aead, "snapshots/cd", &s).is_err());
+        assert_eq!(open_object(&aead, "object ab", &s).unwrap(), b"rows");
+        assert!(open_object(&aead, "object cd", &s).is_err());
         assert!(envelope_header(&s, Sealed::Index).is_err());
         let mut other_kind = s.clone();
         other_kind[10] = Sealed::Index.code();
-        assert!(open_object(&aead, "snapshots/ab", &other_kind).is_err());
+        assert!(open_object(&aead, "object ab", &other_kind).is_err());
     }
 
     #[test]
