@@ -14,6 +14,37 @@ use crate::pack::{
 };
 use crate::wire::{DecodeResult, Malformed};
 
+/// A blob's payload: its stored bytes as they are (version 1), or the part of the plaintext a
+/// sealed blob opened to (version 2).
+pub(crate) enum Payload<'a> {
+    Stored(&'a [u8]),
+    Opened(Vec<u8>, std::ops::Range<usize>),
+}
+
+impl std::ops::Deref for Payload<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Payload::Stored(b) => b,
+            Payload::Opened(v, at) => &v[at.clone()],
+        }
+    }
+}
+
+impl Payload<'_> {
+    /// The payload as a vector of its own.
+    pub(crate) fn into_vec(self) -> Vec<u8> {
+        match self {
+            Payload::Stored(b) => b.to_vec(),
+            Payload::Opened(mut v, at) => {
+                v.truncate(at.end);
+                v.drain(..at.start);
+                v
+            }
+        }
+    }
+}
+
 /// How a repository's objects and blobs are stored: in the clear (format version 1), or
 /// sealed under its keys (version 2).
 #[derive(Debug, Clone, Default)]
@@ -77,11 +108,7 @@ impl Sealing {
 
     /// The payload of a blob (its compressed or raw bytes), from its `stored` bytes: unsealed
     /// and authenticated in version 2. Not yet checked against its id.
-    pub(crate) fn payload<'a>(
-        &self,
-        entry: &BlobEntry,
-        stored: &'a [u8],
-    ) -> Result<std::borrow::Cow<'a, [u8]>> {
+    pub(crate) fn payload<'a>(&self, entry: &BlobEntry, stored: &'a [u8]) -> Result<Payload<'a>> {
         if stored.len() != entry.stored_len as usize {
             return Err(Error::corrupt(
                 blob_name(entry),
@@ -95,7 +122,7 @@ impl Sealing {
         let Some(keys) = &self.keys else {
             // The version-1 checks (a sealed entry in an unencrypted repository is damage).
             verify_cipher(entry, None)?;
-            return Ok(std::borrow::Cow::Borrowed(stored));
+            return Ok(Payload::Stored(stored));
         };
         verify_cipher(entry, Some(keys.cipher()))?;
         let epoch = crate::crypto::blob_epoch(stored).map_err(|m| m.about(blob_name(entry)))?;
@@ -112,7 +139,7 @@ impl Sealing {
             &entry.id.0,
         );
         match open_blob_payload(aead, &aad, stored) {
-            Ok(p) => Ok(std::borrow::Cow::Owned(p)),
+            Ok((plain, at)) => Ok(Payload::Opened(plain, at)),
             Err(BlobOpenError::NotAuthentic) => Err(Error::corrupt(
                 blob_name(entry),
                 "does not authenticate (changed, moved or swapped)",

@@ -73,7 +73,7 @@ fn find() -> Option<Pg> {
     }
     // The repository's password, where the server's archive and restore commands read it
     // (readable by the postgres user only, once chowned below).
-    std::fs::write(pg.path("password"), "a PostgreSQL archive password\n").unwrap();
+    std::fs::write(pg.path("password"), format!("{PASSWORD}\n")).unwrap();
     std::fs::set_permissions(pg.path("password"), std::fs::Permissions::from_mode(0o600)).unwrap();
     let out = Command::new("chown")
         .args(["-R", &format!("{uid}:{gid}")])
@@ -82,6 +82,61 @@ fn find() -> Option<Pg> {
         .unwrap();
     assert!(out.status.success());
     Some(pg)
+}
+
+/// The repository's password: the server's commands read it from a file.
+const PASSWORD: &str = "a PostgreSQL archive password";
+
+/// Watches every process's command line (what `ps` shows) until dropped: the password must
+/// never be among them. Counts the `archive-wal` and `fetch-wal` runs it saw.
+struct CommandLines {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<(usize, usize, Vec<String>)>>,
+}
+
+impl CommandLines {
+    fn watch() -> CommandLines {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut archive, mut fetch, mut leaks) = (0, 0, Vec::new());
+            let mut seen = std::collections::HashSet::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                    let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+                        continue;
+                    };
+                    let line = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                    if line.contains(PASSWORD) {
+                        leaks.push(line.clone());
+                    }
+                    if seen.insert((e.file_name(), line.clone())) {
+                        archive += usize::from(line.contains(" archive-wal "));
+                        fetch += usize::from(line.contains(" fetch-wal "));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (archive, fetch, leaks)
+        });
+        CommandLines {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> (usize, usize, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+/// Every file below `dir` that holds `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    crate::common::files_under(dir)
+        .into_iter()
+        .filter(|f| std::fs::read(f).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)))
+        .collect()
 }
 
 fn skip(why: &str) -> Option<Pg> {
@@ -240,6 +295,11 @@ impl Pg {
         let mut args = vec!["pg", "restore", "--target", dir.to_str().unwrap()];
         args.extend_from_slice(target);
         self.cairn_ok(&args);
+        // The server gets the password file's path, never the password.
+        assert_eq!(
+            files_holding(&dir, PASSWORD.as_bytes()),
+            Vec::<PathBuf>::new()
+        );
         if !archive {
             append(&dir.join("postgresql.auto.conf"), "archive_mode = off\n");
         }
@@ -266,6 +326,7 @@ impl Pg {
 #[test]
 fn postgres_backup_archive_and_point_in_time_restore() {
     let Some(pg) = find() else { return };
+    let command_lines = CommandLines::watch();
     let data = pg.path("data");
     pg.initdb(&data);
     pg.cairn_ok(&["init"]);
@@ -474,6 +535,18 @@ fn postgres_backup_archive_and_point_in_time_restore() {
     );
     assert_eq!(pg.balances(), latest);
     pg.stop(&r3);
+
+    // Through all of it, no command line held the password, while the server archived and
+    // fetched WAL with it.
+    let (archived, fetched, leaks) = command_lines.finish();
+    assert!(leaks.is_empty(), "{leaks:?}");
+    assert!(
+        archived > 0 && fetched > 0,
+        "saw {archived} archive-wal and {fetched} fetch-wal runs"
+    );
+    eprintln!(
+        "command lines watched: {archived} archive-wal and {fetched} fetch-wal runs, no password"
+    );
 }
 
 fn append(p: &Path, text: &str) {

@@ -189,18 +189,19 @@ pub(crate) enum BlobOpenError {
     Malformed(String),
 }
 
-/// Opens a sealed blob and returns its payload (the stored bytes: compressed or raw).
+/// Opens a sealed blob; returns the plaintext and where the payload (the stored bytes:
+/// compressed or raw) lies in it (not moved: a blob is copied once, when it is decrypted).
 pub(crate) fn open_blob_payload(
     aead: &Aead,
     aad: &[u8],
     sealed: &[u8],
-) -> Result<Vec<u8>, BlobOpenError> {
+) -> Result<(Vec<u8>, std::ops::Range<usize>), BlobOpenError> {
     if sealed.len() < BLOB_OVERHEAD {
         return Err(BlobOpenError::NotAuthentic);
     }
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&sealed[4..BLOB_PREFIX_LEN]);
-    let mut plain = aead
+    let plain = aead
         .open(&nonce, aad, &sealed[BLOB_PREFIX_LEN..])
         .map_err(|NotAuthentic| BlobOpenError::NotAuthentic)?;
     let len = u32::from_le_bytes([plain[0], plain[1], plain[2], plain[3]]) as u64;
@@ -214,9 +215,7 @@ pub(crate) fn open_blob_payload(
     if plain[4 + len as usize..].iter().any(|b| *b != 0) {
         return bad("padding is not zero".into());
     }
-    plain.truncate(4 + len as usize);
-    plain.drain(..4);
-    Ok(plain)
+    Ok((plain, 4..4 + len as usize))
 }
 
 /// The length Padmé pads `len` to (Nikitin et al., "Reducing Metadata Leakage from Encrypted
@@ -295,11 +294,12 @@ mod tests {
                 BLOB_PREFIX_LEN as u64 + padme(4 + n as u64) + TAG_LEN as u64
             );
             assert_eq!(blob_epoch(sealed).unwrap(), 7);
-            assert_eq!(open_blob_payload(&aead, &aad, sealed).unwrap(), payload);
+            let (plain, at) = open_blob_payload(&aead, &aad, sealed).unwrap();
+            assert_eq!(plain[at], payload[..]);
             let other = blob_aad(2, 0, n as u32, &id);
             assert_eq!(
-                open_blob_payload(&aead, &other, sealed),
-                Err(BlobOpenError::NotAuthentic)
+                open_blob_payload(&aead, &other, sealed).err(),
+                Some(BlobOpenError::NotAuthentic)
             );
         }
     }

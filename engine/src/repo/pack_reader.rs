@@ -102,7 +102,7 @@ impl<'s, B: AsRef<[u8]>> Segment<'s, B> {
             Blob::Payload => {
                 let payload = self.sealing.payload(entry, stored)?;
                 decode_payload(entry, &payload, self.sealing.hasher())?;
-                Ok(payload.into_owned())
+                Ok(payload.into_vec())
             }
         }
     }
