@@ -125,9 +125,6 @@ impl std::fmt::Debug for Repository {
     }
 }
 
-/// A key that opened the config: its id, master key and parameters, the config and key set.
-type Opened = (Id, SecretKey, KdfParams, Config, Keys);
-
 /// Finds the key that `password` opens and, with it, the config body and the key set.
 fn unlock(
     objects: &Objects,
@@ -175,32 +172,35 @@ fn unlock(
     }
     // A key may unwrap and still not open the config: one a rotation stopped midway left
     // behind (format-spec/encryption.md). The config decides.
-    let unwrapped = std::sync::atomic::AtomicBool::new(false);
-    let found = objects.with_parallel_reads(|| {
-        ours.par_iter()
-            .map(|(id, file)| -> Result<Option<Opened>> {
-                let Some(master) = file.unwrap_master(id, password)? else {
-                    return Ok(None);
-                };
-                unwrapped.store(true, std::sync::atomic::Ordering::Relaxed);
-                Ok(sealed
-                    .open(&config_key(&master))?
-                    .map(|(config, keys)| (*id, master, file.kdf, config, keys)))
-            })
-            .find_map_any(|r| match r {
-                Ok(Some(found)) => Some(Ok(found)),
-                Ok(None) => None,
-                Err(e)
-                    if e.is_damage()
-                        && !matches!(&e, Error::Corrupt { object, .. } if object == "config") =>
-                {
-                    None
-                }
-                Err(e) => Some(Err(e)),
-            })
+    // Cheapest key derivation first, one at a time: a key with light parameters kept for a
+    // frequent job (`pg archive-wal` runs once per WAL segment) costs only its own derivation.
+    ours.sort_by_key(|(id, f)| {
+        (
+            u64::from(f.kdf.memory_kib) * u64::from(f.kdf.iterations),
+            *id,
+        )
     });
+    let mut unwrapped = false;
+    let mut found = None;
+    for (id, file) in &ours {
+        let Some(master) = file.unwrap_master(id, password)? else {
+            continue;
+        };
+        unwrapped = true;
+        match sealed.open(&config_key(&master)) {
+            Ok(Some((config, keys))) => {
+                found = Some(Ok((*id, master, file.kdf, config, keys)));
+                break;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                found = Some(Err(e));
+                break;
+            }
+        }
+    }
     let Some(found) = found else {
-        if unwrapped.into_inner() {
+        if unwrapped {
             return Err(Error::corrupt(
                 "config",
                 "it does not authenticate under the master key this password opens (replaced or changed)",
