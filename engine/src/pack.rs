@@ -287,10 +287,19 @@ pub fn verify_blob(entry: &BlobEntry, stored: &[u8]) -> Result<u32> {
 }
 
 fn check_plain(entry: &BlobEntry, stored: &[u8]) -> Result<()> {
-    if entry.cipher.is_some() {
+    check_stored(entry, stored, None)
+}
+
+/// Checks that a blob's entry names `cipher` (the repository's; `None`: unencrypted) and that
+/// `stored` has the length it gives.
+pub(crate) fn check_stored(entry: &BlobEntry, stored: &[u8], cipher: Option<Cipher>) -> Result<()> {
+    if entry.cipher != cipher {
         return Err(Error::corrupt(
             blob_name(entry),
-            "is sealed, in an unencrypted repository",
+            match cipher {
+                Some(_) => "is not sealed, in an encrypted repository",
+                None => "is sealed, in an unencrypted repository",
+            },
         ));
     }
     if stored.len() != entry.stored_len as usize {

@@ -9,8 +9,8 @@ use crate::crypto::{BlobOpenError, Keys, Sealed, blob_aad, envelope_header, open
 use crate::error::{Error, Result};
 use crate::id::IdHasher;
 use crate::pack::{
-    BlobEntry, PACK_VERSION, PackWriter, SEALED_PACK_VERSION, blob_name, decode_directory,
-    decode_payload, open_blob, verify_blob, verify_payload,
+    BlobEntry, PACK_VERSION, PackWriter, SEALED_PACK_VERSION, blob_name, check_stored,
+    decode_directory, decode_payload, open_blob, verify_blob, verify_payload,
 };
 use crate::wire::{DecodeResult, Malformed};
 
@@ -109,22 +109,10 @@ impl Sealing {
     /// The payload of a blob (its compressed or raw bytes), from its `stored` bytes: unsealed
     /// and authenticated in version 2. Not yet checked against its id.
     pub(crate) fn payload<'a>(&self, entry: &BlobEntry, stored: &'a [u8]) -> Result<Payload<'a>> {
-        if stored.len() != entry.stored_len as usize {
-            return Err(Error::corrupt(
-                blob_name(entry),
-                format!(
-                    "{} stored bytes, expected {}",
-                    stored.len(),
-                    entry.stored_len
-                ),
-            ));
-        }
+        check_stored(entry, stored, self.cipher())?;
         let Some(keys) = &self.keys else {
-            // The version-1 checks (a sealed entry in an unencrypted repository is damage).
-            verify_cipher(entry, None)?;
             return Ok(Payload::Stored(stored));
         };
-        verify_cipher(entry, Some(keys.cipher()))?;
         let epoch = crate::crypto::blob_epoch(stored).map_err(|m| m.about(blob_name(entry)))?;
         let aead = keys.epoch(epoch).ok_or_else(|| {
             Error::corrupt(
@@ -272,19 +260,6 @@ impl Sealing {
             .map_err(|_| Malformed::new("directory does not authenticate"))?;
         decode_directory(&plain, dir_start, Some(keys.cipher()))
     }
-}
-
-fn verify_cipher(entry: &BlobEntry, cipher: Option<crate::crypto::Cipher>) -> Result<()> {
-    if entry.cipher != cipher {
-        return Err(Error::corrupt(
-            blob_name(entry),
-            match cipher {
-                Some(_) => "is not sealed, in an encrypted repository",
-                None => "is sealed, in an unencrypted repository",
-            },
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

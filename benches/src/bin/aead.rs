@@ -9,21 +9,24 @@ use std::time::{Duration, Instant};
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, XChaCha20Poly1305};
 
+/// MB/s of `f`, which handles `size` bytes a call, run for `secs` seconds.
+fn throughput(size: usize, secs: f64, f: &mut dyn FnMut()) -> f64 {
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs_f64(secs) {
+        for _ in 0..64 {
+            f();
+        }
+        n += 64;
+    }
+    (n * size as u64) as f64 / start.elapsed().as_secs_f64() / 1e6
+}
+
 fn measure<C: AeadInPlace>(cipher: &C, nonce_len: usize, size: usize, secs: f64) -> (f64, f64) {
     let mut buf: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
     let nonce = aes_gcm::aead::generic_array::GenericArray::clone_from_slice(&vec![7u8; nonce_len]);
     let aad = [1u8; 33];
-    let run = |f: &mut dyn FnMut()| {
-        let start = Instant::now();
-        let mut n = 0u64;
-        while start.elapsed() < Duration::from_secs_f64(secs) {
-            for _ in 0..64 {
-                f();
-            }
-            n += 64;
-        }
-        (n * size as u64) as f64 / start.elapsed().as_secs_f64() / 1e6
-    };
+    let run = |f: &mut dyn FnMut()| throughput(size, secs, f);
     let seal = run(&mut || {
         let tag = cipher
             .encrypt_in_place_detached(&nonce, &aad, &mut buf)
@@ -49,17 +52,7 @@ fn measure_ring(alg: &'static ring::aead::Algorithm, size: usize, secs: f64) -> 
     let key = LessSafeKey::new(UnboundKey::new(alg, &[9u8; 32]).expect("key"));
     let mut buf: Vec<u8> = (0..size).map(|i| (i * 31 % 251) as u8).collect();
     let aad = [1u8; 33];
-    let run = |f: &mut dyn FnMut()| {
-        let start = Instant::now();
-        let mut n = 0u64;
-        while start.elapsed() < Duration::from_secs_f64(secs) {
-            for _ in 0..64 {
-                f();
-            }
-            n += 64;
-        }
-        (n * size as u64) as f64 / start.elapsed().as_secs_f64() / 1e6
-    };
+    let run = |f: &mut dyn FnMut()| throughput(size, secs, f);
     let seal = run(&mut || {
         let tag = key
             .seal_in_place_separate_tag(
