@@ -55,6 +55,16 @@ impl PasswordSource {
         Ok(Password::new(first)?)
     }
 
+    /// This source if any of its ways was given (its variable set, a file or a command),
+    /// else `fallback`: a second repository's password defaults to the first one's.
+    pub fn or(self, fallback: &PasswordSource) -> PasswordSource {
+        if std::env::var_os(self.env).is_some() || self.file.is_some() || self.command.is_some() {
+            self
+        } else {
+            fallback.clone()
+        }
+    }
+
     /// Whether the password can be found again by another process without this one's
     /// environment or terminal (a file or a command): what a restored server's
     /// `restore_command` needs.

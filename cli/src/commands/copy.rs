@@ -42,19 +42,13 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         ..g.clone()
     };
     let location = dst_globals.resolve(&a.to)?;
-    let password = if std::env::var_os("CAIRN_TO_PASSWORD").is_some()
-        || a.to_password_file.is_some()
-        || a.to_password_command.is_some()
-    {
-        PasswordSource {
-            env: "CAIRN_TO_PASSWORD",
-            file: a.to_password_file.clone(),
-            command: a.to_password_command.clone(),
-            prompt: "destination password",
-        }
-    } else {
-        g.password.clone()
-    };
+    let password = PasswordSource {
+        env: "CAIRN_TO_PASSWORD",
+        file: a.to_password_file.clone(),
+        command: a.to_password_command.clone(),
+        prompt: "destination password",
+    }
+    .or(&g.password);
     let opened = g.open_at(&location, &password);
     let not_found = matches!(
         opened.as_ref().map_err(|e| e.downcast_ref::<Error>()),

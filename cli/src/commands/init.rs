@@ -116,19 +116,13 @@ fn init_sharing_keys(
     location: &cairn_engine::Location,
     from: &str,
 ) -> Result<()> {
-    let source = if std::env::var_os("CAIRN_FROM_PASSWORD").is_some()
-        || a.from_password_file.is_some()
-        || a.from_password_command.is_some()
-    {
-        PasswordSource {
-            env: "CAIRN_FROM_PASSWORD",
-            file: a.from_password_file.clone(),
-            command: a.from_password_command.clone(),
-            prompt: "password of the repository to copy keys from",
-        }
-    } else {
-        g.password.clone()
-    };
+    let source = PasswordSource {
+        env: "CAIRN_FROM_PASSWORD",
+        file: a.from_password_file.clone(),
+        command: a.from_password_command.clone(),
+        prompt: "password of the repository to copy keys from",
+    }
+    .or(&g.password);
     let src = g.open_at(&g.resolve(from)?, &source)?;
     if src.sealing().keys().is_none() {
         bail!("{from} is not encrypted: it has no keys to share (init without --copy-keys-from)");
