@@ -39,6 +39,8 @@ pub struct SnapshotStats {
 /// The repository's figures.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RepoStats {
+    /// The cipher (format version 2), or `"none"`: an unencrypted repository.
+    pub encryption: String,
     /// Snapshots in the repository.
     pub snapshots: u64,
     /// Bytes of every file of the repository (packs, index files, snapshots, config).
@@ -151,6 +153,7 @@ pub fn stats(repo: &Repository, specs: &[String]) -> Result<RepoStats> {
     let logical: u64 = snapshots.iter().map(|(_, s)| s.summary.logical_bytes).sum();
     let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     Ok(RepoStats {
+        encryption: repo.config().encryption.clone(),
         snapshots: snapshots.len() as u64,
         stored_bytes: stored,
         packs,

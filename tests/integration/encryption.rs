@@ -87,6 +87,11 @@ fn nothing_is_readable_at_rest() {
         .flat_map(|f| std::fs::read(f).unwrap())
         .collect();
     assert!(contains(&all, b"ledger_QX7Z") && contains(&all, samples[0]));
+    // Said plainly where an operator looks.
+    assert!(plain.ok(&["list"]).contains("NOT encrypted"));
+    assert!(plain.ok(&["stats"]).contains("NOT encrypted"));
+    assert!(sb.ok(&["stats"]).contains("encryption: aes-256-gcm"));
+    assert!(!sb.ok(&["list"]).contains("NOT encrypted"));
     // And the encrypted one gives everything back.
     let t = sb.path("restored");
     sb.ok(&["restore", "ledger_QX7Z", "--target", t.to_str().unwrap()]);

@@ -115,5 +115,8 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         );
     }
     outln!("{} snapshots", snaps.len());
+    if repo.config().cipher().is_none() {
+        outln!("{}", crate::commands::encryption_line("none"));
+    }
     Ok(())
 }

@@ -15,6 +15,14 @@ pub mod prune;
 pub mod restore;
 pub mod stats;
 
+/// What `list` and `stats` say of a repository's encryption.
+pub fn encryption_line(cipher: &str) -> String {
+    match cipher {
+        "none" => "encryption: none; this repository is NOT encrypted: anyone who can read its files can read the data".to_string(),
+        c => format!("encryption: {c} (every object sealed and authenticated)"),
+    }
+}
+
 /// Splits `SNAPSHOT:PATH` into its parts.
 pub fn split_spec(spec: &str) -> (&str, Option<&str>) {
     match spec.split_once(':') {

@@ -32,6 +32,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         s.dedup_ratio,
         s.compression_ratio
     );
+    outln!("{}", crate::commands::encryption_line(&s.encryption));
     outln!(
         "{:<8}  {:<19}  {:>10}  {:>10}  {:>10}  NAME",
         "ID",
