@@ -100,6 +100,28 @@ fn nothing_is_readable_at_rest() {
     assert!(listed.contains("ledger_QX7Z"), "{listed}");
 }
 
+/// An encrypted repository with one snapshot of [`source`], and that source.
+fn backed_up() -> (Sandbox, PathBuf) {
+    let sb = Sandbox::new();
+    let src = source(&sb);
+    sb.ok(&["init"]);
+    sb.backup(&[], &[&src]);
+    (sb, src)
+}
+
+/// Copies every snapshot of `from` into `to`, whose password is the first line of `pw`;
+/// returns the report.
+fn copy_into(from: &Sandbox, to: &Sandbox, pw: &Path) -> serde_json::Value {
+    crate::common::last_json(&from.ok(&[
+        "copy",
+        "--to",
+        &to.repo_spec,
+        "--to-password-file",
+        pw.to_str().unwrap(),
+        "--json",
+    ]))
+}
+
 /// An encrypted repository with two snapshots over several data packs, and its source.
 fn pristine() -> (Sandbox, PathBuf) {
     let sb = Sandbox::new();
@@ -423,22 +445,12 @@ fn the_password_is_never_on_a_command_line() {
 
 #[test]
 fn copy_shares_only_content_keys_and_refuses_other_secrets() {
-    let from = Sandbox::new();
-    let src = source(&from);
-    from.ok(&["init"]);
-    from.backup(&[], &[&src]);
+    let (from, src) = backed_up();
     // Into a new repository: created encrypted, with its own password and master key.
     let to = Sandbox::new();
     let pw = to.path("to-password");
     std::fs::write(&pw, "the destination's own password\n").unwrap();
-    let copied = crate::common::last_json(&from.ok(&[
-        "copy",
-        "--to",
-        &to.repo_spec,
-        "--to-password-file",
-        pw.to_str().unwrap(),
-        "--json",
-    ]));
+    let copied = copy_into(&from, &to, &pw);
     assert_eq!(copied["snapshots_copied"], 1, "{copied}");
     assert!(to.fails(&["list"]).contains("wrong password"));
     let with_pw = ["--password-file", pw.to_str().unwrap()];
@@ -448,14 +460,7 @@ fn copy_shares_only_content_keys_and_refuses_other_secrets() {
     // A second backup copies only what is new.
     std::fs::write(src.join("small.txt"), b"one more row").unwrap();
     from.backup(&[], &[&src]);
-    let again = crate::common::last_json(&from.ok(&[
-        "copy",
-        "--to",
-        &to.repo_spec,
-        "--to-password-file",
-        pw.to_str().unwrap(),
-        "--json",
-    ]));
+    let again = copy_into(&from, &to, &pw);
     assert_eq!(again["snapshots_copied"], 1, "{again}");
     assert!(again["blobs_copied"].as_u64().unwrap() < 10, "{again}");
     let t = to.path("restored");
@@ -477,10 +482,7 @@ fn copy_shares_only_content_keys_and_refuses_other_secrets() {
 
 #[test]
 fn init_copy_keys_from_makes_a_copy_destination() {
-    let from = Sandbox::new();
-    let src = source(&from);
-    from.ok(&["init"]);
-    from.backup(&[], &[&src]);
+    let (from, _) = backed_up();
     let to = Sandbox::new();
     let pw = to.path("to-password");
     std::fs::write(&pw, "another password\n").unwrap();
@@ -503,14 +505,7 @@ fn init_copy_keys_from_makes_a_copy_destination() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let copied = crate::common::last_json(&from.ok(&[
-        "copy",
-        "--to",
-        &to.repo_spec,
-        "--to-password-file",
-        pw.to_str().unwrap(),
-        "--json",
-    ]));
+    let copied = copy_into(&from, &to, &pw);
     assert_eq!(copied["snapshots_copied"], 1, "{copied}");
     // Another password, another master key: the source's password does not open it.
     assert!(to.fails(&["list"]).contains("wrong password"));
