@@ -63,6 +63,7 @@ fn stages(c: &mut Criterion) {
                 offset: 16,
                 stored_len: bytes.len() as u32,
                 raw_len: ch.len() as u32,
+                frame: None,
             };
             (entry, bytes)
         })
@@ -94,6 +95,7 @@ fn stages(c: &mut Criterion) {
                 offset: 16 + i as u64 * 100,
                 stored_len: 56,
                 raw_len: 8192,
+                frame: None,
             })
             .collect();
         let record = PackRecord {

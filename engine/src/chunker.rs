@@ -23,6 +23,8 @@ pub struct Chunker {
     mask_l: u64,
     gear: Cow<'static, [u64]>,
     gear_ls: Cow<'static, [u64]>,
+    /// Cut every this many bytes instead (whole pages: see `pages`).
+    fixed: Option<usize>,
 }
 
 impl Chunker {
@@ -57,6 +59,20 @@ impl Chunker {
             mask_l,
             gear,
             gear_ls,
+            fixed: None,
+        }
+    }
+
+    /// The same chunker cutting every `size` bytes from the start of the stream (the last
+    /// chunk is what remains): for files of whole pages.
+    pub fn fixed(&self, size: u32) -> Chunker {
+        let size = size.max(1) as usize;
+        Chunker {
+            fixed: Some(size),
+            max: size,
+            min: size,
+            avg: size,
+            ..self.clone()
         }
     }
 
@@ -68,6 +84,9 @@ impl Chunker {
     /// Length of the first chunk of `data`, given that `data` ends where the stream ends or
     /// holds at least `max` bytes.
     fn cut(&self, data: &[u8]) -> usize {
+        if let Some(size) = self.fixed {
+            return data.len().min(size);
+        }
         let (_, n) = cut_gear(
             data,
             self.min,
@@ -103,7 +122,12 @@ impl Chunker {
         segment: usize,
         mut f: impl FnMut(&[u8], &[Range<usize>]) -> crate::Result<()>,
     ) -> crate::Result<u64> {
-        let cap = segment.max(4 * self.max);
+        // Content-defined cuts look ahead up to `max` bytes past several chunks; fixed cuts
+        // need only one chunk's worth.
+        let cap = match self.fixed {
+            Some(size) => segment.max(size),
+            None => segment.max(4 * self.max),
+        };
         // One buffer per thread, kept between calls: zeroing megabytes for each of a million
         // small files would cost more than reading them.
         thread_local! {
@@ -227,6 +251,23 @@ mod tests {
             .unwrap();
         assert_eq!(n, d.len() as u64);
         assert_eq!(whole, streamed);
+    }
+
+    #[test]
+    fn fixed_cuts_whole_pages_from_the_start() {
+        let c = chunker().fixed(8192);
+        let d = data(8192 * 40 + 100, 2);
+        let mut lens = Vec::new();
+        // Segments that are not a multiple of the page size still cut at page boundaries.
+        c.for_each_batch(&d[..], 100_000, |_, rs| {
+            lens.extend(rs.iter().map(|r| r.len()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(lens.len(), 41);
+        assert!(lens[..40].iter().all(|&l| l == 8192));
+        assert_eq!(lens[40], 100);
+        assert_eq!(c.max_size(), 8192);
     }
 
     /// Pins the chunk boundaries of the default parameters: changing them breaks dedup with

@@ -12,11 +12,18 @@ use crate::crypto::{
 use crate::error::{Error, Result};
 use crate::id::Id;
 
-/// The newest repository format version this build writes and reads: 2, encrypted. Version 1
-/// (unencrypted) is still read and written: `init --encryption none` makes one.
-pub const FORMAT_VERSION: u32 = 2;
-/// The unencrypted format.
+/// The newest repository format version this build writes and reads: 3, blobs in frames,
+/// encrypted or not. Versions 1 (unencrypted) and 2 (encrypted) are still read and written
+/// (`init --format-version`).
+pub const FORMAT_VERSION: u32 = 3;
+/// The unencrypted format of one blob per stored unit.
 pub const PLAIN_FORMAT_VERSION: u32 = 1;
+/// The encrypted format of one blob per stored unit.
+pub const SEALED_FORMAT_VERSION: u32 = 2;
+
+/// Default raw size at which a frame of new blobs is closed and compressed (version 3): chosen
+/// by the measurement in `benches/SPACE.md`.
+pub const DEFAULT_FRAME_SIZE: u32 = 512 * 1024;
 /// The chunker of version 1: FastCDC with the crate's default gear table.
 pub const CHUNKER_PLAIN: &str = "fastcdc-2020";
 /// The chunker of version 2: FastCDC with a gear table derived from the chunker key.
@@ -49,8 +56,16 @@ pub struct Config {
     pub pack_size: u32,
     /// How long chunk lists are split into content-defined sub-lists.
     pub list_split: ListSplitParams,
-    /// `"none"` in format version 1; the cipher's name in version 2.
+    /// `"none"` in format version 1; the cipher's name in version 2; either in version 3.
     pub encryption: String,
+    /// Version 3: new blobs are gathered into frames of about this many raw bytes, each
+    /// compressed (and sealed) as one unit. Absent in versions 1 and 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_size: Option<u32>,
+    /// Version 3: which files are cut into whole pages, and how many pages make a chunk
+    /// (`pages`); absent: every file is cut by content. Absent in versions 1 and 2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<crate::pages::PageRule>,
     /// The retention policy a plain `cairn forget` applies; the one field changed after init
     /// (by `cairn policy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -139,7 +154,7 @@ impl Config {
             }
         };
         Ok(Config {
-            version: PLAIN_FORMAT_VERSION,
+            version: FORMAT_VERSION,
             id: Id::random(),
             created: jiff::Timestamp::now().to_string(),
             chunker,
@@ -151,13 +166,47 @@ impl Config {
                 max_inline: 16,
             },
             encryption: "none".into(),
+            frame_size: Some(DEFAULT_FRAME_SIZE),
+            pages: Some(crate::pages::PageRule::default()),
             retention: None,
         })
     }
 
-    /// The config of an encrypted repository (format version 2) with these parameters.
+    /// The same config in an older format version (1, or 2 once encrypted): for repositories
+    /// that older cairn must read.
+    pub fn with_format_version(mut self, version: u32) -> Result<Config> {
+        match version {
+            FORMAT_VERSION => {}
+            PLAIN_FORMAT_VERSION | SEALED_FORMAT_VERSION => {
+                self.version = PLAIN_FORMAT_VERSION;
+                self.frame_size = None;
+                self.pages = None;
+            }
+            v => {
+                return Err(Error::InvalidInput(format!(
+                    "format version {v} is not one this build writes (1, 2 or 3)"
+                )));
+            }
+        }
+        Ok(self)
+    }
+
+    /// Whether packs hold frames (format version 3).
+    pub fn framed(&self) -> bool {
+        self.frame_size.is_some()
+    }
+
+    /// The frame size; 0 (every blob alone) before version 3.
+    pub fn frame_size(&self) -> u32 {
+        self.frame_size.unwrap_or(0)
+    }
+
+    /// The config of an encrypted repository with these parameters: version 3 stays 3, and
+    /// version 1 becomes 2.
     pub(crate) fn encrypted(mut self, cipher: Cipher) -> Config {
-        self.version = FORMAT_VERSION;
+        if self.version == PLAIN_FORMAT_VERSION {
+            self.version = SEALED_FORMAT_VERSION;
+        }
         self.encryption = cipher.name().into();
         self.chunker.algorithm = CHUNKER_KEYED.into();
         self
@@ -178,7 +227,7 @@ impl Config {
     /// Decodes and validates a stored version-1 config.
     pub fn decode(bytes: &[u8]) -> Result<Config> {
         match ConfigFile::decode(bytes)? {
-            ConfigFile::Plain(c) => Ok(c),
+            ConfigFile::Plain(c) => Ok(*c),
             ConfigFile::Sealed(_) => Err(Error::corrupt("config", "is encrypted")),
         }
     }
@@ -191,6 +240,8 @@ impl Config {
             compression: self.compression.clone(),
             pack_size: self.pack_size,
             list_split: self.list_split,
+            frame_size: self.frame_size,
+            pages: self.pages.clone(),
             retention: self.retention.clone(),
             keys: keys.record().clone(),
         };
@@ -214,13 +265,47 @@ impl Config {
         out
     }
 
+    /// Checks a config about to be written, as a reader would check it; says what is wrong
+    /// as bad input.
+    pub(crate) fn check(&self) -> Result<()> {
+        self.validate().map_err(|e| match e {
+            Error::Corrupt { detail, .. } => Error::InvalidInput(detail),
+            other => other,
+        })
+    }
+
     fn validate(&self) -> Result<()> {
         let bad = |d: String| Err(Error::corrupt("config", d));
         let ch = &self.chunker;
+        let plain = self.encryption == "none";
         let (chunker, encryption_ok) = match self.version {
-            PLAIN_FORMAT_VERSION => (CHUNKER_PLAIN, self.encryption == "none"),
+            PLAIN_FORMAT_VERSION => (CHUNKER_PLAIN, plain),
+            SEALED_FORMAT_VERSION => (CHUNKER_KEYED, self.cipher().is_some()),
+            _ if plain => (CHUNKER_PLAIN, true),
             _ => (CHUNKER_KEYED, self.cipher().is_some()),
         };
+        match (self.version, self.frame_size) {
+            (FORMAT_VERSION, Some(f)) if (4096..=4 << 20).contains(&f) => {}
+            (FORMAT_VERSION, f) => {
+                return bad(format!("frame size {f:?} is not between 4 KiB and 4 MiB"));
+            }
+            (_, Some(_)) => {
+                return bad(format!(
+                    "a frame size in a version-{} repository",
+                    self.version
+                ));
+            }
+            (_, None) => {}
+        }
+        if let Some(pages) = &self.pages {
+            if self.version != FORMAT_VERSION {
+                return bad(format!(
+                    "a page rule in a version-{} repository",
+                    self.version
+                ));
+            }
+            pages.validate().map_err(|d| Error::corrupt("config", d))?;
+        }
         if ch.algorithm != chunker {
             return bad(format!(
                 "chunker {:?} in a version-{} repository",
@@ -288,9 +373,9 @@ impl Config {
 /// A stored config as read, before any key is known.
 #[derive(Debug, Clone)]
 pub enum ConfigFile {
-    /// Version 1: the config itself.
-    Plain(Config),
-    /// Version 2: the clear header; the body needs the master key.
+    /// Unencrypted (version 1 or 3): the config itself.
+    Plain(Box<Config>),
+    /// Encrypted (version 2 or 3): the clear header; the body needs the master key.
     Sealed(SealedConfig),
 }
 
@@ -318,6 +403,10 @@ struct ConfigBody {
     pack_size: u32,
     list_split: ListSplitParams,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    frame_size: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pages: Option<crate::pages::PageRule>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     retention: Option<crate::policy::RetentionPolicy>,
     keys: KeySetRecord,
 }
@@ -328,17 +417,31 @@ impl ConfigFile {
         #[derive(Deserialize)]
         struct VersionOnly {
             version: u32,
+            #[serde(default)]
+            encryption: Option<String>,
         }
         let v: VersionOnly = serde_json::from_slice(bytes)
             .map_err(|e| Error::corrupt("config", format!("not a config object: {e}")))?;
-        match v.version {
-            PLAIN_FORMAT_VERSION => {
+        let sealed = match v.version {
+            PLAIN_FORMAT_VERSION => false,
+            SEALED_FORMAT_VERSION => true,
+            FORMAT_VERSION => v.encryption.as_deref() != Some("none"),
+            found => {
+                return Err(Error::UnsupportedVersion {
+                    object: "repository config".into(),
+                    found,
+                    supported: FORMAT_VERSION,
+                });
+            }
+        };
+        match sealed {
+            false => {
                 let c: Config = serde_json::from_slice(bytes)
                     .map_err(|e| Error::corrupt("config", e.to_string()))?;
                 c.validate()?;
-                Ok(ConfigFile::Plain(c))
+                Ok(ConfigFile::Plain(Box::new(c)))
             }
-            FORMAT_VERSION => {
+            true => {
                 let c: SealedConfig = serde_json::from_slice(bytes)
                     .map_err(|e| Error::corrupt("config", e.to_string()))?;
                 if Cipher::from_name(&c.encryption).is_none() {
@@ -349,11 +452,6 @@ impl ConfigFile {
                 }
                 Ok(ConfigFile::Sealed(c))
             }
-            found => Err(Error::UnsupportedVersion {
-                object: "repository config".into(),
-                found,
-                supported: FORMAT_VERSION,
-            }),
         }
     }
 
@@ -405,6 +503,8 @@ impl SealedConfig {
             compression: body.compression,
             pack_size: body.pack_size,
             list_split: body.list_split,
+            frame_size: body.frame_size,
+            pages: body.pages,
             encryption: self.encryption.clone(),
             retention: body.retention,
         };
@@ -454,6 +554,40 @@ mod tests {
             Config::decode(&c.encode()),
             Err(Error::UnsupportedVersion { found: 9, .. })
         ));
+    }
+
+    #[test]
+    fn version_three_keeps_frames_and_pages_and_older_versions_refuse_them() {
+        let c = Config::new(DEFAULT_AVG_CHUNK, Some(3), DEFAULT_PACK_SIZE).unwrap();
+        assert_eq!((c.version, c.frame_size), (3, Some(DEFAULT_FRAME_SIZE)));
+        assert!(c.pages.is_some());
+        let text = String::from_utf8(c.encode()).unwrap();
+        assert!(text.contains("\"frame_size\":524288") && text.contains("\"pages\""));
+        assert_eq!(Config::decode(&c.encode()).unwrap(), c);
+        // Version 1 has neither; a stored version-1 config that claims them is refused.
+        let old = c.clone().with_format_version(1).unwrap();
+        assert_eq!(
+            (old.version, old.frame_size, old.pages.clone()),
+            (1, None, None)
+        );
+        assert_eq!(Config::decode(&old.encode()).unwrap(), old);
+        let mut forged = old.clone();
+        forged.frame_size = Some(DEFAULT_FRAME_SIZE);
+        assert!(Config::decode(&forged.encode()).is_err());
+        let mut forged = c.clone();
+        forged.frame_size = None;
+        assert!(Config::decode(&forged.encode()).is_err());
+        // An encrypted version 3 stays version 3, its body sealed.
+        let keys = Keys::generate(Cipher::ChaCha20Poly1305);
+        let ck = crate::crypto::config_key(&SecretKey::random());
+        let sealed = c.encrypted(Cipher::ChaCha20Poly1305);
+        assert_eq!(sealed.version, 3);
+        let bytes = sealed.encode_sealed(&keys, &ck);
+        assert!(!String::from_utf8_lossy(&bytes).contains("frame_size"));
+        let ConfigFile::Sealed(s) = ConfigFile::decode(&bytes).unwrap() else {
+            panic!("not sealed")
+        };
+        assert_eq!(s.open(&ck).unwrap().unwrap().0, sealed);
     }
 
     #[test]

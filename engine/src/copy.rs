@@ -26,7 +26,7 @@ use crate::index_file::BlobLocation;
 use crate::lock_file::LockKind;
 use crate::pack::{BlobEntry, BlobKind};
 use crate::progress::Progress;
-use crate::repo::{Blob, Coalesce, Object, Packer, Repository};
+use crate::repo::{Coalesce, Object, Packer, Repository};
 
 /// How blobs of one source pack are read: neighbours within 256 KiB in one request, of at
 /// most 8 MiB.
@@ -81,6 +81,8 @@ fn compatible(src: &Repository, dst: &Repository) -> Result<()> {
         ))
     } else if a.list_split != b.list_split {
         Some("chunk-list splitting parameters".to_string())
+    } else if a.pages != b.pages {
+        Some("which files are cut into pages (the page rules differ)".to_string())
     } else {
         None
     };
@@ -261,10 +263,10 @@ fn copy_pack(
     let entries: Vec<BlobEntry> = blobs.iter().map(|b| b.entry).collect();
     let (mut n, mut bytes) = (0, 0);
     src.objects()
-        .read_blobs(pack, &entries, COALESCE, Blob::Payload, |i, payload| {
-            let payload = payload?;
+        .read_blobs(pack, &entries, COALESCE, |i, raw| {
+            let raw = raw?;
             let len = entries[i].pack_len();
-            packer.add_payload(&entries[i], payload)?;
+            packer.add_copy(&entries[i], raw)?;
             n += 1;
             bytes += len;
             progress.bytes(len);

@@ -2,12 +2,16 @@
 //! repository's `index/` objects. Bytes and types only; reading and writing them, and the local
 //! cache derived from them, are the repository layer's (`repo/index.rs`).
 
+use crate::crypto::Cipher;
 use crate::id::Id;
-use crate::pack::{BlobEntry, ENTRY_LEN, PREAMBLE_LEN};
+use crate::pack::{BlobEntry, ENTRY_LEN, PREAMBLE_LEN, decode_frames, encode_frames};
 use crate::wire::{DecodeResult, Malformed, Put, Reader};
 
-/// Index file format version written and read by this build.
+/// Index file format version of repositories of format versions 1 and 2: 52-byte entries.
 pub const INDEX_VERSION: u32 = 1;
+/// Index file format version of repositories of format version 3: packs of frames, listed as
+/// their directories list them.
+pub const FRAMED_INDEX_VERSION: u32 = 2;
 const INDEX_MAGIC: &[u8; 8] = b"CAIRNIDX";
 
 /// One pack as an index file describes it.
@@ -21,8 +25,18 @@ pub struct PackRecord {
     pub blobs: Vec<BlobEntry>,
 }
 
-/// Encodes an index file.
+impl PackRecord {
+    /// Whether the pack holds frames (version 3).
+    pub fn is_framed(&self) -> bool {
+        self.blobs.first().is_some_and(|b| b.frame.is_some())
+    }
+}
+
+/// Encodes an index file: version 2 if its packs hold frames, else version 1.
 pub fn encode_index(packs: &[PackRecord]) -> Vec<u8> {
+    if packs.iter().any(PackRecord::is_framed) {
+        return encode_framed_index(packs);
+    }
     let blobs: usize = packs.iter().map(|p| p.blobs.len()).sum();
     let mut out = Vec::with_capacity(20 + packs.len() * 44 + blobs * ENTRY_LEN);
     out.extend_from_slice(INDEX_MAGIC);
@@ -40,6 +54,27 @@ pub fn encode_index(packs: &[PackRecord]) -> Vec<u8> {
     out
 }
 
+fn encode_framed_index(packs: &[PackRecord]) -> Vec<u8> {
+    let blobs: usize = packs.iter().map(|p| p.blobs.len()).sum();
+    let mut out = Vec::with_capacity(20 + packs.len() * 48 + blobs * 40);
+    out.extend_from_slice(INDEX_MAGIC);
+    out.put_u32(FRAMED_INDEX_VERSION);
+    out.put_u32(0);
+    out.put_varint(packs.len() as u64);
+    for p in packs {
+        out.put_id(&p.id);
+        out.put_varint(p.len);
+        out.put_u8(
+            p.blobs
+                .first()
+                .and_then(|b| b.cipher)
+                .map_or(0, Cipher::code),
+        );
+        encode_frames(&p.blobs, true, &mut out);
+    }
+    out
+}
+
 /// Decodes an index file, checking that every entry lies inside its pack.
 pub fn decode_index(bytes: &[u8]) -> DecodeResult<Vec<PackRecord>> {
     let mut r = Reader::new(bytes);
@@ -47,14 +82,17 @@ pub fn decode_index(bytes: &[u8]) -> DecodeResult<Vec<PackRecord>> {
         return Err(Malformed::new("not an index file: magic is wrong"));
     }
     let version = r.u32()?;
-    if version != INDEX_VERSION {
+    if version != INDEX_VERSION && version != FRAMED_INDEX_VERSION {
         return Err(Malformed::new(format!(
-            "index version {version}, this build reads {INDEX_VERSION}"
+            "index version {version}, this build reads {INDEX_VERSION} and {FRAMED_INDEX_VERSION}"
         )));
     }
     let flags = r.u32()?;
     if flags != 0 {
         return Err(Malformed::new(format!("unknown index flags {flags:#x}")));
+    }
+    if version == FRAMED_INDEX_VERSION {
+        return decode_framed_index(r);
     }
     let count = r.u32()? as usize;
     if count > r.remaining() / 44 {
@@ -84,6 +122,33 @@ pub fn decode_index(bytes: &[u8]) -> DecodeResult<Vec<PackRecord>> {
                 )));
             }
             blobs.push(b);
+        }
+        packs.push(PackRecord { id, len, blobs });
+    }
+    r.expect_end()?;
+    Ok(packs)
+}
+
+fn decode_framed_index(mut r: Reader<'_>) -> DecodeResult<Vec<PackRecord>> {
+    let count = r.count(32 + 1 + 1 + 1)?;
+    let mut packs = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = r.id()?;
+        let len = r.varint()?;
+        let code = r.u8()?;
+        let cipher = match code {
+            0 => None,
+            c => Some(
+                Cipher::from_code(c)
+                    .ok_or_else(|| Malformed::new(format!("unknown encryption {c}")))?,
+            ),
+        };
+        let (blobs, end) = decode_frames(&mut r, PREAMBLE_LEN, cipher, true)?;
+        if blobs.is_empty() || end > len {
+            return Err(Malformed::new(format!(
+                "pack {} of {len} bytes lists frames up to {end}",
+                id.short()
+            )));
         }
         packs.push(PackRecord { id, len, blobs });
     }

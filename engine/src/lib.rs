@@ -55,6 +55,7 @@ mod lock_file;
 mod ls;
 mod manifest;
 mod pack;
+mod pages;
 #[cfg(feature = "repository")]
 mod pg;
 mod pitr;
@@ -83,6 +84,7 @@ pub use backup::{Additions, BackupOptions, BackupResult, backup, backup_with};
 pub use check::{Affected, CheckOptions, CheckReport, CheckStats, Problem, ReadData, check};
 pub use config::{
     Config, ConfigFile, DEFAULT_AVG_CHUNK, DEFAULT_PACK_SIZE, FORMAT_VERSION, PLAIN_FORMAT_VERSION,
+    SEALED_FORMAT_VERSION,
 };
 #[cfg(feature = "repository")]
 pub use copy::{CopyReport, copy};
@@ -95,6 +97,7 @@ pub use lock_file::LockKind;
 #[cfg(feature = "repository")]
 pub use ls::walk;
 pub use manifest::{Node, NodeKind};
+pub use pages::{PageGlob, PageGroup, PageRule, single_pages};
 #[cfg(feature = "repository")]
 pub use pg::{
     Archived, PG_BASE_TAG, PG_EXCLUDES, PgBackupOptions, PgConnect, PgRestoreOptions,

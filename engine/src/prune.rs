@@ -31,7 +31,7 @@ use crate::lock_file::LockKind;
 use crate::pack::BlobKind;
 use crate::progress::Progress;
 use crate::reach::walk_blobs;
-use crate::repo::{Blob, Coalesce, Kind, Object, Packer, Repository, load_index_file};
+use crate::repo::{Coalesce, Kind, Object, Packer, Repository, load_index_file};
 
 /// What `prune` may do.
 #[derive(Debug, Clone, Copy)]
@@ -423,10 +423,10 @@ fn repack_one(
         max: u64::MAX,
     };
     repo.objects()
-        .read_blobs(&record.id, &entries, whole, Blob::Payload, |i, payload| {
-            let payload = payload?;
+        .read_blobs(&record.id, &entries, whole, |i, raw| {
+            let raw = raw?;
             progress.bytes(entries[i].pack_len());
-            packer.add_payload(&entries[i], payload)
+            packer.add_copy(&entries[i], raw)
         })
 }
 

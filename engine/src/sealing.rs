@@ -1,16 +1,19 @@
 //! What a repository does to every byte it stores: nothing in format version 1; in version 2,
-//! seal it (`crypto`). One value of [`Sealing`] travels with an open repository, and every
-//! reader and writer of objects and blobs goes through it, so the two versions differ in this
-//! file only.
+//! seal it (`crypto`); in version 3, group blobs in frames, sealed or not. One value of
+//! [`Sealing`] travels with an open repository, and every reader and writer of objects and
+//! blobs goes through it, so the versions differ in this file only.
 
 use std::sync::Arc;
 
-use crate::crypto::{BlobOpenError, Keys, Sealed, blob_aad, envelope_header, open_blob_payload};
+use crate::crypto::{
+    BlobOpenError, Keys, Sealed, blob_aad, envelope_header, frame_aad, open_blob_payload,
+};
 use crate::error::{Error, Result};
 use crate::id::IdHasher;
 use crate::pack::{
-    BlobEntry, PACK_VERSION, PackWriter, SEALED_PACK_VERSION, blob_name, check_stored,
-    decode_directory, decode_payload, open_blob, verify_blob, verify_payload,
+    BlobEntry, FRAMED_PACK_VERSION, PACK_VERSION, PackWriter, SEALED_PACK_VERSION, blob_name,
+    check_stored, decode_directory, decode_frame, decode_framed_directory, decode_payload,
+    open_blob, verify_blob, verify_payload,
 };
 use crate::wire::{DecodeResult, Malformed};
 
@@ -31,26 +34,13 @@ impl std::ops::Deref for Payload<'_> {
     }
 }
 
-impl Payload<'_> {
-    /// The payload as a vector of its own.
-    pub(crate) fn into_vec(self) -> Vec<u8> {
-        match self {
-            Payload::Stored(b) => b.to_vec(),
-            Payload::Opened(mut v, at) => {
-                v.truncate(at.end);
-                v.drain(..at.start);
-                v
-            }
-        }
-    }
-}
-
-/// How a repository's objects and blobs are stored: in the clear (format version 1), or
-/// sealed under its keys (version 2).
+/// How a repository's objects and blobs are stored: in the clear (format version 1), sealed
+/// under its keys (version 2), or in frames, in the clear or sealed (version 3).
 #[derive(Debug, Clone, Default)]
 pub struct Sealing {
     keys: Option<Arc<Keys>>,
     hasher: IdHasher,
+    framed: bool,
 }
 
 impl Sealing {
@@ -64,7 +54,19 @@ impl Sealing {
         Sealing {
             hasher: IdHasher::keyed(keys.id_key()),
             keys: Some(keys),
+            framed: false,
         }
+    }
+
+    /// The same, with packs of frames (format version 3) if `framed`.
+    pub fn with_frames(mut self, framed: bool) -> Sealing {
+        self.framed = framed;
+        self
+    }
+
+    /// Whether packs hold frames (format version 3).
+    pub fn is_framed(&self) -> bool {
+        self.framed
     }
 
     /// The keys, if the repository is encrypted.
@@ -79,7 +81,9 @@ impl Sealing {
 
     /// The version packs have.
     pub fn pack_version(&self) -> u32 {
-        if self.keys.is_some() {
+        if self.framed {
+            FRAMED_PACK_VERSION
+        } else if self.keys.is_some() {
             SEALED_PACK_VERSION
         } else {
             PACK_VERSION
@@ -93,7 +97,11 @@ impl Sealing {
 
     /// An empty pack to fill.
     pub(crate) fn pack_writer(&self) -> PackWriter {
-        PackWriter::with_keys(self.keys.clone())
+        if self.framed {
+            PackWriter::framed(self.keys.clone())
+        } else {
+            PackWriter::with_keys(self.keys.clone())
+        }
     }
 
     /// Whether blobs can be copied between repositories sealed like this and like `other`
@@ -120,13 +128,22 @@ impl Sealing {
                 format!("is sealed under epoch {epoch}, whose key this repository does not have"),
             )
         })?;
-        let aad = blob_aad(
-            entry.kind.code(),
-            entry.compression.code(),
-            entry.raw_len,
-            &entry.id.0,
-        );
-        match open_blob_payload(aead, &aad, stored) {
+        let opened = match entry.frame {
+            None => {
+                let aad = blob_aad(
+                    entry.kind.code(),
+                    entry.compression.code(),
+                    entry.raw_len,
+                    &entry.id.0,
+                );
+                open_blob_payload(aead, &aad, stored, true)
+            }
+            Some(f) => {
+                let aad = frame_aad(entry.compression.code(), f.frame_len);
+                open_blob_payload(aead, &aad, stored, false)
+            }
+        };
+        match opened {
             Ok((plain, at)) => Ok(Payload::Opened(plain, at)),
             Err(BlobOpenError::NotAuthentic) => Err(Error::corrupt(
                 blob_name(entry),
@@ -142,6 +159,13 @@ impl Sealing {
             return open_blob(entry, stored);
         }
         decode_payload(entry, &self.payload(entry, stored)?, &self.hasher)
+    }
+
+    /// The raw bytes of the frame holding `entry` (the blob itself in versions 1 and 2), from
+    /// its stored bytes: authenticated and decompressed, not yet checked against any id (see
+    /// `pack::blob_in_frame`). For readers that take several blobs out of one frame.
+    pub(crate) fn open_frame(&self, entry: &BlobEntry, stored: &[u8]) -> Result<Vec<u8>> {
+        decode_frame(entry, &self.payload(entry, stored)?)
     }
 
     /// Verifies a blob without keeping its raw bytes; returns its raw length.
@@ -216,6 +240,9 @@ impl Sealing {
         let dir_start = len - TRAILER_LEN - u64::from(dir_len);
         let dir = &pack[dir_start as usize..(len - TRAILER_LEN) as usize];
         let entries = self.open_directory(dir, dir_start).map_err(bad)?;
+        if self.framed {
+            return Ok(self.open_frames(pack, entries));
+        }
         Ok(entries
             .into_iter()
             .map(|e| {
@@ -224,7 +251,7 @@ impl Sealing {
                     .get(start..e.end() as usize)
                     .ok_or_else(|| Error::corrupt("pack", "a blob lies outside the pack"))
                     .and_then(|stored| {
-                        if e.cipher.is_none() {
+                        if e.header_len() > 0 {
                             let header = &pack[e.offset as usize..start];
                             crate::pack::check_blob_header(&e, header).map_err(bad)?;
                         }
@@ -235,15 +262,59 @@ impl Sealing {
             .collect())
     }
 
+    /// The blobs of a version-3 pack, from its directory's `entries` (which carry no ids):
+    /// each frame opened once, each blob named by hashing it; a blob of a frame that does not
+    /// open keeps a zero id.
+    fn open_frames(
+        &self,
+        pack: &[u8],
+        mut entries: Vec<BlobEntry>,
+    ) -> Vec<(BlobEntry, Result<Vec<u8>>)> {
+        let mut out = Vec::with_capacity(entries.len());
+        let mut at = 0;
+        while at < entries.len() {
+            let n = entries[at..]
+                .iter()
+                .take_while(|e| e.offset == entries[at].offset)
+                .count();
+            let first = entries[at];
+            let frame = pack
+                .get(first.offset as usize..first.end() as usize)
+                .ok_or_else(|| Error::corrupt("pack", "a frame lies outside the pack"))
+                .and_then(|stored| self.open_frame(&first, stored));
+            for e in &mut entries[at..at + n] {
+                let start = e.frame.map_or(0, |f| f.start) as usize;
+                let blob = match &frame {
+                    Ok(raw) => match raw.get(start..start + e.raw_len as usize) {
+                        Some(b) => {
+                            e.id = self.hasher.id(b);
+                            Ok(b.to_vec())
+                        }
+                        None => Err(Error::corrupt(blob_name(e), "lies outside its frame")),
+                    },
+                    Err(err) => Err(Error::corrupt(blob_name(e), err.to_string())),
+                };
+                out.push((*e, blob));
+            }
+            at += n;
+        }
+        out
+    }
+
     /// Decodes a pack's directory (`dir`, starting at `dir_start`), opening it first if it is
-    /// sealed.
+    /// sealed. In version 3 the entries carry no ids (zero ids).
     pub(crate) fn open_directory(
         &self,
         dir: &[u8],
         dir_start: u64,
     ) -> DecodeResult<Vec<BlobEntry>> {
+        let decode = if self.framed {
+            decode_framed_directory
+        } else {
+            decode_directory
+        };
         let Some(keys) = &self.keys else {
-            return decode_directory(dir, dir_start, None);
+            return decode(dir, dir_start, None);
         };
         let header = envelope_header(dir, Sealed::PackDirectory)?;
         let aead = keys
@@ -258,7 +329,7 @@ impl Sealing {
             })?;
         let plain = crate::crypto::open_object(aead, "", dir)
             .map_err(|_| Malformed::new("directory does not authenticate"))?;
-        decode_directory(&plain, dir_start, Some(keys.cipher()))
+        decode(&plain, dir_start, Some(keys.cipher()))
     }
 }
 

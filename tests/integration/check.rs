@@ -41,6 +41,8 @@ fn fixture() -> Fixture {
         "init",
         "--encryption",
         "none",
+        "--format-version",
+        "1",
         "--compression",
         "none",
         "--pack-size",

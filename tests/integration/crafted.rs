@@ -118,7 +118,7 @@ fn files_named_anywhere(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>
 #[test]
 fn dot_dot_names_are_refused() {
     let sb = Sandbox::new();
-    sb.ok(&["init", "--encryption", "none"]);
+    sb.ok(&["init", "--encryption", "none", "--format-version", "1"]);
     plant(
         &sb,
         Tree {
@@ -137,7 +137,7 @@ fn dot_dot_names_are_refused() {
 #[test]
 fn duplicate_names_cannot_smuggle_a_symlink() {
     let sb = Sandbox::new();
-    sb.ok(&["init", "--encryption", "none"]);
+    sb.ok(&["init", "--encryption", "none", "--format-version", "1"]);
     let outside = sb.path("outside");
     std::fs::create_dir_all(&outside).unwrap();
     let mut sub = Tree {
@@ -165,7 +165,7 @@ fn duplicate_names_cannot_smuggle_a_symlink() {
 #[test]
 fn symlinks_are_restored_but_never_followed() {
     let sb = Sandbox::new();
-    sb.ok(&["init", "--encryption", "none"]);
+    sb.ok(&["init", "--encryption", "none", "--format-version", "1"]);
     let outside = sb.path("outside");
     std::fs::create_dir_all(&outside).unwrap();
     let root = Tree {
@@ -189,7 +189,7 @@ fn symlinks_are_restored_but_never_followed() {
 #[test]
 fn check_attributes_damage_reached_by_exponentially_many_paths() {
     let sb = Sandbox::new();
-    sb.ok(&["init", "--encryption", "none"]);
+    sb.ok(&["init", "--encryption", "none", "--format-version", "1"]);
     // At the bottom, a file whose chunk is stored nowhere; above it, 60 trees each naming the
     // next twice: 2^60 paths reach that file, over 61 distinct trees.
     let missing = Content {

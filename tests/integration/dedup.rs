@@ -65,7 +65,7 @@ fn one_percent_change_costs_little() {
     make_db(&src.join("base"), files, pages, &mut rng);
     // Unencrypted, so that the cut points (and the figures below) are the same on every run:
     // an encrypted repository's chunker table is random, and these bounds have little slack.
-    sb.ok(&["init", "--encryption", "none"]);
+    sb.ok(&["init", "--encryption", "none", "--format-version", "1"]);
     let out = sb.ok(&["backup", "--json", src.to_str().unwrap()]);
     let first = crate::common::last_json(&out);
     assert_eq!(first["type"], "summary");

@@ -1,5 +1,5 @@
-//! Encrypted repositories (format version 2, the default): nothing readable at rest, every kind
-//! of tampering caught and never restored, passwords and keys.
+//! Encrypted repositories (the default): nothing readable at rest, every kind of tampering
+//! caught and never restored, passwords and keys.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -80,7 +80,7 @@ fn nothing_is_readable_at_rest() {
     }
     // The same backup into an unencrypted repository shows them: the test would see a leak.
     let plain = Sandbox::new();
-    plain.ok(&["init", "--encryption", "none"]);
+    plain.ok(&["init", "--encryption", "none", "--format-version", "1"]);
     plain.backup(&["--name", "ledger_QX7Z"], &[&src]);
     let all: Vec<u8> = files_under(&plain.repo())
         .iter()
@@ -248,10 +248,32 @@ fn tampering_is_caught_and_never_restored() {
     std::fs::copy(&snaps[1], &snaps[0]).unwrap();
     caught(&sb, &src, false, &id_of(&snaps[0])[..8]);
 
-    // Two blobs of one pack, of equal sealed length, trading places.
-    let sb = copy_of(&base);
-    swap_two_blobs(&sb);
-    caught(&sb, &src, true, "does not authenticate");
+    // Two blobs of one pack, of equal sealed length, trading places (format version 2: each
+    // blob sealed alone, its id in its associated data).
+    let v2 = Sandbox::new();
+    let v2_src = source(&v2);
+    v2.ok(&["init", "--format-version", "2", "--pack-size", "1MiB"]);
+    v2.backup(&[], &[&v2_src]);
+    swap_two_blobs(&v2);
+    caught(&v2, &v2_src, true, "does not authenticate");
+
+    // Two frames of equal sealed length trading places (format version 3: here each frame
+    // holds one page of random bytes). Both open; their pages do not match their ids.
+    let v3 = Sandbox::new();
+    let db = v3.path("pages");
+    std::fs::create_dir_all(&db).unwrap();
+    let mut rng = Rng(7);
+    let mut bytes = b"SQLite format 3\0".to_vec();
+    bytes.extend_from_slice(&4096u16.to_be_bytes());
+    bytes.resize(4096 * 9, 0);
+    for b in &mut bytes[4096..] {
+        *b = rng.next() as u8;
+    }
+    std::fs::write(db.join("shop.sqlite"), &bytes).unwrap();
+    v3.ok(&["init", "--frame-size", "4KiB"]);
+    v3.backup(&[], &[&db]);
+    swap_two_blobs(&v3);
+    caught(&v3, &db, true, "do not match its id");
 
     // The config: changed, or replaced by another repository's (made with the same password).
     let sb = copy_of(&base);
@@ -267,7 +289,8 @@ fn tampering_is_caught_and_never_restored() {
     caught(&sb, &src, false, "config");
 }
 
-/// Finds two chunks in one pack whose sealed blobs have the same length and swaps their bytes.
+/// Finds two chunks in one pack, stored apart (as blobs or frames) with the same sealed length,
+/// and swaps their bytes.
 fn swap_two_blobs(sb: &Sandbox) {
     let location = Location::parse(sb.repo().to_str().unwrap()).unwrap();
     let pw = || Password::new(SANDBOX_PASSWORD.to_string());
@@ -475,7 +498,7 @@ fn copy_shares_only_content_keys_and_refuses_other_secrets() {
     let line = from.fails(&["copy", "--to", &other.repo_spec]);
     assert!(line.contains("different secrets"), "{line}");
     let plain = Sandbox::new();
-    plain.ok(&["init", "--encryption", "none"]);
+    plain.ok(&["init", "--encryption", "none", "--format-version", "1"]);
     let line = from.fails(&["copy", "--to", &plain.repo_spec]);
     assert!(line.contains("the source is encrypted"), "{line}");
 }
@@ -511,7 +534,7 @@ fn init_copy_keys_from_makes_a_copy_destination() {
     assert!(to.fails(&["list"]).contains("wrong password"));
     // An unencrypted source has nothing to share.
     let plain = Sandbox::new();
-    plain.ok(&["init", "--encryption", "none"]);
+    plain.ok(&["init", "--encryption", "none", "--format-version", "1"]);
     let other = Sandbox::new();
     let line = other.fails(&["init", "--copy-keys-from", &plain.repo_spec]);
     assert!(line.contains("not encrypted"), "{line}");

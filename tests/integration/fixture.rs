@@ -1,4 +1,5 @@
-//! The frozen format-v1 repository is still read, listed and restored exactly.
+//! The frozen repositories of every format version are still read, listed and restored
+//! exactly, and take new backups at their own version.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -100,6 +101,46 @@ fn repo_v2_still_reads_with_its_password_only() {
     let mut args = with_pw.to_vec();
     args.extend(["check", "--read-data"]);
     sb.ok(&args);
+}
+
+/// A frozen version-3 repository: listed, restored exactly, checked; a backup of its first
+/// snapshot's files adds almost nothing (the page rule and chunker cut them as they were cut
+/// when it was frozen); it stays at version 3.
+fn repo_v3_reads(name: &str, extra: &[&str], ids: [&str; 3]) {
+    let sb = Sandbox::new();
+    copy_dir(&fixtures().join(name), &sb.repo());
+    let (list, shorts) = short_ids(&sb, extra);
+    assert_eq!(shorts, ids);
+    assert_eq!(list[0]["name"], "first");
+    assert_eq!(list[0]["tags"][0], "fixture");
+    assert_eq!(list[1]["parent"], list[0]["id"]);
+    assert_eq!(list[2]["stdin"], true);
+    restores_as_expected(&sb, &ids, name, extra);
+    let mut args = extra.to_vec();
+    args.extend(["check", "--read-data"]);
+    sb.ok(&args);
+    let src = sb.path(&format!("restore-{}", ids[0]));
+    let mut args = extra.to_vec();
+    args.extend(["backup", "--json", src.to_str().unwrap()]);
+    let v = crate::common::last_json(&sb.ok(&args));
+    assert!(v["bytes_added"].as_u64().unwrap() < 8_000, "{v}");
+    let config = std::fs::read_to_string(sb.repo().join("config")).unwrap();
+    assert!(config.starts_with(r#"{"version":3,"#), "{config}");
+    let mut args = extra.to_vec();
+    args.extend(["check", "--read-data"]);
+    sb.ok(&args);
+}
+
+#[test]
+fn repo_v3_still_reads_with_its_password() {
+    let pw = fixtures().join("repo-v3.password");
+    let with_pw = ["--password-file", pw.to_str().unwrap()];
+    repo_v3_reads("repo-v3", &with_pw, ["9ddee95b", "5a5314e6", "60ceb91f"]);
+}
+
+#[test]
+fn repo_v3_plain_still_reads() {
+    repo_v3_reads("repo-v3-plain", &[], ["063f280a", "3387d59f", "b706f6b4"]);
 }
 
 #[test]

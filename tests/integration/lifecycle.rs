@@ -347,7 +347,7 @@ fn forget_dry_run_over_two_years_of_hourly_snapshots_keeps_what_the_policy_says(
     let sb = Sandbox::new();
     let src = sb.path("pgdata");
     database(&src, 1, 4, &mut Rng(7));
-    sb.ok(&["init", "--encryption", "none"]);
+    sb.ok(&["init", "--encryption", "none", "--format-version", "1"]);
     let made = sb.backup(&[], &[&src])["snapshot_id"]
         .as_str()
         .unwrap()
@@ -455,7 +455,7 @@ fn prune_relies_on_a_healthy_copy_over_a_missing_pack() {
     let sb = Sandbox::new();
     let src = sb.path("pgdata");
     database(&src, 2, 100, &mut Rng(61));
-    sb.ok(&["init", "--encryption", "none"]);
+    sb.ok(&["init", "--encryption", "none", "--format-version", "1"]);
     sb.backup(&[], &[&src]);
     // An index file that also lists every blob in a pack that is not there, named so that it
     // comes first: its blobs have a healthy copy, so prune drops it rather than stopping.
@@ -518,7 +518,7 @@ fn forget_and_delete_wait_for_readers_and_their_dry_runs_do_not() {
     let sb = Sandbox::new();
     let src = sb.path("src");
     std::fs::create_dir_all(&src).unwrap();
-    sb.ok(&["init", "--encryption", "none"]);
+    sb.ok(&["init", "--encryption", "none", "--format-version", "1"]);
     for i in 0..2 {
         std::fs::write(src.join("f"), format!("version {i}")).unwrap();
         sb.backup(&[], &[&src]);

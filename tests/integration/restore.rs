@@ -191,7 +191,7 @@ fn exclude_and_sparse_files() {
     // Unencrypted, so that the chunk layout of the zero run is the same on every run: once, in
     // a full parallel run of the suite, an encrypted repository's random layout left this file
     // fully allocated (not reproduced alone in 18 runs; to be found).
-    sb.ok(&["init", "--encryption", "none"]);
+    sb.ok(&["init", "--encryption", "none", "--format-version", "1"]);
     sb.backup(&[], &[&src]);
     let t = sb.path("t");
     let v = restore_json(
@@ -491,7 +491,15 @@ fn damaged_tree_names_its_directory_and_skip_damaged_restores_the_rest() {
         std::fs::create_dir_all(src.join(dir)).unwrap();
         std::fs::write(src.join(dir).join(name), name.repeat(1000)).unwrap();
     }
-    sb.ok(&["init", "--compression", "none", "--encryption", "none"]);
+    sb.ok(&[
+        "init",
+        "--compression",
+        "none",
+        "--encryption",
+        "none",
+        "--format-version",
+        "1",
+    ]);
     sb.backup(&[], &[&src]);
     // Flip a byte in the tree of lost/ (the one naming its file).
     let mut hit = false;

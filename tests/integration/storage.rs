@@ -470,7 +470,15 @@ fn copy_local_to_local_refuses_other_chunking() {
     let line = from.fails(&["copy", "--to", &to.repo_spec]);
     assert!(line.contains("chunk data differently"), "{line}");
     let from2 = Sandbox::new();
-    from2.ok(&["init", "--compression", "none", "--encryption", "none"]);
+    from2.ok(&[
+        "init",
+        "--compression",
+        "none",
+        "--encryption",
+        "none",
+        "--format-version",
+        "1",
+    ]);
     let to2 = other_side(&from2, false).unwrap();
     copy_and_check(&from2, &to2, &[]);
     // The destination was made with the source's parameters.

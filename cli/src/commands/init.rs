@@ -1,7 +1,9 @@
 //! `cairn init`.
 
 use anyhow::{Result, bail};
-use cairn_engine::{Cipher, InitOptions, KdfParams, Repository};
+use cairn_engine::{
+    Cipher, InitOptions, KdfParams, PageGlob, PageGroup, PageRule, Repository, single_pages,
+};
 
 use crate::Globals;
 use crate::password::PasswordSource;
@@ -22,12 +24,35 @@ pub struct Args {
     /// readable by anyone who can read its files).
     #[arg(long, default_value = "aes-256-gcm")]
     encryption: String,
+    /// Repository format version: 3 (the default), or 1 (unencrypted) or 2 (encrypted) for a
+    /// repository that an older cairn must read; they store each chunk compressed alone.
+    #[arg(long, default_value_t = cairn_engine::FORMAT_VERSION)]
+    format_version: u32,
+    /// Raw size of a frame: new chunks are compressed (and sealed) together in frames of
+    /// this size, so that small chunks compress as a whole file would.
+    #[arg(long, default_value = "512KiB")]
+    frame_size: String,
+    /// Cut files whose path matches GLOB into pages of SIZE bytes, one page per chunk (e.g.
+    /// `**/*.ibd=16KiB`); repeatable. PostgreSQL relation files and SQLite databases are
+    /// recognised anyway.
+    #[arg(long, value_name = "GLOB=SIZE")]
+    page_glob: Vec<String>,
+    /// How many bytes of pages make one chunk of a PostgreSQL relation file, by file size:
+    /// `FROM:BYTES,...` (default `0:8KiB,64MiB:16KiB`; `0:0` is one page per chunk).
+    #[arg(long, value_name = "MAP")]
+    pg_page_groups: Option<String>,
+    /// The same for SQLite databases (default `0:0`, one page per chunk).
+    #[arg(long, value_name = "MAP")]
+    sqlite_page_groups: Option<String>,
+    /// Cut every file by content, database files included.
+    #[arg(long, conflicts_with_all = ["page_glob", "pg_page_groups", "sqlite_page_groups"])]
+    no_pages: bool,
     #[command(flatten)]
     kdf: KdfArgs,
     /// Share the id key and chunker secret of this encrypted repository (and take its
     /// chunking, compression and pack size), so that `copy` between the two sends only
     /// missing data; everything else (master key, data keys, password) is the new one's own.
-    #[arg(long, value_name = "REPO", conflicts_with_all = ["chunk_size", "compression", "pack_size", "encryption"])]
+    #[arg(long, value_name = "REPO", conflicts_with_all = ["chunk_size", "compression", "pack_size", "encryption", "format_version", "frame_size", "page_glob", "pg_page_groups", "sqlite_page_groups", "no_pages"])]
     copy_keys_from: Option<String>,
     /// File whose first line is the password of --copy-keys-from's repository (else
     /// --from-password-command, then CAIRN_FROM_PASSWORD, then this repository's password).
@@ -93,6 +118,9 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         encryption,
         password,
         kdf: a.kdf.params()?,
+        format_version: a.format_version,
+        frame_size: u32::try_from(parse_size(&a.frame_size)?)?,
+        pages: page_rule(&a)?,
     };
     let config = Repository::init(&location, &opts)?;
     match encryption {
@@ -107,6 +135,46 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// The page rule the options describe.
+fn page_rule(a: &Args) -> Result<Option<PageRule>> {
+    if a.no_pages {
+        return Ok(None);
+    }
+    let mut rule = PageRule::default();
+    for g in &a.page_glob {
+        let Some((glob, size)) = g.rsplit_once('=') else {
+            bail!("--page-glob {g:?}: give GLOB=SIZE, e.g. '**/*.ibd=16KiB'");
+        };
+        rule.globs.push(PageGlob {
+            glob: glob.to_string(),
+            page_size: u32::try_from(parse_size(size)?)?,
+            groups: single_pages(),
+        });
+    }
+    if let Some(map) = &a.pg_page_groups {
+        rule.postgresql = Some(page_groups("--pg-page-groups", map)?);
+    }
+    if let Some(map) = &a.sqlite_page_groups {
+        rule.sqlite = Some(page_groups("--sqlite-page-groups", map)?);
+    }
+    Ok(Some(rule))
+}
+
+/// A chunk-size map `FROM:BYTES,...`.
+fn page_groups(option: &str, map: &str) -> Result<Vec<PageGroup>> {
+    map.split(',')
+        .map(|step| {
+            let Some((from, bytes)) = step.split_once(':') else {
+                bail!("{option} {map:?}: give FROM:BYTES,... e.g. 0:8KiB,64MiB:16KiB");
+            };
+            Ok(PageGroup {
+                from: parse_size(from)?,
+                bytes: u32::try_from(parse_size(bytes)?)?,
+            })
+        })
+        .collect()
 }
 
 /// `init --copy-keys-from`.

@@ -14,9 +14,10 @@
 //! index file that lists it, and every index file is written before the snapshot that needs
 //! it. A crash at any point therefore leaves at worst packs that no index lists.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs::{self, File, Metadata};
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
@@ -106,6 +107,8 @@ struct Counters {
 struct Run<'a> {
     repo: &'a Repository,
     chunker: Chunker,
+    /// The config's page rule and its globs, if it has one.
+    pages: Option<(crate::pages::PageRule, globset::GlobSet)>,
     packer: Packer<'a>,
     progress: &'a dyn Progress,
     force_read: bool,
@@ -116,6 +119,9 @@ struct Run<'a> {
     exclude: Exclude,
 }
 
+/// Chunk size of streams stored alone (WAL files) in format version 3.
+pub(crate) const WAL_CHUNK: u32 = 4 << 20;
+
 /// Stores one stream as a file named `name` in a tree of its own (a WAL segment, say), and
 /// indexes it; returns the tree's id and what was added. The caller holds a lock.
 pub(crate) fn store_stream(
@@ -123,7 +129,12 @@ pub(crate) fn store_stream(
     name: &str,
     reader: &mut (dyn Read + Send),
 ) -> Result<(Id, Packed)> {
-    let run = Run::new(repo, &crate::progress::NoProgress);
+    let mut run = Run::new(repo, &crate::progress::NoProgress);
+    if repo.config().framed() {
+        // WAL does not repeat across segments except in whole zero-filled stretches: large
+        // chunks lose no deduplication and cost less metadata (format-spec/wal.md).
+        run.chunker = run.chunker.fixed(WAL_CHUNK);
+    }
     let tree = run.stdin_root(name, reader)?;
     let id = run.store_tree(tree)?;
     let packed = run.packer.finish()?;
@@ -435,6 +446,10 @@ impl<'a> Run<'a> {
         Run {
             repo,
             chunker: repo.chunker(),
+            pages: repo.config().pages.clone().map(|r| {
+                let globs = r.matcher();
+                (r, globs)
+            }),
             packer: Packer::new(repo),
             progress,
             force_read: false,
@@ -472,7 +487,7 @@ impl<'a> Run<'a> {
     /// A file node holding what `reader` yields, stored now.
     fn stream_node(&self, name: &str, reader: &mut (dyn Read + Send)) -> Result<Node> {
         let now = jiff::Timestamp::now();
-        let content = self.chunk_stream(reader, name)?;
+        let content = self.chunk_stream(&self.chunker, reader, name)?;
         let size = content.len();
         self.counters.files.fetch_add(1, Relaxed);
         self.counters.files_new.fetch_add(1, Relaxed);
@@ -553,7 +568,7 @@ impl<'a> Run<'a> {
                 }
                 let meta = match fs::symlink_metadata(&p) {
                     Ok(m) => m,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         self.skip(&p, "it vanished during the backup");
                         return Ok(None);
                     }
@@ -569,7 +584,7 @@ impl<'a> Run<'a> {
                         action: "cannot open" | "cannot list" | "cannot read link",
                         path: gone,
                         source,
-                    }) if source.kind() == std::io::ErrorKind::NotFound && gone == p => {
+                    }) if source.kind() == io::ErrorKind::NotFound && gone == p => {
                         self.skip(&p, "it vanished during the backup");
                         Ok(None)
                     }
@@ -667,10 +682,13 @@ impl<'a> Run<'a> {
             self.progress.file_done();
             return Ok(None);
         };
-        let content = self.chunk_stream(file, &shown).map_err(|e| match e {
-            Error::Io { action, source, .. } => Error::io(action, path, source),
-            other => other,
-        })?;
+        let (chunker, file) = self.cutter_for(path, meta.len(), file)?;
+        let content = self
+            .chunk_stream(&chunker, file, &shown)
+            .map_err(|e| match e {
+                Error::Io { action, source, .. } => Error::io(action, path, source),
+                other => other,
+            })?;
         // A file that changed while it was read is stored as read, and reported.
         if let Ok(after) = fs::symlink_metadata(path)
             && (after.len() != meta.len()
@@ -694,12 +712,39 @@ impl<'a> Run<'a> {
         Ok(Some(content))
     }
 
+    /// How the file at `path` is cut: into whole pages if the page rule recognises it (from
+    /// its first bytes, which are read here and handed back in front of the rest), else by
+    /// content.
+    fn cutter_for(
+        &self,
+        path: &Path,
+        len: u64,
+        mut file: File,
+    ) -> Result<(Cow<'_, Chunker>, impl Read + use<>)> {
+        let Some((rule, globs)) = &self.pages else {
+            return Ok((
+                Cow::Borrowed(&self.chunker),
+                io::Cursor::new(Vec::new()).chain(file),
+            ));
+        };
+        let mut head = Vec::with_capacity(crate::pages::HEAD_LEN);
+        (&mut file)
+            .take(crate::pages::HEAD_LEN as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| Error::io("cannot read", path, e))?;
+        let chunker = match rule.paged(globs, path.as_os_str().as_bytes(), &head, len) {
+            Some(p) => Cow::Owned(self.chunker.fixed(p.chunk_size)),
+            None => Cow::Borrowed(&self.chunker),
+        };
+        Ok((chunker, io::Cursor::new(head).chain(file)))
+    }
+
     /// Chunks a stream, stores the new chunks, and returns the content.
-    fn chunk_stream(&self, reader: impl Read, shown: &str) -> Result<Content> {
+    fn chunk_stream(&self, chunker: &Chunker, reader: impl Read, shown: &str) -> Result<Content> {
         let mut builder = ContentBuilder::new(self.repo.config().list_split);
         let level = self.repo.config().zstd_level();
         let mut store_list = |bytes: Vec<u8>| self.packer.add_raw(BlobKind::List, bytes, level);
-        self.chunker
+        chunker
             .for_each_batch(reader, SEGMENT, |buf, ranges| {
                 // Hash in parallel, look the batch up at once, compress what is new in parallel.
                 let hasher = self.repo.hasher();

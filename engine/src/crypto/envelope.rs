@@ -155,17 +155,44 @@ pub(crate) fn blob_aad(kind: u8, compression: u8, raw_len: u32, id: &[u8; 32]) -
     aad
 }
 
-/// Appends the sealed form of a blob whose stored bytes are `payload` to `out`.
-pub(crate) fn seal_blob(aead: &Aead, epoch: u32, aad: &[u8], payload: &[u8], out: &mut Vec<u8>) {
+/// The associated data of a frame (format version 3): what its stored bytes decode to.
+pub(crate) fn frame_aad(compression: u8, frame_len: u32) -> [u8; 16] {
+    let mut aad = [0u8; 16];
+    aad[..11].copy_from_slice(b"cairn frame");
+    aad[11] = compression;
+    aad[12..16].copy_from_slice(&frame_len.to_le_bytes());
+    aad
+}
+
+/// The plaintext length of a sealed blob or frame whose payload is `len` bytes: padded with
+/// Padmé for a blob stored alone (version 2), exact for a frame (version 3), whose length
+/// covers many chunks and so says little about any one of them.
+fn plain_len(len: usize, pad: bool) -> usize {
+    if pad {
+        padme(4 + len as u64) as usize
+    } else {
+        4 + len
+    }
+}
+
+/// Appends the sealed form of a blob (or frame) whose stored bytes are `payload` to `out`.
+pub(crate) fn seal_blob(
+    aead: &Aead,
+    epoch: u32,
+    aad: &[u8],
+    payload: &[u8],
+    pad: bool,
+    out: &mut Vec<u8>,
+) {
     let nonce = random_nonce();
     out.put_u32(epoch);
     out.extend_from_slice(&nonce);
     let from = out.len();
-    let plain_len = 4 + payload.len();
-    out.reserve(padme(plain_len as u64) as usize + TAG_LEN);
+    let plain = plain_len(payload.len(), pad);
+    out.reserve(plain + TAG_LEN);
     out.put_u32(payload.len() as u32);
     out.extend_from_slice(payload);
-    out.resize(from + padme(plain_len as u64) as usize, 0);
+    out.resize(from + plain, 0);
     aead.seal_tail(&nonce, aad, out, from);
 }
 
@@ -195,6 +222,7 @@ pub(crate) fn open_blob_payload(
     aead: &Aead,
     aad: &[u8],
     sealed: &[u8],
+    padded: bool,
 ) -> Result<(Vec<u8>, std::ops::Range<usize>), BlobOpenError> {
     if sealed.len() < BLOB_OVERHEAD {
         return Err(BlobOpenError::NotAuthentic);
@@ -206,7 +234,7 @@ pub(crate) fn open_blob_payload(
         .map_err(|NotAuthentic| BlobOpenError::NotAuthentic)?;
     let len = u32::from_le_bytes([plain[0], plain[1], plain[2], plain[3]]) as u64;
     let bad = |d: String| Err(BlobOpenError::Malformed(d));
-    if 4 + len > plain.len() as u64 || padme(4 + len) != plain.len() as u64 {
+    if 4 + len > plain.len() as u64 || plain_len(len as usize, padded) != plain.len() {
         return bad(format!(
             "payload length {len} does not match its padded length {}",
             plain.len()
@@ -287,18 +315,18 @@ mod tests {
             let payload = vec![0xa5u8; n];
             let aad = blob_aad(1, 0, n as u32, &id);
             let mut out = b"xx".to_vec();
-            seal_blob(&aead, 7, &aad, &payload, &mut out);
+            seal_blob(&aead, 7, &aad, &payload, true, &mut out);
             let sealed = &out[2..];
             assert_eq!(
                 sealed.len() as u64,
                 BLOB_PREFIX_LEN as u64 + padme(4 + n as u64) + TAG_LEN as u64
             );
             assert_eq!(blob_epoch(sealed).unwrap(), 7);
-            let (plain, at) = open_blob_payload(&aead, &aad, sealed).unwrap();
+            let (plain, at) = open_blob_payload(&aead, &aad, sealed, true).unwrap();
             assert_eq!(plain[at], payload[..]);
             let other = blob_aad(2, 0, n as u32, &id);
             assert_eq!(
-                open_blob_payload(&aead, &other, sealed).err(),
+                open_blob_payload(&aead, &other, sealed, true).err(),
                 Some(BlobOpenError::NotAuthentic)
             );
         }

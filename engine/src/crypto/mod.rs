@@ -11,8 +11,8 @@ pub(crate) use cipher::Aead;
 pub use cipher::{Cipher, SecretKey};
 pub use envelope::{BLOB_OVERHEAD, Sealed, padme};
 pub(crate) use envelope::{
-    BlobOpenError, blob_aad, blob_epoch, envelope_header, open_blob_payload, open_object,
-    seal_blob, seal_object,
+    BlobOpenError, blob_aad, blob_epoch, envelope_header, frame_aad, open_blob_payload,
+    open_object, seal_blob, seal_object,
 };
 pub(crate) use keys::config_key;
 pub use keys::{KdfParams, KeyFile, KeySetRecord, Keys, Password};

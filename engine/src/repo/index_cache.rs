@@ -16,7 +16,8 @@ use super::index::load_index_files;
 use super::layout::Kind;
 use super::objects::Objects;
 
-const CACHE_VERSION: &[u8] = b"cairn-index-cache-1";
+/// Version 2: entries carry their place in a frame (repository format version 3).
+const CACHE_VERSION: &[u8] = b"cairn-index-cache-2";
 const KEY_VERSION: &[u8] = b"v";
 const PREFIX_BLOB: u8 = b'b';
 const PREFIX_ABSORBED: u8 = b'i';
@@ -163,7 +164,7 @@ impl IndexCache {
             for b in &p.blobs {
                 let mut v = Vec::with_capacity(32 + ENTRY_LEN);
                 v.put_id(&p.id);
-                b.encode_into(&mut v);
+                b.encode_cached(&mut v);
                 batch.put(blob_key(b.kind, &b.id), v);
             }
         }
@@ -346,7 +347,7 @@ impl Fingerprint {
             for b in &p.blobs {
                 v.clear();
                 v.put_id(&p.id);
-                b.encode_into(&mut v);
+                b.encode_cached(&mut v);
                 self.add(&blob_key(b.kind, &b.id), &v);
             }
         }
@@ -356,7 +357,7 @@ impl Fingerprint {
 fn decode_location(v: &[u8]) -> crate::wire::DecodeResult<BlobLocation> {
     let mut r = Reader::new(v);
     let pack = r.id()?;
-    let entry = BlobEntry::decode_from(&mut r)?;
+    let entry = BlobEntry::decode_cached(&mut r)?;
     Ok(BlobLocation { pack, entry })
 }
 
@@ -477,6 +478,7 @@ mod tests {
             offset: u64::from(i) * 4096,
             stored_len: 100 + i,
             raw_len: 100 + i,
+            frame: None,
         };
         let blobs: Vec<BlobEntry> = (0..2000)
             .filter(|i| i % 3 != 0)

@@ -25,7 +25,7 @@ pub(crate) use index::{load_index_file, load_index_files};
 pub use index_cache::{Fingerprint, IndexCache};
 pub(crate) use layout::{Kind, Object};
 pub use lock::Lock;
-pub(crate) use pack_reader::{Blob, Coalesce};
+pub(crate) use pack_reader::Coalesce;
 pub(crate) use packer::{Packed, Packer};
 pub use repository::{DEFAULT_LOCK_WAIT, InitOptions, KeyInfo, Repository, default_cache_dir};
 pub(crate) use repository::{resolve_in, sort_by_time};

@@ -37,8 +37,15 @@ impl Objects {
     }
 
     /// Seals and opens objects as `sealing` says from now on.
+    /// Seals with `sealing` from now on, keeping whether packs hold frames.
     pub(crate) fn set_sealing(&mut self, sealing: Sealing) {
-        self.sealing = sealing;
+        let framed = self.sealing.is_framed();
+        self.sealing = sealing.with_frames(framed);
+    }
+
+    /// Whether packs hold frames (the config's format version 3).
+    pub(crate) fn set_framed(&mut self, framed: bool) {
+        self.sealing = self.sealing.clone().with_frames(framed);
     }
 
     /// How objects and blobs are sealed.

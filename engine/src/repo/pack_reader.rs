@@ -2,10 +2,10 @@
 //! header against the index's entry, its contents against its id) before anyone uses it.
 //!
 //! ```text
-//! read_blobs(pack, entries sorted by offset, coalesce, want, f):
+//! read_blobs(pack, entries sorted by offset, coalesce, f):
 //!   group neighbours: next blob starts within `gap` of the group's end, group within `max`
 //!   read each group with one ranged request           (a Segment)
-//!   for each blob of it: verify header and digest; f(i, raw or stored bytes, or the damage)
+//!   for each frame of it: open it once; for each blob: verify digest; f(i, raw bytes, or the damage)
 //!   a group that cannot be read is read again blob by blob, so a truncated or partly
 //!   unreadable pack loses only the blobs it lost; errors that are not damage stop at once
 //! ```
@@ -18,7 +18,7 @@ use std::ops::Range;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::pack::{BlobEntry, check_blob_header, decode_payload};
+use crate::pack::{BlobEntry, blob_in_frame, blob_name, blob_slice, check_blob_header, frames_of};
 use crate::sealing::Sealing;
 
 use super::objects::Objects;
@@ -31,16 +31,6 @@ pub(crate) struct Coalesce {
     pub(crate) gap: u64,
     /// A request reads at most this many bytes, unless one blob alone is longer.
     pub(crate) max: u64,
-}
-
-/// What a reader wants of each blob.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Blob {
-    /// Its raw bytes, decompressed and verified.
-    Raw,
-    /// Its payload (compressed bytes: unsealed, without the header), verified: for copying
-    /// into another pack without compressing again.
-    Payload,
 }
 
 /// Bytes read from a pack, starting at `start`, and how the repository seals blobs.
@@ -87,31 +77,90 @@ impl<'s, B: AsRef<[u8]>> Segment<'s, B> {
             ));
         };
         let (header, stored) = blob.split_at((entry.header_len() as usize).min(blob.len()));
-        if entry.cipher.is_none() {
+        if entry.header_len() > 0 {
             check_blob_header(entry, header)
                 .map_err(|m| m.about(format!("pack {}", self.pack.short())))?;
         }
         Ok(stored)
     }
 
-    /// The blob `entry`, verified, as `want` asks.
-    pub(crate) fn blob(&self, entry: &BlobEntry, want: Blob) -> Result<Vec<u8>> {
-        let stored = self.stored_of(entry)?;
-        match want {
-            Blob::Raw => self.sealing.open_blob(entry, stored),
-            Blob::Payload => {
-                let payload = self.sealing.payload(entry, stored)?;
-                decode_payload(entry, &payload, self.sealing.hasher())?;
-                Ok(payload.into_vec())
-            }
-        }
+    /// The blob `entry` in this segment, verified: its raw bytes.
+    pub(crate) fn blob(&self, entry: &BlobEntry) -> Result<Vec<u8>> {
+        self.sealing.open_blob(entry, self.stored_of(entry)?)
     }
 
-    /// Verifies the blob `entry` without keeping its contents; returns its raw length. For
-    /// audits that read everything.
-    pub(crate) fn verify(&self, entry: &BlobEntry) -> Result<u32> {
-        self.sealing.verify_blob(entry, self.stored_of(entry)?)
+    /// Calls `f` with each blob of `entries` (sorted by offset, all in this segment) verified,
+    /// or the damage that keeps it from being read; each frame is opened once for all the
+    /// blobs it holds.
+    pub(crate) fn for_each_blob(
+        &self,
+        entries: &[BlobEntry],
+        mut f: impl FnMut(usize, Result<Vec<u8>>) -> Result<()>,
+    ) -> Result<()> {
+        let mut i = 0;
+        for frame in frames_of(entries) {
+            if let [alone] = frame {
+                f(i, self.blob(alone))?;
+                i += 1;
+                continue;
+            }
+            let raw = self.open_frame(&frame[0]);
+            for e in frame {
+                f(i, self.cut(e, &raw))?;
+                i += 1;
+            }
+        }
+        Ok(())
     }
+
+    /// The raw bytes of the frame holding `entry`, authenticated and decompressed.
+    fn open_frame(&self, entry: &BlobEntry) -> Result<Vec<u8>> {
+        self.sealing.open_frame(entry, self.stored_of(entry)?)
+    }
+
+    /// The blob `entry` out of its opened frame (or why the frame did not open), verified.
+    fn cut(&self, entry: &BlobEntry, frame: &Result<Vec<u8>>) -> Result<Vec<u8>> {
+        match frame {
+            Ok(raw) => blob_in_frame(entry, raw, self.sealing.hasher()),
+            Err(e) => Err(Error::corrupt(blob_name(entry), frame_damage(e))),
+        }
+    }
+}
+
+impl<B: AsRef<[u8]> + Sync> Segment<'_, B> {
+    /// Verifies every blob of `entries` (sorted by offset, all in this segment) without keeping
+    /// their contents, frames in parallel; returns each one's raw length or its damage. For
+    /// audits that read everything.
+    pub(crate) fn verify_all(&self, entries: &[BlobEntry]) -> Vec<Result<u32>> {
+        use rayon::prelude::*;
+        let per_frame: Vec<Vec<Result<u32>>> = frames_of(entries)
+            .par_iter()
+            .map(|frame| {
+                if let [alone] = frame {
+                    let verified = self
+                        .stored_of(alone)
+                        .and_then(|stored| self.sealing.verify_blob(alone, stored));
+                    return vec![verified];
+                }
+                let raw = self.open_frame(&frame[0]);
+                frame
+                    .iter()
+                    .map(|e| match &raw {
+                        Ok(raw) => {
+                            blob_slice(e, raw, self.sealing.hasher()).map(|b| b.len() as u32)
+                        }
+                        Err(err) => Err(Error::corrupt(blob_name(e), frame_damage(err))),
+                    })
+                    .collect()
+            })
+            .collect();
+        per_frame.into_iter().flatten().collect()
+    }
+}
+
+/// What made a frame unreadable, told about each blob it holds.
+fn frame_damage(e: &Error) -> String {
+    format!("its frame is damaged: {e}")
 }
 
 impl Objects {
@@ -127,15 +176,14 @@ impl Objects {
     }
 
     /// Reads the blobs `entries` (sorted by offset) of `pack`, neighbours together as
-    /// `coalesce` allows, and calls `f` with each one's position in `entries` and its bytes as
-    /// `want` asks, or the damage that keeps it from being read. An error that is not damage
-    /// (the store unreachable, say), or one `f` returns, stops the read.
+    /// `coalesce` allows, and calls `f` with each one's position in `entries` and its raw bytes,
+    /// verified, or the damage that keeps it from being read. An error that is not damage (the
+    /// store unreachable, say), or one `f` returns, stops the read.
     pub(crate) fn read_blobs(
         &self,
         pack: &Id,
         entries: &[BlobEntry],
         coalesce: Coalesce,
-        want: Blob,
         mut f: impl FnMut(usize, Result<Vec<u8>>) -> Result<()>,
     ) -> Result<()> {
         let mut i = 0;
@@ -146,30 +194,36 @@ impl Objects {
             let start = entries[i].offset;
             let mut end = entries[i].end();
             let mut j = i + 1;
+            // The blobs of one frame are one unit: read together even one by one.
             while j < entries.len()
-                && j >= singly_until
+                && (j >= singly_until || entries[j].offset == start)
                 && entries[j].offset <= end.saturating_add(coalesce.gap)
                 && entries[j].end().saturating_sub(start) <= coalesce.max
             {
                 end = end.max(entries[j].end());
                 j += 1;
             }
+            let one_unit = entries[i..j].iter().all(|e| e.offset == start);
             let segment = match self.read_segment(pack, start..end) {
                 Ok(s) => s,
-                Err(e) if e.is_damage() && j > i + 1 => {
+                Err(e) if e.is_damage() && !one_unit => {
                     singly_until = j;
                     continue;
                 }
                 Err(e) if e.is_damage() => {
+                    for (k, entry) in entries[i..j].iter().enumerate().skip(1) {
+                        f(
+                            i + k,
+                            Err(Error::corrupt(blob_name(entry), frame_damage(&e))),
+                        )?;
+                    }
                     f(i, Err(e))?;
                     i = j;
                     continue;
                 }
                 Err(e) => return Err(e),
             };
-            for (k, entry) in entries[i..j].iter().enumerate() {
-                f(i + k, segment.blob(entry, want))?;
-            }
+            segment.for_each_blob(&entries[i..j], |k, r| f(i + k, r))?;
             i = j;
         }
         Ok(())
@@ -179,7 +233,7 @@ impl Objects {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pack::{BLOB_HEADER_LEN, BlobKind, Compression, PackWriter, compress};
+    use crate::pack::{BLOB_HEADER_LEN, BlobKind, PackWriter, compress};
     use crate::repo::layout::Object;
     use crate::repo::store::{Location, Store};
 
@@ -207,7 +261,7 @@ mod tests {
         };
         let mut got = Vec::new();
         objects
-            .read_blobs(&id, &entries, all, Blob::Raw, |i, r| {
+            .read_blobs(&id, &entries, all, |i, r| {
                 got.push((i, r.map_err(|e| e.is_damage())));
                 Ok(())
             })
@@ -220,16 +274,6 @@ mod tests {
                 assert_eq!(r, Ok(raws[i].clone()));
             }
         }
-        // Payloads are what the pack holds, verified.
-        let mut stored = Vec::new();
-        objects
-            .read_blobs(&id, &entries[..1], all, Blob::Payload, |_, r| {
-                stored.push(r.unwrap());
-                Ok(())
-            })
-            .unwrap();
-        assert_eq!(stored[0].len(), entries[0].stored_len as usize);
-        assert_ne!(entries[0].compression, Compression::None);
     }
 
     #[test]
@@ -248,7 +292,7 @@ mod tests {
             max: 1 << 20,
         };
         objects
-            .read_blobs(&id, &entries, small, Blob::Raw, |i, r| {
+            .read_blobs(&id, &entries, small, |i, r| {
                 match r {
                     Ok(_) => ok.push(i),
                     Err(e) if e.is_damage() => damaged.push(i),

@@ -4,6 +4,11 @@
 //! Data chunks and metadata (tree and list blobs) go to separate packs, so that reading a
 //! snapshot's manifests never drags file contents along.
 //!
+//! In format version 3 new blobs are gathered, as they arrive, into an open frame per kind of
+//! pack; a frame that reaches the config's frame size is taken out of the lock, compressed by
+//! the thread that filled it (so frames compress in parallel), and appended to the pack. In
+//! versions 1 and 2 each blob is compressed alone, in parallel, before it is added.
+//!
 //! Blobs in packs not yet indexed are "pending": they count as present for deduplication within
 //! this backup, but they enter the local index cache only when an index file listing them has
 //! been stored (the cache's invariant, see `index_cache`).
@@ -14,7 +19,34 @@ use std::sync::Mutex;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index_file::{PackRecord, encode_index};
-use crate::pack::{BlobEntry, BlobKind, Compression, PackWriter, compress};
+use crate::pack::{BlobEntry, BlobKind, Compression, PackWriter, compress, compress_frame};
+
+/// A blob's bytes as the packer takes them.
+#[derive(Debug)]
+enum Stored {
+    /// Compressed alone (versions 1 and 2).
+    Alone(Compression, Vec<u8>),
+    /// Raw, to be compressed with its frame (version 3).
+    Raw(Vec<u8>),
+}
+
+/// The frame being filled, for data or for metadata.
+#[derive(Debug, Default)]
+struct OpenFrame {
+    raw: Vec<u8>,
+    blobs: Vec<(BlobKind, Id, u32)>,
+}
+
+impl OpenFrame {
+    /// Compresses the frame (if that makes it smaller) into `writer`.
+    fn write_to(self, writer: &mut PackWriter, level: Option<i32>) {
+        if self.blobs.is_empty() {
+            return;
+        }
+        let (compression, payload) = compress_frame(&self.raw, level);
+        writer.add_frame(compression, &payload, &self.blobs);
+    }
+}
 
 use super::layout::Object;
 use super::repository::Repository;
@@ -23,33 +55,18 @@ use super::store::Upload;
 /// Sealed packs per index file: bounds what a crash can cost to re-upload.
 const CHECKPOINT_PACKS: usize = 16;
 
-/// A blob hashed and, if new, compressed; ready for [`Packer::add`].
+/// A blob hashed and, if new, compressed (or kept raw for its frame); ready for
+/// [`Packer::add`].
 #[derive(Debug)]
 pub(crate) struct Prepared {
     kind: BlobKind,
     id: Id,
     raw_len: u32,
     /// `None` if the repository already has the blob.
-    stored: Option<(Compression, Vec<u8>)>,
+    stored: Option<Stored>,
 }
 
 impl Prepared {
-    /// A blob already compressed (copied from another pack).
-    pub(crate) fn stored(
-        kind: BlobKind,
-        id: Id,
-        raw_len: u32,
-        compression: Compression,
-        stored: Vec<u8>,
-    ) -> Prepared {
-        Prepared {
-            kind,
-            id,
-            raw_len,
-            stored: Some((compression, stored)),
-        }
-    }
-
     pub(crate) fn id(&self) -> Id {
         self.id
     }
@@ -80,6 +97,8 @@ pub(crate) struct Packer<'a> {
 struct Inner {
     data: PackWriter,
     meta: PackWriter,
+    data_frame: OpenFrame,
+    meta_frame: OpenFrame,
     pending: HashSet<(BlobKind, Id)>,
     sealed: Vec<PackRecord>,
     /// Every pack sealed, and every index file written, in order.
@@ -101,6 +120,8 @@ impl<'a> Packer<'a> {
             inner: Mutex::new(Inner {
                 data: repo.objects().sealing().pack_writer(),
                 meta: repo.objects().sealing().pack_writer(),
+                data_frame: OpenFrame::default(),
+                meta_frame: OpenFrame::default(),
                 pending: HashSet::new(),
                 sealed: Vec::new(),
                 written: Vec::new(),
@@ -200,8 +221,11 @@ impl<'a> Packer<'a> {
             })?;
         let stored = if known {
             None
+        } else if self.framed() {
+            Some(Stored::Raw(raw.to_vec()))
         } else {
-            Some(compress(raw, level))
+            let (compression, stored) = compress(raw, level);
+            Some(Stored::Alone(compression, stored))
         };
         Ok(Prepared {
             kind,
@@ -219,9 +243,14 @@ impl<'a> Packer<'a> {
         Ok(id)
     }
 
+    /// Whether blobs go into frames (format version 3).
+    fn framed(&self) -> bool {
+        self.repo.objects().sealing().is_framed()
+    }
+
     /// Adds a prepared blob unless the repository or this backup already has it.
     pub(crate) fn add(&self, p: Prepared) -> Result<()> {
-        let Some((compression, stored)) = p.stored else {
+        let Some(stored) = p.stored else {
             return Ok(());
         };
         let mut inner = self.lock()?;
@@ -238,16 +267,60 @@ impl<'a> Packer<'a> {
             inner.packed.metadata_blobs_added += 1;
             inner.packed.metadata_bytes_added += u64::from(p.raw_len);
         }
-        let writer = if is_data {
-            &mut inner.data
-        } else {
-            &mut inner.meta
-        };
-        writer.add(p.kind, p.id, p.raw_len, compression, &stored);
+        match stored {
+            Stored::Alone(compression, stored) => {
+                let writer = if is_data {
+                    &mut inner.data
+                } else {
+                    &mut inner.meta
+                };
+                writer.add(p.kind, p.id, p.raw_len, compression, &stored);
+            }
+            Stored::Raw(raw) => {
+                let frame = if is_data {
+                    &mut inner.data_frame
+                } else {
+                    &mut inner.meta_frame
+                };
+                frame.raw.extend_from_slice(&raw);
+                frame.blobs.push((p.kind, p.id, p.raw_len));
+                if frame.raw.len() < self.repo.config().frame_size() as usize {
+                    return Ok(());
+                }
+                // Compress the full frame outside the lock, so that other threads keep adding.
+                let full = std::mem::take(frame);
+                drop(inner);
+                let level = self.repo.config().zstd_level();
+                let (compression, payload) = compress_frame(&full.raw, level);
+                inner = self.lock()?;
+                let writer = if is_data {
+                    &mut inner.data
+                } else {
+                    &mut inner.meta
+                };
+                writer.add_frame(compression, &payload, &full.blobs);
+            }
+        }
+        self.seal_if_full(&mut inner, is_data)
+    }
+
+    fn seal_if_full(&self, inner: &mut Inner, data: bool) -> Result<()> {
+        let writer = if data { &inner.data } else { &inner.meta };
         if writer.len() >= self.repo.config().pack_size as usize {
-            self.seal(&mut inner, is_data)?;
+            self.seal(inner, data)?;
         }
         Ok(())
+    }
+
+    /// Writes the open frame of data or metadata into its pack.
+    fn flush_frame(&self, inner: &mut Inner, data: bool) {
+        let level = self.repo.config().zstd_level();
+        let (frame, writer) = if data {
+            (std::mem::take(&mut inner.data_frame), &mut inner.data)
+        } else {
+            (std::mem::take(&mut inner.meta_frame), &mut inner.meta)
+        };
+        frame.write_to(writer, level);
     }
 
     /// Seals the current data or metadata pack and starts its upload.
@@ -325,22 +398,19 @@ impl<'a> Packer<'a> {
             .unwrap_or_default()
     }
 
-    /// Adds a blob still compressed, as the pack reader returned it verified
-    /// ([`super::Blob::Payload`]): copying between packs (prune, copy). It is sealed again,
-    /// under this repository's current epoch.
-    pub(crate) fn add_payload(&self, entry: &BlobEntry, payload: Vec<u8>) -> Result<()> {
-        self.add(Prepared::stored(
-            entry.kind,
-            entry.id,
-            entry.raw_len,
-            entry.compression,
-            payload,
-        ))
+    /// Adds a blob the pack reader returned verified (its raw bytes): copying between packs
+    /// (prune, copy). It is compressed and sealed again, under this repository's current
+    /// epoch and into its frames.
+    pub(crate) fn add_copy(&self, entry: &BlobEntry, raw: Vec<u8>) -> Result<()> {
+        let level = self.repo.config().zstd_level();
+        self.add(self.prepare_known(entry.kind, entry.id, &raw, false, level)?)
     }
 
     /// Seals what is left, waits for every upload and writes the last index file.
     pub(crate) fn finish(&self) -> Result<Packed> {
         let mut inner = self.lock()?;
+        self.flush_frame(&mut inner, true);
+        self.flush_frame(&mut inner, false);
         self.seal(&mut inner, true)?;
         self.seal(&mut inner, false)?;
         self.checkpoint(&mut inner)?;

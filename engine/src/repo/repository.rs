@@ -27,7 +27,7 @@ use super::index_cache::IndexCache;
 use super::layout::{Kind, Object};
 use super::lock::{Held, Lock};
 use super::objects::Objects;
-use super::pack_reader::{Blob, Segment};
+use super::pack_reader::Segment;
 use super::store::{Location, Store};
 
 /// Options of `init`.
@@ -45,6 +45,13 @@ pub struct InitOptions {
     pub password: Option<Password>,
     /// How the first key's password is stretched.
     pub kdf: KdfParams,
+    /// The format version to write: the newest (3) unless an older cairn must read the
+    /// repository (1 unencrypted, 2 encrypted).
+    pub format_version: u32,
+    /// Format version 3: the raw size of a frame of new blobs.
+    pub frame_size: u32,
+    /// Format version 3: which files are cut into whole pages (`None`: none).
+    pub pages: Option<crate::pages::PageRule>,
 }
 
 impl Default for InitOptions {
@@ -56,6 +63,9 @@ impl Default for InitOptions {
             encryption: None,
             password: None,
             kdf: KdfParams::default(),
+            format_version: crate::config::FORMAT_VERSION,
+            frame_size: crate::config::DEFAULT_FRAME_SIZE,
+            pages: Some(crate::pages::PageRule::default()),
         }
     }
 }
@@ -253,7 +263,21 @@ impl Repository {
     /// Creates a repository at `location`. Refuses a location that already holds a
     /// repository or anything else.
     pub fn init(location: &Location, opts: &InitOptions) -> Result<Config> {
-        let config = Config::new(opts.avg_chunk_size, opts.zstd_level, opts.pack_size)?;
+        let mut config = Config::new(opts.avg_chunk_size, opts.zstd_level, opts.pack_size)?;
+        config.frame_size = Some(opts.frame_size);
+        config.pages = opts.pages.clone();
+        let config = config.with_format_version(opts.format_version)?;
+        config.check()?;
+        let wants_keys = opts.format_version == crate::config::SEALED_FORMAT_VERSION;
+        if wants_keys != opts.encryption.is_some()
+            && opts.format_version != crate::config::FORMAT_VERSION
+        {
+            return Err(Error::InvalidInput(format!(
+                "format version {} is {}encrypted",
+                opts.format_version,
+                if wants_keys { "always " } else { "never " }
+            )));
+        }
         let secrets = opts.encryption.map(Keys::generate);
         Self::init_with(location, config, secrets, opts)
     }
@@ -278,6 +302,12 @@ impl Repository {
         config.chunker = template.chunker.clone();
         config.list_split = template.list_split;
         config.compression = template.compression.clone();
+        // Files are cut as the source cuts them, so that later backups into the copy find
+        // the copied chunks; frames are the newest format's either way.
+        config.pages = template.pages.clone();
+        if template.framed() {
+            config.frame_size = template.frame_size;
+        }
         let keys = source.objects.sealing().keys();
         let opts = InitOptions {
             encryption: keys.map(|k| k.cipher()),
@@ -398,13 +428,14 @@ impl Repository {
                     location: location.to_string(),
                 })?;
         let (config, unlocked) = match ConfigFile::decode(&bytes)? {
-            ConfigFile::Plain(config) => (config, None),
+            ConfigFile::Plain(config) => (*config, None),
             ConfigFile::Sealed(sealed) => {
                 let (config, keys, unlocked) = unlock(&objects, location, &sealed, &password()?)?;
                 objects.set_sealing(Sealing::encrypted(Arc::new(keys)));
                 (config, Some(unlocked))
             }
         };
+        objects.set_framed(config.framed());
         let mut index = IndexCache::open(&cache_dir.join(config.id.to_hex()))?;
         let warnings = index.sync(&objects)?;
         Ok(Repository {
@@ -756,12 +787,12 @@ impl Repository {
             return self
                 .objects
                 .read_segment(&loc.pack, e.offset..e.end())?
-                .blob(&e, Blob::Raw);
+                .blob(&e);
         }
         let pack = self.meta_packs.get_or_insert_with(&loc.pack, || {
             self.objects.read(&Object::Pack(loc.pack)).map(Arc::new)
         })?;
-        Segment::new(self.objects.sealing(), loc.pack, 0, pack.as_slice()).blob(&e, Blob::Raw)
+        Segment::new(self.objects.sealing(), loc.pack, 0, pack.as_slice()).blob(&e)
     }
 
     /// Loads a tree.

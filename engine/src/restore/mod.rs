@@ -62,7 +62,7 @@ use crate::index_file::BlobLocation;
 use crate::manifest::{Node, NodeKind};
 use crate::pack::{BlobEntry, BlobKind};
 use crate::progress::Progress;
-use crate::repo::{Blob, Coalesce, Repository};
+use crate::repo::{Coalesce, Repository};
 use crate::snapshot::Snapshot;
 
 use plan::{Batch, FileChunk, Filter, Piece, WalkOutcome, Walker, find_path};
@@ -1248,7 +1248,7 @@ impl WriteCtx<'_> {
         };
         let repo = self.repo;
         repo.objects()
-            .read_blobs(pack, &entries, coalesce, Blob::Raw, |k, raw| {
+            .read_blobs(pack, &entries, coalesce, |k, raw| {
                 let places = &wanted[k].1;
                 let raw = match raw {
                     Ok(raw) => raw,
