@@ -129,7 +129,7 @@ pub struct Globals {
     connections: Option<u16>,
     cache_dir: Option<PathBuf>,
     lock_wait: String,
-    password: password::PasswordSource,
+    pub(crate) password: password::PasswordSource,
 }
 
 impl Globals {
@@ -194,7 +194,7 @@ impl Globals {
 }
 
 /// A password that could not be had, as the engine's error (its message is the whole story).
-fn password_error(e: anyhow::Error) -> cairn_engine::Error {
+pub(crate) fn password_error(e: anyhow::Error) -> cairn_engine::Error {
     cairn_engine::Error::InvalidInput(format!("{e:#}"))
 }
 

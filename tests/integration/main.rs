@@ -18,3 +18,4 @@ mod restore;
 mod roundtrip;
 mod s3;
 mod storage;
+mod wal_spool;

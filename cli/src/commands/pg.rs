@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use cairn_engine::{
-    Archived, PgBackupOptions, PgConnect, PgRestoreOptions, PgTarget, archive_wal, base_backup,
-    fetch_wal, pg_inventory, pg_restore,
+    Archived, Id, PgBackupOptions, PgConnect, PgRestoreOptions, PgTarget, Repository, SpoolOptions,
+    archive_wal, archive_wal_spooled, base_backup, fetch_wal, pg_inventory, pg_restore,
 };
 
 use crate::Globals;
@@ -23,11 +23,22 @@ enum Command {
     /// Take a consistent base backup of a running server.
     Backup(BackupArgs),
     /// Store one WAL file; for `archive_command = 'cairn --repo R pg archive-wal %p %f'`.
+    /// Stores with it the other files the server has ready, and marks them in a local spool
+    /// so that the calls for them return at once.
     ArchiveWal {
         /// Path of the file (`%p`).
         path: PathBuf,
         /// Its name (`%f`).
         name: String,
+        /// Store only this file.
+        #[arg(long)]
+        no_spool: bool,
+        /// The spool directory (default: under the cache directory, one per repository).
+        #[arg(long, value_name = "DIR")]
+        spool_dir: Option<PathBuf>,
+        /// Most files stored by one call.
+        #[arg(long, default_value_t = 64, value_name = "N")]
+        batch: usize,
     },
     /// Write one archived WAL file; for `restore_command`. Exits 1 if it is not archived, 200
     /// on any other failure (which stops PostgreSQL's recovery instead of ending it early).
@@ -136,11 +147,40 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::ArchiveWal { path, name } => {
-            let mut repo = g.open()?;
-            match archive_wal(&mut repo, &path, &name)? {
-                Archived::Stored => {}
-                Archived::AlreadyThere => errln!("{name} was already archived, identical"),
+        Command::ArchiveWal {
+            path,
+            name,
+            no_spool,
+            spool_dir,
+            batch,
+        } => {
+            let archived = if no_spool {
+                archive_wal(&mut g.open()?, &path, &name)?
+            } else {
+                let location = g.location()?;
+                let dir = match spool_dir {
+                    Some(d) => d,
+                    None => {
+                        let hex = Id::of(location.to_string().as_bytes()).to_hex();
+                        g.cache_dir().join("wal-spool").join(&hex[..16])
+                    }
+                };
+                let wait = g.lock_wait()?;
+                let open = || -> cairn_engine::Result<Repository> {
+                    let ask = || g.password.get(false).map_err(crate::password_error);
+                    let mut repo = Repository::open_with(&location, &g.cache_dir(), &ask)?;
+                    repo.set_lock_wait(wait);
+                    Ok(repo)
+                };
+                let opts = SpoolOptions {
+                    dir,
+                    batch: batch.max(1),
+                    wait: wait.max(std::time::Duration::from_secs(600)),
+                };
+                archive_wal_spooled(&open, &path, &name, &opts)?
+            };
+            if archived == Archived::AlreadyThere {
+                errln!("{name} was already archived, identical");
             }
             Ok(0)
         }

@@ -109,6 +109,8 @@ struct Run<'a> {
     chunker: Chunker,
     /// The config's page rule and its globs, if it has one.
     pages: Option<(crate::pages::PageRule, globset::GlobSet)>,
+    /// Bytes of a stream read and cut as one batch.
+    segment: usize,
     packer: Packer<'a>,
     progress: &'a dyn Progress,
     force_read: bool,
@@ -122,23 +124,38 @@ struct Run<'a> {
 /// Chunk size of streams stored alone (WAL files) in format version 3.
 pub(crate) const WAL_CHUNK: u32 = 4 << 20;
 
-/// Stores one stream as a file named `name` in a tree of its own (a WAL segment, say), and
-/// indexes it; returns the tree's id and what was added. The caller holds a lock.
-pub(crate) fn store_stream(
-    repo: &Repository,
-    name: &str,
-    reader: &mut (dyn Read + Send),
-) -> Result<(Id, Packed)> {
-    let mut run = Run::new(repo, &crate::progress::NoProgress);
-    if repo.config().framed() {
-        // WAL does not repeat across segments except in whole zero-filled stretches: large
-        // chunks lose no deduplication and cost less metadata (format-spec/wal.md).
-        run.chunker = run.chunker.fixed(WAL_CHUNK);
+/// Stores streams, each as a file in a tree of its own (WAL files), with one packer: one set
+/// of packs of at most `pack_size` bytes and one index file for them all, so that many small
+/// stores cost one round of writes. The caller holds a lock.
+pub(crate) struct StreamStore<'a> {
+    run: Run<'a>,
+}
+
+impl<'a> StreamStore<'a> {
+    pub(crate) fn new(repo: &'a Repository, pack_size: u32) -> StreamStore<'a> {
+        let mut run = Run::new(repo, &crate::progress::NoProgress);
+        run.packer = Packer::new(repo).with_pack_size(pack_size);
+        // One chunk at a time: a store of small, frequent streams keeps little in memory.
+        run.segment = WAL_CHUNK as usize;
+        if repo.config().framed() {
+            // WAL does not repeat across segments except in whole zero-filled stretches: large
+            // chunks lose no deduplication and cost less metadata (format-spec/wal.md).
+            run.chunker = run.chunker.fixed(WAL_CHUNK);
+        }
+        StreamStore { run }
     }
-    let tree = run.stdin_root(name, reader)?;
-    let id = run.store_tree(tree)?;
-    let packed = run.packer.finish()?;
-    Ok((id, packed))
+
+    /// Stores what `reader` yields as a file named `name`; returns its tree's id. Nothing is
+    /// indexed before [`StreamStore::finish`].
+    pub(crate) fn add(&self, name: &str, reader: &mut (dyn Read + Send)) -> Result<Id> {
+        let tree = self.run.stdin_root(name, reader)?;
+        self.run.store_tree(tree)
+    }
+
+    /// Seals the last packs, waits for every upload and writes the index file.
+    pub(crate) fn finish(self) -> Result<Packed> {
+        self.run.packer.finish()
+    }
 }
 
 /// Backs up `opts.paths` (or `stdin` when `opts.stdin_name` is set) into `repo`.
@@ -451,6 +468,7 @@ impl<'a> Run<'a> {
                 (r, globs)
             }),
             packer: Packer::new(repo),
+            segment: SEGMENT,
             progress,
             force_read: false,
             interrupt: None,
@@ -745,7 +763,7 @@ impl<'a> Run<'a> {
         let level = self.repo.config().zstd_level();
         let mut store_list = |bytes: Vec<u8>| self.packer.add_raw(BlobKind::List, bytes, level);
         chunker
-            .for_each_batch(reader, SEGMENT, |buf, ranges| {
+            .for_each_batch(reader, self.segment, |buf, ranges| {
                 // Hash in parallel, look the batch up at once, compress what is new in parallel.
                 let hasher = self.repo.hasher();
                 let ids: Vec<Id> = ranges
@@ -852,8 +870,11 @@ mod tests {
         Repository::init(&location, &InitOptions::default()).unwrap();
         let mut repo = Repository::open(&location, &dir.path().join("cache")).unwrap();
         let lock = repo.lock(LockKind::Shared, "backup").unwrap();
-        let store =
-            |repo: &Repository, name: &str| store_stream(repo, name, &mut &b"some bytes"[..]);
+        let store = |repo: &Repository, name: &str| {
+            let store = StreamStore::new(repo, 1 << 20);
+            store.add(name, &mut &b"some bytes"[..])?;
+            store.finish()
+        };
         store(&repo, "a").unwrap();
         let index_files = |repo: &Repository| {
             repo.objects()

@@ -28,6 +28,8 @@ enum Stored {
     Alone(Compression, Vec<u8>),
     /// Raw, to be compressed with its frame (version 3).
     Raw(Vec<u8>),
+    /// A frame of its own, already compressed (version 3: a blob as large as a frame).
+    Frame(Compression, Vec<u8>),
 }
 
 /// The frame being filled, for data or for metadata.
@@ -88,6 +90,8 @@ pub(crate) struct Packed {
 
 pub(crate) struct Packer<'a> {
     repo: &'a Repository,
+    /// Packs are sealed at this many bytes (the config's pack size unless set otherwise).
+    pack_size: usize,
     inner: Mutex<Inner>,
     /// Copying blobs the index already lists into new packs (prune): only blobs already added
     /// here are skipped.
@@ -116,6 +120,7 @@ impl<'a> Packer<'a> {
     pub(crate) fn new(repo: &'a Repository) -> Packer<'a> {
         Packer {
             repo,
+            pack_size: repo.config().pack_size as usize,
             repack: false,
             inner: Mutex::new(Inner {
                 data: repo.objects().sealing().pack_writer(),
@@ -131,6 +136,13 @@ impl<'a> Packer<'a> {
                 failed: None,
             }),
         }
+    }
+
+    /// The same packer sealing packs at `bytes` (at most the config's pack size): bounds what
+    /// a small, frequent store (WAL) holds in memory.
+    pub(crate) fn with_pack_size(mut self, bytes: u32) -> Packer<'a> {
+        self.pack_size = self.pack_size.min(bytes as usize);
+        self
     }
 
     /// A packer that copies blobs the repository already has into new packs (prune).
@@ -221,6 +233,10 @@ impl<'a> Packer<'a> {
             })?;
         let stored = if known {
             None
+        } else if self.framed() && raw.len() >= self.repo.config().frame_size() as usize {
+            // Compressed here, in parallel with its neighbours, rather than under the lock.
+            let (compression, payload) = compress_frame(raw, level);
+            Some(Stored::Frame(compression, payload))
         } else if self.framed() {
             Some(Stored::Raw(raw.to_vec()))
         } else {
@@ -276,6 +292,14 @@ impl<'a> Packer<'a> {
                 };
                 writer.add(p.kind, p.id, p.raw_len, compression, &stored);
             }
+            Stored::Frame(compression, payload) => {
+                let writer = if is_data {
+                    &mut inner.data
+                } else {
+                    &mut inner.meta
+                };
+                writer.add_frame(compression, &payload, &[(p.kind, p.id, p.raw_len)]);
+            }
             Stored::Raw(raw) => {
                 let frame = if is_data {
                     &mut inner.data_frame
@@ -306,7 +330,7 @@ impl<'a> Packer<'a> {
 
     fn seal_if_full(&self, inner: &mut Inner, data: bool) -> Result<()> {
         let writer = if data { &inner.data } else { &inner.meta };
-        if writer.len() >= self.repo.config().pack_size as usize {
+        if writer.len() >= self.pack_size {
             self.seal(inner, data)?;
         }
         Ok(())

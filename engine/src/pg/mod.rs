@@ -8,36 +8,43 @@
 //!              pg_backup_stop() -> its backup_label and tablespace_map go into the snapshot's
 //!              root -> snapshot, tagged pg-base, with start/stop LSN and timeline
 //!              (format-spec/snapshot.md)
-//! archive-wal: one WAL file -> chunks in packs -> index -> wal/<name> record (format-spec/wal.md),
-//!              written once: the same name with other contents is refused
+//! archive-wal: WAL files -> chunks in packs -> index -> wal/<name> records (format-spec/wal.md),
+//!              each written once: the same name with other contents is refused (`archive`);
+//!              with a spool, one call stores every segment the server has ready and leaves a
+//!              mark for each, so that the calls for the next ones return at once (`spool`)
 //! fetch-wal:   wal/<name> -> its tree -> the file, written beside %p and renamed into place
 //! pg restore:  newest base backup that ends before the target -> restore -> recovery.signal
 //!              and recovery settings (restore_command calls fetch-wal)
 //! ```
 //!
+//! Files: `mod.rs` base backups and restores, `archive.rs` storing and fetching WAL files,
+//! `spool.rs` the marks that let one `archive-wal` call store a batch.
+//!
 //! The backup's session stays open from start to stop: if cairn dies, the server sees the
 //! connection close and ends the backup itself, and no snapshot was written.
 
 use std::collections::HashSet;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::backup::{Additions, BackupOptions, BackupResult, backup_with, store_stream};
+use crate::backup::{Additions, BackupOptions, BackupResult, backup_with};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::lock_file::LockKind;
 use crate::pitr::{PgInventory, expendable_wal, inventory};
 use crate::progress::Progress;
-use crate::repo::{
-    Repository, STALE_TMP, add_wal_record, delete_wal_record, load_wal_record, modified_before,
-    wal_names,
-};
+use crate::repo::{Repository, delete_wal_record, wal_names};
 use crate::restore::{RestoreOptions, restore};
 use crate::snapshot::{PgInfo, Snapshot};
-pub use crate::wal::{WAL_RECORD_VERSION, WalRecord, parse_lsn, segment_name, valid_wal_name};
+pub use crate::wal::{parse_lsn, segment_name};
+
+mod archive;
+mod spool;
+
+pub use archive::{Archived, WalFile, archive_wal, archive_wal_batch, fetch_wal};
+pub use spool::{SpoolOptions, archive_wal_spooled};
 
 /// The tag of PostgreSQL base backups.
 pub const PG_BASE_TAG: &str = "pg-base";
@@ -129,140 +136,6 @@ fn pg_error(doing: &str, e: postgres::Error) -> Error {
         detail: e
             .as_db_error()
             .map_or_else(|| e.to_string(), |d| d.message().to_string()),
-    }
-}
-
-/// What `archive-wal` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Archived {
-    /// The file is now stored.
-    Stored,
-    /// The same file was already stored under this name.
-    AlreadyThere,
-}
-
-/// Stores the WAL file at `path` under `name` (`%p` and `%f` of `archive_command`). Returns
-/// only once the file and its record are stored durably. Archiving the same contents again
-/// succeeds; other contents under an archived name are refused.
-pub fn archive_wal(repo: &mut Repository, path: &Path, name: &str) -> Result<Archived> {
-    if !valid_wal_name(name) {
-        return Err(Error::InvalidInput(format!(
-            "{name:?} is not the name of a WAL segment, history or backup file"
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
-    let digest = blake3::hash(&bytes).to_hex().to_string();
-    let same_as = |record: &WalRecord| -> Result<Archived> {
-        if record.digest == digest && record.size == bytes.len() as u64 {
-            Ok(Archived::AlreadyThere)
-        } else {
-            Err(Error::WalConflict {
-                name: name.to_string(),
-            })
-        }
-    };
-    if let Some(existing) = load_wal_record(repo, name)? {
-        return same_as(&existing);
-    }
-    let lock = repo.lock(LockKind::Shared, "archive-wal")?;
-    let (tree, _) = store_stream(repo, name, &mut &bytes[..])?;
-    let record = WalRecord {
-        version: WAL_RECORD_VERSION,
-        name: name.to_string(),
-        size: bytes.len() as u64,
-        digest: digest.clone(),
-        tree,
-        time: jiff::Timestamp::now().to_string(),
-    };
-    lock.confirm()?;
-    match add_wal_record(repo, name, record.encode())? {
-        None => Ok(Archived::Stored),
-        // Another archiver got there first.
-        Some(existing) => same_as(&existing),
-    }
-}
-
-/// Writes the archived WAL file `name` to `dest` (`%f` and `%p` of `restore_command`);
-/// returns false if it is not archived. The file appears at `dest` whole or not at all.
-pub fn fetch_wal(repo: &mut Repository, name: &str, dest: &Path) -> Result<bool> {
-    if !valid_wal_name(name) {
-        return Err(Error::InvalidInput(format!(
-            "{name:?} is not the name of a WAL segment, history or backup file"
-        )));
-    }
-    let Some(record) = load_wal_record(repo, name)? else {
-        return Ok(false);
-    };
-    let dir = dest.parent().filter(|p| !p.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
-    remove_stale_fetches(dir);
-    let tmp = dir.join(format!("{FETCH_PREFIX}{}", Id::random().short()));
-    let result = (|| {
-        let opts = RestoreOptions {
-            target: tmp.clone(),
-            // PostgreSQL fetches the segment again if it crashes before using it; a syncfs
-            // per segment would flush the server's whole filesystem each time.
-            sync: false,
-            ..RestoreOptions::default()
-        };
-        restore(
-            repo,
-            &wal_snapshot(&record),
-            &opts,
-            &crate::progress::NoProgress,
-        )?;
-        let file = tmp.join(name);
-        let got = std::fs::read(&file).map_err(|e| Error::io("cannot read", &file, e))?;
-        if blake3::hash(&got).to_hex().as_str() != record.digest {
-            return Err(Error::corrupt(
-                format!("WAL record {name}"),
-                "the restored file does not match its digest",
-            ));
-        }
-        std::fs::rename(&file, dest).map_err(|e| Error::io("cannot move into place", dest, e))
-    })();
-    let _ = std::fs::remove_dir_all(&tmp);
-    result.map(|()| true)
-}
-
-/// The name of the directory a fetch restores into, beside its destination, before the rename.
-const FETCH_PREFIX: &str = ".cairn-fetch-";
-
-/// Removes what fetches killed midway left in `dir` (pg_wal), an hour on: PostgreSQL runs one
-/// fetch at a time, and a fetch takes seconds. Best effort: what cannot go stays.
-fn remove_stale_fetches(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let stale = e
-            .file_name()
-            .as_bytes()
-            .starts_with(FETCH_PREFIX.as_bytes())
-            && std::fs::symlink_metadata(e.path())
-                .is_ok_and(|m| m.is_dir() && modified_before(&m, STALE_TMP));
-        if stale {
-            let _ = std::fs::remove_dir_all(e.path());
-        }
-    }
-}
-
-/// A snapshot-shaped view of a WAL record, for the restore machinery.
-fn wal_snapshot(record: &WalRecord) -> Snapshot {
-    Snapshot {
-        version: crate::snapshot::SNAPSHOT_VERSION,
-        time: record.time.clone(),
-        time_end: record.time.clone(),
-        hostname: String::new(),
-        username: String::new(),
-        paths: vec![record.name.clone()],
-        stdin: true,
-        name: None,
-        tags: Vec::new(),
-        tree: record.tree,
-        parent: None,
-        summary: Default::default(),
-        pg: None,
     }
 }
 
@@ -706,25 +579,6 @@ pub fn expire_wal(repo: &mut Repository, going: &[Id], dry_run: bool) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fetches_killed_midway_are_cleared_an_hour_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let two_hours_ago =
-            filetime::FileTime::from_unix_time(filetime::FileTime::now().unix_seconds() - 7200, 0);
-        let old = dir.path().join(format!("{FETCH_PREFIX}old"));
-        let new = dir.path().join(format!("{FETCH_PREFIX}new"));
-        let segment = dir.path().join("000000010000000000000001");
-        std::fs::create_dir_all(old.join("x")).unwrap();
-        std::fs::create_dir(&new).unwrap();
-        std::fs::write(&segment, b"wal").unwrap();
-        for p in [&old, &segment] {
-            filetime::set_file_mtime(p, two_hours_ago).unwrap();
-        }
-        remove_stale_fetches(dir.path());
-        assert!(!old.exists());
-        assert!(new.exists() && segment.exists());
-    }
 
     #[test]
     fn files_written_into_a_restored_tree_never_follow_a_symlink() {
