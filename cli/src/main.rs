@@ -159,6 +159,16 @@ impl Globals {
         Ok(cairn_engine::parse_duration(&self.lock_wait)?)
     }
 
+    /// The repository as given (`--repo` or `CAIRN_REPO`).
+    pub fn repo_spec(&self) -> Option<String> {
+        self.repo.clone()
+    }
+
+    /// The config file given with `--config`.
+    pub fn config_path(&self) -> Option<&std::path::Path> {
+        self.config.as_deref()
+    }
+
     /// The local cache directory.
     pub fn cache_dir(&self) -> PathBuf {
         self.cache_dir

@@ -101,8 +101,9 @@ pub use pages::{PageGlob, PageGroup, PageRule, single_pages};
 #[cfg(feature = "repository")]
 pub use pg::{
     Archived, PG_BASE_TAG, PG_EXCLUDES, PgBackupOptions, PgConnect, PgRestoreOptions,
-    PgRestoreReport, PgTarget, SpoolOptions, WalFile, archive_wal, archive_wal_batch,
-    archive_wal_spooled, base_backup, expire_wal, fetch_wal, pg_inventory, pg_restore,
+    PgRestoreReport, PgTarget, PrefetchOptions, SpoolOptions, WalFile, archive_wal,
+    archive_wal_batch, archive_wal_spooled, base_backup, expire_wal, fetch_wal, pg_inventory,
+    pg_restore, prefetch_wal, take_prefetched,
 };
 pub use pitr::{PgBaseBackup, PgInventory, PgTimeline};
 pub use policy::{Group, RetentionPolicy, Verdict, apply_policy, parse_duration};

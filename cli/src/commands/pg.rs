@@ -4,8 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use cairn_engine::{
-    Archived, Id, PgBackupOptions, PgConnect, PgRestoreOptions, PgTarget, Repository, SpoolOptions,
-    archive_wal, archive_wal_spooled, base_backup, fetch_wal, pg_inventory, pg_restore,
+    Archived, Id, PgBackupOptions, PgConnect, PgRestoreOptions, PgTarget, PrefetchOptions,
+    Repository, SpoolOptions, archive_wal, archive_wal_spooled, base_backup, fetch_wal,
+    pg_inventory, pg_restore, prefetch_wal, take_prefetched,
 };
 
 use crate::Globals;
@@ -47,6 +48,21 @@ enum Command {
         name: String,
         /// Where to write it (`%p`).
         path: PathBuf,
+        /// Fetch only this file, none ahead.
+        #[arg(long)]
+        no_prefetch: bool,
+        /// Segments fetched ahead, in the background, into a spool under the cache directory.
+        #[arg(long, default_value_t = 8, value_name = "N")]
+        prefetch: usize,
+    },
+    /// Fetch the segments after one into the spool (what fetch-wal starts in the background).
+    #[command(hide = true)]
+    PrefetchWal {
+        /// The segment just fetched.
+        name: String,
+        /// Segments to hold ahead.
+        #[arg(long, default_value_t = 8)]
+        ahead: usize,
     },
     /// Restore a base backup and set up recovery to a point in time.
     Restore(RestoreArgs),
@@ -184,13 +200,28 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             }
             Ok(0)
         }
-        Command::FetchWal { name, path } => {
+        Command::FetchWal {
+            name,
+            path,
+            no_prefetch,
+            prefetch,
+        } => {
+            let ahead = (!no_prefetch && prefetch > 0).then(|| prefetch_options(g, prefetch));
+            if let Some(opts) = &ahead
+                && let Ok(true) = take_prefetched(opts, &name, &path)
+            {
+                start_prefetch(g, &name, prefetch);
+                return Ok(0);
+            }
             // Exit status 1 tells PostgreSQL the archive ends here, and it promotes; any other
             // failure must stop recovery instead, which a status above 125 does.
-            match g
+            let fetched = g
                 .open()
-                .and_then(|mut repo| Ok(fetch_wal(&mut repo, &name, &path)?))
-            {
+                .and_then(|mut repo| Ok(fetch_wal(&mut repo, &name, &path)?));
+            if ahead.is_some() && matches!(fetched, Ok(true)) {
+                start_prefetch(g, &name, prefetch);
+            }
+            match fetched {
                 Ok(true) => Ok(0),
                 Ok(false) => {
                     errln!("{name} is not archived");
@@ -201,6 +232,11 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
                     Ok(FETCH_FAILED)
                 }
             }
+        }
+        Command::PrefetchWal { name, ahead } => {
+            let opts = prefetch_options(g, ahead);
+            prefetch_wal(&mut g.open()?, &name, &opts)?;
+            Ok(0)
         }
         Command::Restore(r) => {
             let until = match (&r.time, &r.lsn, r.latest) {
@@ -311,4 +347,42 @@ fn fetch_command(g: &Globals) -> Result<String> {
     }
     cmd += " pg fetch-wal %f %p";
     Ok(cmd)
+}
+
+/// Where fetch-wal's segments ahead are kept: one spool per repository, under the cache.
+fn prefetch_options(g: &Globals, ahead: usize) -> PrefetchOptions {
+    let repo = g.repo_spec().unwrap_or_default();
+    let hex = Id::of(repo.as_bytes()).to_hex();
+    PrefetchOptions {
+        dir: g.cache_dir().join("wal-prefetch").join(&hex[..16]),
+        ahead,
+    }
+}
+
+/// Starts `cairn pg prefetch-wal NAME` in the background, with this call's repository, cache,
+/// config and password source, and does not wait for it: recovery goes on meanwhile. Best
+/// effort: a prefetch that cannot start only makes the next fetch slower.
+fn start_prefetch(g: &Globals, name: &str, ahead: usize) {
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let mut c = std::process::Command::new(exe);
+    if let Some(repo) = g.repo_spec() {
+        c.arg("--repo").arg(repo);
+    }
+    c.arg("--cache-dir").arg(g.cache_dir());
+    if let Some(config) = g.config_path() {
+        c.arg("--config").arg(config);
+    }
+    if let Some(f) = &g.password.file {
+        c.arg("--password-file").arg(f);
+    }
+    if let Some(cmd) = &g.password.command {
+        c.arg("--password-command").arg(cmd);
+    }
+    c.args(["pg", "prefetch-wal", name, "--ahead", &ahead.to_string()])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _ = c.spawn();
 }

@@ -12,13 +12,15 @@
 //!              each written once: the same name with other contents is refused (`archive`);
 //!              with a spool, one call stores every segment the server has ready and leaves a
 //!              mark for each, so that the calls for the next ones return at once (`spool`)
-//! fetch-wal:   wal/<name> -> its tree -> the file, written beside %p and renamed into place
+//! fetch-wal:   wal/<name> -> its tree -> the file, written beside %p and renamed into place;
+//!              the next segments fetched ahead into a spool meanwhile (`prefetch`)
 //! pg restore:  newest base backup that ends before the target -> restore -> recovery.signal
 //!              and recovery settings (restore_command calls fetch-wal)
 //! ```
 //!
 //! Files: `mod.rs` base backups and restores, `archive.rs` storing and fetching WAL files,
-//! `spool.rs` the marks that let one `archive-wal` call store a batch.
+//! `spool.rs` the marks that let one `archive-wal` call store a batch, `prefetch.rs` fetching
+//! the next segments ahead of recovery.
 //!
 //! The backup's session stays open from start to stop: if cairn dies, the server sees the
 //! connection close and ends the backup itself, and no snapshot was written.
@@ -41,9 +43,11 @@ use crate::snapshot::{PgInfo, Snapshot};
 pub use crate::wal::{parse_lsn, segment_name};
 
 mod archive;
+mod prefetch;
 mod spool;
 
 pub use archive::{Archived, WalFile, archive_wal, archive_wal_batch, fetch_wal};
+pub use prefetch::{PrefetchOptions, prefetch_wal, take_prefetched};
 pub use spool::{SpoolOptions, archive_wal_spooled};
 
 /// The tag of PostgreSQL base backups.

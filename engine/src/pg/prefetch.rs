@@ -1,0 +1,165 @@
+//! Recovery at the disk's pace: while PostgreSQL replays one WAL segment, the next ones are
+//! fetched ahead into a local spool, so that its next `restore_command` call finds its segment
+//! there and returns at once instead of opening the repository.
+//!
+//! ```text
+//! fetch-wal N:  spool/N there? -> copy it to %p (it was verified when fetched); done
+//!               else fetch N from the repository
+//!               then (the caller, in the background) prefetch_wal(N)
+//! prefetch_wal(N): the spool's lock, or nothing to do (another prefetch runs)
+//!               drop spooled segments before N (replayed, or skipped by a new timeline)
+//!               for the archived segments after N on N's timeline, in order, up to `ahead`
+//!               in the spool: fetch each into it (whole or not at all); stop at a gap
+//! ```
+//!
+//! The spool is the user's own (0700, under the cache directory) and holds at most `ahead`
+//! segments: bounded disk, and nothing held in memory.
+
+use std::path::{Path, PathBuf};
+
+use super::archive::fetch_wal;
+use crate::error::{Error, Result};
+use crate::repo::{Repository, wal_names};
+
+/// Where and how far segments are fetched ahead.
+#[derive(Debug, Clone)]
+pub struct PrefetchOptions {
+    /// The spool directory.
+    pub dir: PathBuf,
+    /// Most segments held ahead.
+    pub ahead: usize,
+}
+
+const LOCK_NAME: &str = "prefetch.lock";
+
+/// Whether `name` is a WAL segment (not a history, backup or partial file): the only files
+/// fetched ahead.
+pub fn is_segment(name: &str) -> bool {
+    name.len() == 24
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_lowercase())
+}
+
+/// Copies `name` from the spool to `dest` (whole or not at all) if a prefetch left it there,
+/// and removes it from the spool; true if it did.
+pub fn take_prefetched(opts: &PrefetchOptions, name: &str, dest: &Path) -> Result<bool> {
+    let spooled = opts.dir.join(name);
+    if !is_segment(name) || !spooled.is_file() {
+        return Ok(false);
+    }
+    // On one filesystem the segment moves at once; across two it is copied beside `dest`
+    // first, so that `dest` appears whole or not at all.
+    if std::fs::rename(&spooled, dest).is_ok() {
+        return Ok(true);
+    }
+    let dir = dest.parent().filter(|p| !p.as_os_str().is_empty());
+    let tmp = dir
+        .unwrap_or(Path::new("."))
+        .join(format!(".cairn-prefetched-{name}"));
+    std::fs::copy(&spooled, &tmp)
+        .and_then(|_| std::fs::rename(&tmp, dest))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io("cannot copy into place", dest, e)
+        })?;
+    let _ = std::fs::remove_file(&spooled);
+    Ok(true)
+}
+
+/// Fetches into the spool the archived segments that follow `name` on its timeline (see the
+/// module's description); returns how many it fetched.
+pub fn prefetch_wal(repo: &mut Repository, name: &str, opts: &PrefetchOptions) -> Result<usize> {
+    if !is_segment(name) {
+        return Ok(0);
+    }
+    create_private_dir(&opts.dir)?;
+    let lock_path = opts.dir.join(LOCK_NAME);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io("cannot open", &lock_path, e))?;
+    match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(rustix::io::Errno::WOULDBLOCK) => return Ok(0),
+        Err(e) => return Err(Error::io("cannot lock", &lock_path, e.into())),
+    }
+    // What sorts before `name` was replayed, or skipped by a switch to another timeline.
+    for spooled in spooled_segments(&opts.dir) {
+        if spooled.as_str() <= name {
+            let _ = std::fs::remove_file(opts.dir.join(&spooled));
+        }
+    }
+    let timeline = &name[..8];
+    let mut names: Vec<String> = wal_names(repo)?
+        .into_iter()
+        .filter(|n| is_segment(n) && n.as_str() > name && &n[..8] == timeline)
+        .collect();
+    names.sort();
+    let mut fetched = 0;
+    for n in names.into_iter().take(opts.ahead) {
+        let at = opts.dir.join(&n);
+        if at.is_file() {
+            continue;
+        }
+        if !fetch_wal(repo, &n, &at)? {
+            break;
+        }
+        fetched += 1;
+    }
+    Ok(fetched)
+}
+
+fn spooled_segments(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| is_segment(n))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn create_private_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("cannot create", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_segments_are_fetched_ahead() {
+        assert!(is_segment("000000010000000000000003"));
+        assert!(!is_segment("00000002.history"));
+        assert!(!is_segment("000000010000000000000003.partial"));
+        assert!(!is_segment("000000010000000000000003.00000028.backup"));
+        assert!(!is_segment("00000001000000000000000a"));
+    }
+
+    #[test]
+    fn a_spooled_segment_is_taken_whole_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = PrefetchOptions {
+            dir: dir.path().join("spool"),
+            ahead: 4,
+        };
+        create_private_dir(&opts.dir).unwrap();
+        let name = "000000010000000000000007";
+        std::fs::write(opts.dir.join(name), b"segment").unwrap();
+        let dest = dir.path().join("RECOVERYXLOG");
+        assert!(take_prefetched(&opts, name, &dest).unwrap());
+        assert_eq!(std::fs::read(&dest).unwrap(), b"segment");
+        assert!(!take_prefetched(&opts, name, &dest).unwrap());
+        assert!(!take_prefetched(&opts, "000000010000000000000008", &dest).unwrap());
+    }
+}
