@@ -44,7 +44,17 @@ fn incompressible_files(files: u32, words: usize, seed: u64) -> (Sandbox, std::p
         let data: Vec<u8> = (0..words).flat_map(|_| rng.next().to_le_bytes()).collect();
         std::fs::write(src.join(format!("t{i}")), data).unwrap();
     }
-    sb.ok(&["init", "--compression", "none", "--pack-size", "1MiB"]);
+    // Frames of 4 KiB hold one chunk each, so that one flipped byte damages one chunk (a frame
+    // of many chunks loses them all, whichever files they belong to).
+    sb.ok(&[
+        "init",
+        "--compression",
+        "none",
+        "--pack-size",
+        "1MiB",
+        "--frame-size",
+        "4KiB",
+    ]);
     sb.backup(&[], &[&src]);
     (sb, src)
 }

@@ -43,6 +43,7 @@ use crate::snapshot::{PgInfo, Snapshot};
 pub use crate::wal::{parse_lsn, segment_name};
 
 mod archive;
+mod local;
 mod prefetch;
 mod spool;
 

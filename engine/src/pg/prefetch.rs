@@ -18,6 +18,7 @@
 use std::path::{Path, PathBuf};
 
 use super::archive::fetch_wal;
+use super::local::{create_private_dir, try_lock};
 use crate::error::{Error, Result};
 use crate::repo::{Repository, wal_names};
 
@@ -74,18 +75,9 @@ pub fn prefetch_wal(repo: &mut Repository, name: &str, opts: &PrefetchOptions) -
         return Ok(0);
     }
     create_private_dir(&opts.dir)?;
-    let lock_path = opts.dir.join(LOCK_NAME);
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(|e| Error::io("cannot open", &lock_path, e))?;
-    match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => {}
-        Err(rustix::io::Errno::WOULDBLOCK) => return Ok(0),
-        Err(e) => return Err(Error::io("cannot lock", &lock_path, e.into())),
-    }
+    let Some(_lock) = try_lock(&opts.dir.join(LOCK_NAME))? else {
+        return Ok(0);
+    };
     // What sorts before `name` was replayed, or skipped by a switch to another timeline.
     for spooled in spooled_segments(&opts.dir) {
         if spooled.as_str() <= name {
@@ -122,15 +114,6 @@ fn spooled_segments(dir: &Path) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::io("cannot create", dir, e))
 }
 
 #[cfg(test)]

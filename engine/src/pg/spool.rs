@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::archive::{Archived, WalFile, archive_batch, hash_file};
+use super::local::{create_private_dir, try_lock};
 use crate::error::{Error, Result};
 use crate::repo::Repository;
 use crate::wal::valid_wal_name;
@@ -198,34 +199,10 @@ fn remove_stale_marks(dir: &Path, wal_dir: &Path) {
     }
 }
 
-fn create_private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::io("cannot create", dir, e))
-}
-
 fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| Error::io("cannot sync", dir, e))
-}
-
-/// The spool's lock, if no other process holds it (released when dropped: the file stays).
-fn try_lock(path: &Path) -> Result<Option<std::fs::File>> {
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(|e| Error::io("cannot open", path, e))?;
-    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(Some(file)),
-        Err(rustix::io::Errno::WOULDBLOCK) => Ok(None),
-        Err(e) => Err(Error::io("cannot lock", path, e.into())),
-    }
 }
 
 #[cfg(test)]
@@ -279,16 +256,5 @@ mod tests {
                 "00000002.history"
             ]
         );
-    }
-
-    #[test]
-    fn one_holder_of_the_spool_at_a_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join(LOCK_NAME);
-        let first = try_lock(&p).unwrap();
-        assert!(first.is_some());
-        assert!(try_lock(&p).unwrap().is_none());
-        drop(first);
-        assert!(try_lock(&p).unwrap().is_some());
     }
 }

@@ -160,7 +160,12 @@ impl<B: AsRef<[u8]> + Sync> Segment<'_, B> {
 
 /// What made a frame unreadable, told about each blob it holds.
 fn frame_damage(e: &Error) -> String {
-    format!("its frame is damaged: {e}")
+    match e {
+        Error::Corrupt { object, detail } => {
+            format!("its frame (with {object}) is damaged: {detail}")
+        }
+        other => format!("its frame is damaged: {other}"),
+    }
 }
 
 impl Objects {
