@@ -61,10 +61,7 @@ pub fn decode_directory(
     dir_start: u64,
     cipher: Option<Cipher>,
 ) -> DecodeResult<Vec<BlobEntry>> {
-    let mut r = Reader::new(dir);
-    if r.take(8)? != DIR_MAGIC {
-        return Err(Malformed::new("pack directory magic is wrong"));
-    }
+    let mut r = after_magic(dir)?;
     let count = r.u32()? as usize;
     if count > r.remaining() / ENTRY_LEN {
         return Err(Malformed::new(format!(
@@ -271,10 +268,7 @@ pub fn decode_framed_directory(
     dir_start: u64,
     cipher: Option<Cipher>,
 ) -> DecodeResult<Vec<BlobEntry>> {
-    let mut r = Reader::new(dir);
-    if r.take(8)? != DIR_MAGIC {
-        return Err(Malformed::new("pack directory magic is wrong"));
-    }
+    let mut r = after_magic(dir)?;
     let (entries, end) = decode_frames(&mut r, PREAMBLE_LEN, cipher, false)?;
     r.expect_end()?;
     if end != dir_start {
@@ -283,4 +277,13 @@ pub fn decode_framed_directory(
         )));
     }
     Ok(entries)
+}
+
+/// A reader of a pack directory's body, past its magic.
+fn after_magic(dir: &[u8]) -> DecodeResult<Reader<'_>> {
+    let mut r = Reader::new(dir);
+    if r.take(8)? != DIR_MAGIC {
+        return Err(Malformed::new("pack directory magic is wrong"));
+    }
+    Ok(r)
 }
