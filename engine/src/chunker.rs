@@ -128,16 +128,14 @@ impl Chunker {
             Some(size) => segment.max(size),
             None => segment.max(4 * self.max),
         };
-        // One buffer per thread, kept between calls: zeroing megabytes for each of a million
-        // small files would cost more than reading them.
+        // One buffer per thread, kept between calls; it grows with what is read (never zeroed
+        // ahead), so a small file or WAL history file costs no megabytes of page faults.
         thread_local! {
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         let mut buf = BUF.with(|b| std::mem::take(&mut *b.borrow_mut()));
-        if buf.len() < cap {
-            buf.resize(cap, 0);
-        }
-        let result = self.fill_and_cut(&mut reader, &mut buf[..cap], &mut f);
+        buf.clear();
+        let result = self.fill_and_cut(&mut reader, &mut buf, cap, &mut f);
         BUF.with(|b| *b.borrow_mut() = buf);
         result
     }
@@ -145,26 +143,24 @@ impl Chunker {
     fn fill_and_cut<R: Read>(
         &self,
         reader: &mut R,
-        buf: &mut [u8],
+        buf: &mut Vec<u8>,
+        cap: usize,
         f: &mut impl FnMut(&[u8], &[Range<usize>]) -> crate::Result<()>,
     ) -> crate::Result<u64> {
-        let cap = buf.len();
-        let mut len = 0;
         let mut eof = false;
         let mut total = 0u64;
         let mut ranges = Vec::new();
         loop {
-            while !eof && len < cap {
-                match reader.read(&mut buf[len..]) {
+            while !eof && buf.len() < cap {
+                let want = (cap - buf.len()) as u64;
+                match reader.by_ref().take(want).read_to_end(buf) {
                     Ok(0) => eof = true,
-                    Ok(n) => {
-                        len += n;
-                        total += n as u64;
-                    }
+                    Ok(n) => total += n as u64,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => return Err(ReadError(e).into()),
                 }
             }
+            let len = buf.len();
             ranges.clear();
             let mut pos = 0;
             while pos < len && (eof || len - pos >= self.max) {
@@ -175,9 +171,8 @@ impl Chunker {
             if !ranges.is_empty() {
                 f(&buf[..pos], &ranges)?;
             }
-            buf.copy_within(pos..len, 0);
-            len -= pos;
-            if eof && len == 0 {
+            buf.drain(..pos);
+            if eof && buf.is_empty() {
                 return Ok(total);
             }
         }
