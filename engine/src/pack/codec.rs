@@ -8,21 +8,40 @@ use crate::error::{Error, Result};
 use crate::id::IdHasher;
 
 thread_local! {
-    /// One zstd compression context per thread, level and checksum flag: creating a context
-    /// costs more than compressing a small chunk.
-    static COMPRESSOR: RefCell<Option<((i32, bool), zstd::bulk::Compressor<'static>)>> =
+    /// One zstd compression context per thread, level, checksum flag and window: creating a
+    /// context costs more than compressing a small chunk.
+    static COMPRESSOR: RefCell<Option<(CompressorKey, zstd::bulk::Compressor<'static>)>> =
         const { RefCell::new(None) };
     static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { RefCell::new(None) };
 }
 
+/// Level, checksum flag and window log (0: the level's own) of a compression context.
+type CompressorKey = (i32, bool, u32);
+
+/// The window (log2 bytes) that lets zstd match across the whole of a frame of `len` bytes,
+/// where the level's own window (2 MiB at level 3 for large inputs) is smaller; 0 (the level's
+/// own) for inputs it covers. At most 16 MiB: a reader needs the window in memory anyway, as
+/// it holds the whole frame.
+fn window_log(len: usize) -> u32 {
+    const LEVEL_WINDOW_LOG: u32 = 21;
+    let needed = usize::BITS - len.saturating_sub(1).leading_zeros();
+    if needed <= LEVEL_WINDOW_LOG {
+        0
+    } else {
+        needed.min(24)
+    }
+}
+
 fn zstd_compress(raw: &[u8], level: i32, checksum: bool) -> std::io::Result<Vec<u8>> {
+    let key = (level, checksum, window_log(raw.len()));
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.as_ref().is_none_or(|(k, _)| *k != (level, checksum)) {
+        if slot.as_ref().is_none_or(|(k, _)| *k != key) {
             let mut c = zstd::bulk::Compressor::new(level)?;
             c.include_checksum(checksum)?;
-            *slot = Some(((level, checksum), c));
+            c.set_parameter(zstd::zstd_safe::CParameter::WindowLog(key.2))?;
+            *slot = Some((key, c));
         }
         match slot.as_mut() {
             Some((_, c)) => c.compress(raw),

@@ -215,3 +215,23 @@ proptest! {
         let _ = decode_pack(&bytes);
     }
 }
+
+#[test]
+fn a_large_frame_is_compressed_with_a_window_over_all_of_it() {
+    // 3 MiB of noise twice: the second copy is 3 MiB back, beyond level 3's own 2 MiB window.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let noise: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let raw = [noise.clone(), noise].concat();
+    let (c, payload) = compress_frame(&raw, Some(3));
+    assert_eq!(c, Compression::Zstd);
+    assert!(payload.len() < (3 << 20) + (256 << 10), "{}", payload.len());
+    let mut d = zstd::bulk::Decompressor::new().unwrap();
+    assert_eq!(d.decompress(&payload, raw.len()).unwrap(), raw);
+}

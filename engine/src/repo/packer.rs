@@ -77,6 +77,14 @@ impl Prepared {
     }
 }
 
+/// Blobs compressed together as one frame of their own, ready for [`Packer::add_frame`].
+#[derive(Debug)]
+pub(crate) struct PreparedFrame {
+    blobs: Vec<(BlobKind, Id, u32)>,
+    compression: Compression,
+    payload: Vec<u8>,
+}
+
 /// What the packer added to the repository.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Packed {
@@ -262,6 +270,65 @@ impl<'a> Packer<'a> {
     /// Whether blobs go into frames (format version 3).
     fn framed(&self) -> bool {
         self.repo.objects().sealing().is_framed()
+    }
+
+    /// Compresses `raw`, the raw bytes of `blobs` laid end to end, as one frame of its own
+    /// (format version 3), whose window spans it all. Runs on any thread. For long streams
+    /// (WAL) read in large batches: frames of several large chunks compress better than each
+    /// chunk alone, and the batch's frames compress in parallel.
+    pub(crate) fn prepare_frame(
+        &self,
+        kind: BlobKind,
+        blobs: &[(Id, u32)],
+        raw: &[u8],
+        level: Option<i32>,
+    ) -> PreparedFrame {
+        debug_assert!(self.framed());
+        debug_assert_eq!(
+            blobs.iter().map(|b| u64::from(b.1)).sum::<u64>(),
+            raw.len() as u64
+        );
+        let (compression, payload) = compress_frame(raw, level);
+        PreparedFrame {
+            blobs: blobs.iter().map(|&(id, len)| (kind, id, len)).collect(),
+            compression,
+            payload,
+        }
+    }
+
+    /// Adds a frame from [`Packer::prepare_frame`] unless the repository or this backup
+    /// already has every blob in it. (A blob that another thread added meanwhile is then
+    /// stored twice, which readers, `check` and `prune` accept.)
+    pub(crate) fn add_frame(&self, f: PreparedFrame) -> Result<()> {
+        let mut inner = self.lock()?;
+        let mut new = Vec::with_capacity(f.blobs.len());
+        for &(kind, id, len) in &f.blobs {
+            let known = inner.pending.contains(&(kind, id))
+                || (!self.repack && self.repo.index().contains(kind, &id)?);
+            if !known {
+                new.push((kind, id, len));
+            }
+        }
+        let Some(&(kind, ..)) = new.first() else {
+            return Ok(());
+        };
+        let is_data = kind == BlobKind::Data;
+        for &(kind, id, len) in &new {
+            inner.pending.insert((kind, id));
+            if kind == BlobKind::Data {
+                inner.packed.chunks_added += 1;
+            } else {
+                inner.packed.metadata_blobs_added += 1;
+                inner.packed.metadata_bytes_added += u64::from(len);
+            }
+        }
+        let writer = if is_data {
+            &mut inner.data
+        } else {
+            &mut inner.meta
+        };
+        writer.add_frame(f.compression, &f.payload, &f.blobs);
+        self.seal_if_full(&mut inner, is_data)
     }
 
     /// Adds a prepared blob unless the repository or this backup already has it.
