@@ -217,6 +217,16 @@ fn fetching_wal() -> bool {
 }
 
 fn main() -> ExitCode {
+    // Buffers of megabytes (read batches, frames, packs) come and go all the time. With
+    // glibc's default, freeing one raises the mmap threshold, and later ones then stay in the
+    // heap once freed; a fixed threshold returns them to the system, so that the peak RSS is
+    // what is live (archive-wal's bound, benches/SPACE.md).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    #[allow(unsafe_code)]
+    // SAFETY: mallopt only sets an allocator parameter; no other thread runs yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
     let fetching = fetching_wal();
     if fetching {
         // PostgreSQL takes any status up to 125 from it for "not archived", and may end

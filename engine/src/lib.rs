@@ -103,7 +103,7 @@ pub use pg::{
     Archived, PG_BASE_TAG, PG_EXCLUDES, PgBackupOptions, PgConnect, PgRestoreOptions,
     PgRestoreReport, PgTarget, PrefetchOptions, SpoolOptions, WalFile, archive_wal,
     archive_wal_batch, archive_wal_spooled, base_backup, expire_wal, fetch_wal, pg_inventory,
-    pg_restore, prefetch_wal, take_prefetched,
+    pg_restore, prefetch_wal, prefetch_wanted, take_prefetched,
 };
 pub use pitr::{PgBaseBackup, PgInventory, PgTimeline};
 pub use policy::{Group, RetentionPolicy, Verdict, apply_policy, parse_duration};

@@ -6,7 +6,7 @@ use anyhow::{Context, Result, bail};
 use cairn_engine::{
     Archived, Id, PgBackupOptions, PgConnect, PgRestoreOptions, PgTarget, PrefetchOptions,
     Repository, SpoolOptions, archive_wal, archive_wal_spooled, base_backup, fetch_wal,
-    pg_inventory, pg_restore, prefetch_wal, take_prefetched,
+    pg_inventory, pg_restore, prefetch_wal, prefetch_wanted, take_prefetched,
 };
 
 use crate::Globals;
@@ -170,23 +170,24 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             spool_dir,
             batch,
         } => {
+            let location = g.location()?;
+            let wait = g.lock_wait()?;
+            // WAL does not repeat: archiving needs no index cache to deduplicate against.
+            let open = || -> cairn_engine::Result<Repository> {
+                let ask = || g.password.get(false).map_err(crate::password_error);
+                let mut repo = Repository::open_append_only(&location, &ask)?;
+                repo.set_lock_wait(wait);
+                Ok(repo)
+            };
             let archived = if no_spool {
-                archive_wal(&mut g.open()?, &path, &name)?
+                archive_wal(&mut open()?, &path, &name)?
             } else {
-                let location = g.location()?;
                 let dir = match spool_dir {
                     Some(d) => d,
                     None => {
                         let hex = Id::of(location.to_string().as_bytes()).to_hex();
                         g.cache_dir().join("wal-spool").join(&hex[..16])
                     }
-                };
-                let wait = g.lock_wait()?;
-                let open = || -> cairn_engine::Result<Repository> {
-                    let ask = || g.password.get(false).map_err(crate::password_error);
-                    let mut repo = Repository::open_with(&location, &g.cache_dir(), &ask)?;
-                    repo.set_lock_wait(wait);
-                    Ok(repo)
                 };
                 let opts = SpoolOptions {
                     dir,
@@ -210,7 +211,9 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             if let Some(opts) = &ahead
                 && let Ok(true) = take_prefetched(opts, &name, &path)
             {
-                start_prefetch(g, &name, prefetch);
+                if prefetch_wanted(opts, &name) {
+                    start_prefetch(g, &name, prefetch);
+                }
                 return Ok(0);
             }
             // Exit status 1 tells PostgreSQL the archive ends here, and it promotes; any other
@@ -235,7 +238,12 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
         }
         Command::PrefetchWal { name, ahead } => {
             let opts = prefetch_options(g, ahead);
-            prefetch_wal(&mut g.open()?, &name, &opts)?;
+            // Opened only by the prefetcher that takes the spool's lock.
+            let open = || {
+                g.open()
+                    .map_err(|e| cairn_engine::Error::InvalidInput(format!("{e:#}")))
+            };
+            prefetch_wal(&open, &name, &opts)?;
             Ok(0)
         }
         Command::Restore(r) => {

@@ -1,5 +1,5 @@
 //! PostgreSQL: consistent base backups of a running server, a WAL archive kept in the same
-//! repository (deduplicated and compressed like everything else), and point-in-time restores.
+//! repository (compressed and sealed like everything else), and point-in-time restores.
 //!
 //! ```text
 //! pg backup:   connect -> checks -> shared repository lock (so that waiting for a prune does
@@ -48,7 +48,7 @@ mod prefetch;
 mod spool;
 
 pub use archive::{Archived, WalFile, archive_wal, archive_wal_batch, fetch_wal};
-pub use prefetch::{PrefetchOptions, prefetch_wal, take_prefetched};
+pub use prefetch::{PrefetchOptions, prefetch_wal, prefetch_wanted, take_prefetched};
 pub use spool::{SpoolOptions, archive_wal_spooled};
 
 /// The tag of PostgreSQL base backups.

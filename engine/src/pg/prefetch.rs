@@ -6,8 +6,11 @@
 //! fetch-wal N:  spool/N there? -> copy it to %p (it was verified when fetched); done
 //!               else fetch N from the repository
 //!               then (the caller, in the background) prefetch_wal(N)
+//!               (unless the spool still holds half of `ahead` after N: prefetch_wanted)
 //! prefetch_wal(N): the spool's lock, or nothing to do (another prefetch runs)
 //!               drop spooled segments before N (replayed, or skipped by a new timeline)
+//!               half of `ahead` still spooled after N? nothing to do (the repository is
+//!               opened once per half spool, not once per segment)
 //!               for the archived segments after N on N's timeline, in order, up to `ahead`
 //!               in the spool: fetch each into it (whole or not at all); stop at a gap
 //! ```
@@ -68,9 +71,31 @@ pub fn take_prefetched(opts: &PrefetchOptions, name: &str, dest: &Path) -> Resul
     Ok(true)
 }
 
+/// Whether a prefetch after `name` has work to do: the spool holds fewer than half of
+/// `ahead` segments after it. Refilling only then opens the repository once per several
+/// segments, and the fetch-wal calls in between start no process at all.
+pub fn prefetch_wanted(opts: &PrefetchOptions, name: &str) -> bool {
+    if !is_segment(name) || opts.ahead == 0 {
+        return false;
+    }
+    let timeline = &name[..8];
+    let ahead = spooled_segments(&opts.dir)
+        .iter()
+        .filter(|n| n.as_str() > name && &n[..8] == timeline)
+        .count();
+    ahead < opts.ahead.div_ceil(2)
+}
+
 /// Fetches into the spool the archived segments that follow `name` on its timeline (see the
-/// module's description); returns how many it fetched.
-pub fn prefetch_wal(repo: &mut Repository, name: &str, opts: &PrefetchOptions) -> Result<usize> {
+/// module's description); returns how many it fetched. The repository is opened (by `open`)
+/// only by the one prefetcher that takes the spool's lock: every `fetch-wal` call starts one,
+/// and the others must cost nothing (opening the index cache beside a running prefetcher would
+/// build a private copy of it).
+pub fn prefetch_wal(
+    open: &dyn Fn() -> Result<Repository>,
+    name: &str,
+    opts: &PrefetchOptions,
+) -> Result<usize> {
     if !is_segment(name) {
         return Ok(0);
     }
@@ -84,6 +109,10 @@ pub fn prefetch_wal(repo: &mut Repository, name: &str, opts: &PrefetchOptions) -
             let _ = std::fs::remove_file(opts.dir.join(&spooled));
         }
     }
+    if !prefetch_wanted(opts, name) {
+        return Ok(0);
+    }
+    let repo = &mut open()?;
     let timeline = &name[..8];
     let mut names: Vec<String> = wal_names(repo)?
         .into_iter()

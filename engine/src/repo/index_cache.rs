@@ -25,7 +25,8 @@ const PREFIX_ABSORBED: u8 = b'i';
 /// The local RocksDB cache of the repository's index.
 #[derive(Debug)]
 pub struct IndexCache {
-    db: DB,
+    /// `None` for a repository opened to append only (see [`IndexCache::detached`]).
+    db: Option<DB>,
     path: PathBuf,
     /// Set when the shared cache was locked by another process and this one uses a private
     /// copy, removed on drop.
@@ -36,7 +37,9 @@ impl Drop for IndexCache {
     fn drop(&mut self) {
         // Leave nothing in the write-ahead log: replaying it would cost the next command
         // more than this flush costs now.
-        let _ = self.db.flush();
+        if let Some(db) = &self.db {
+            let _ = db.flush();
+        }
         if self.private {
             let _ = DB::destroy(&Options::default(), &self.path);
             let _ = std::fs::remove_dir_all(&self.path);
@@ -97,14 +100,31 @@ impl IndexCache {
                 )
             }
         };
-        let cache = IndexCache { db, path, private };
-        match cache.db.get(KEY_VERSION).map_err(|e| cache.err(e))? {
+        let version = db.get(KEY_VERSION);
+        let cache = IndexCache {
+            db: Some(db),
+            path,
+            private,
+        };
+        match version.map_err(|e| cache.err(e))? {
             Some(v) if v == CACHE_VERSION => {}
             _ => {
                 cache.clear()?;
             }
         }
         Ok(cache)
+    }
+
+    /// No cache at all, for a command that only adds new objects (WAL archiving): every blob
+    /// looks absent, so nothing is deduplicated against what the repository already holds,
+    /// and what is added is not recorded. Opening RocksDB would cost a WAL segment's archiving
+    /// more than its compression (benches/SPACE.md).
+    pub(crate) fn detached() -> IndexCache {
+        IndexCache {
+            db: None,
+            path: PathBuf::new(),
+            private: false,
+        }
     }
 
     fn err(&self, e: rocksdb::Error) -> Error {
@@ -121,17 +141,23 @@ impl IndexCache {
 
     /// Empties the cache.
     pub(crate) fn clear(&self) -> Result<()> {
+        let Some(db) = &self.db else {
+            return Ok(());
+        };
         let mut batch = WriteBatch::default();
         batch.delete_range(&[0u8][..], &[0xffu8; 40][..]);
         batch.put(KEY_VERSION, CACHE_VERSION);
-        self.db.write(batch).map_err(|e| self.err(e))?;
+        db.write(batch).map_err(|e| self.err(e))?;
         Ok(())
     }
 
     /// The index files absorbed so far.
     fn absorbed(&self) -> Result<HashSet<Id>> {
         let mut out = HashSet::new();
-        for item in self.db.prefix_iterator([PREFIX_ABSORBED]) {
+        let Some(db) = &self.db else {
+            return Ok(out);
+        };
+        for item in db.prefix_iterator([PREFIX_ABSORBED]) {
             let (k, _) = item.map_err(|e| self.err(e))?;
             if k.first() != Some(&PREFIX_ABSORBED) {
                 break;
@@ -147,7 +173,10 @@ impl IndexCache {
     /// has absorbed.
     pub fn fingerprint(&self) -> Result<(Fingerprint, HashSet<Id>)> {
         let mut fp = Fingerprint::default();
-        for item in self.db.prefix_iterator([PREFIX_BLOB]) {
+        let Some(db) = &self.db else {
+            return Ok((fp, HashSet::new()));
+        };
+        for item in db.prefix_iterator([PREFIX_BLOB]) {
             let (k, v) = item.map_err(|e| self.err(e))?;
             if k.first() != Some(&PREFIX_BLOB) {
                 break;
@@ -159,6 +188,9 @@ impl IndexCache {
 
     /// Records the blobs of `packs` as described by index file `index_id`.
     pub fn absorb(&self, index_id: &Id, packs: &[PackRecord]) -> Result<()> {
+        let Some(db) = &self.db else {
+            return Ok(());
+        };
         let mut batch = WriteBatch::default();
         for p in packs {
             for b in &p.blobs {
@@ -174,16 +206,15 @@ impl IndexCache {
         // rebuild would cost more than the rebuild's inserts.
         let mut wo = WriteOptions::default();
         wo.disable_wal(true);
-        self.db.write_opt(batch, &wo).map_err(|e| self.err(e))
+        db.write_opt(batch, &wo).map_err(|e| self.err(e))
     }
 
     /// Where a blob is, if the repository has it.
     pub fn get(&self, kind: BlobKind, id: &Id) -> Result<Option<BlobLocation>> {
-        let Some(v) = self
-            .db
-            .get_pinned(blob_key(kind, id))
-            .map_err(|e| self.err(e))?
-        else {
+        let Some(db) = &self.db else {
+            return Ok(None);
+        };
+        let Some(v) = db.get_pinned(blob_key(kind, id)).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
         decode_location(&v).map(Some).map_err(|m| Error::Cache {
@@ -197,23 +228,24 @@ impl IndexCache {
     /// pass of an iterator; others by a multi-get, whose bloom filters answer absent ids
     /// without reading a block.
     pub fn get_many(&self, kind: BlobKind, ids: &[Id]) -> Result<Vec<Option<BlobLocation>>> {
+        let Some(db) = &self.db else {
+            return Ok(vec![None; ids.len()]);
+        };
         if ids.len() >= MERGE_MIN && ids.is_sorted() {
-            let entries = self
-                .db
+            let entries = db
                 .property_int_value(rocksdb::properties::ESTIMATE_NUM_KEYS)
                 .ok()
                 .flatten()
                 .unwrap_or(u64::MAX);
             if entries / ids.len() as u64 <= MERGE_STEPS as u64 {
-                return self.get_sorted(kind, ids);
+                return self.get_sorted(db, kind, ids);
             }
         }
-        let Some(cf) = self.db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME) else {
+        let Some(cf) = db.cf_handle(rocksdb::DEFAULT_COLUMN_FAMILY_NAME) else {
             return ids.iter().map(|id| self.get(kind, id)).collect();
         };
         let keys: Vec<[u8; 34]> = ids.iter().map(|id| blob_key(kind, id)).collect();
-        self.db
-            .batched_multi_get_cf(&cf, &keys, keys.is_sorted())
+        db.batched_multi_get_cf(&cf, &keys, keys.is_sorted())
             .into_iter()
             .zip(ids)
             .map(|(r, id)| {
@@ -232,8 +264,8 @@ impl IndexCache {
     /// next id when it is a few entries on and seeking when it is further. A batch that
     /// covers much of the cache (an audit of every chunk) then costs a step per entry rather
     /// than a search per id.
-    fn get_sorted(&self, kind: BlobKind, ids: &[Id]) -> Result<Vec<Option<BlobLocation>>> {
-        let mut it = self.db.raw_iterator();
+    fn get_sorted(&self, db: &DB, kind: BlobKind, ids: &[Id]) -> Result<Vec<Option<BlobLocation>>> {
+        let mut it = db.raw_iterator();
         let mut out = Vec::with_capacity(ids.len());
         let mut positioned = false;
         for id in ids {
@@ -274,8 +306,10 @@ impl IndexCache {
 
     /// True if the repository has the blob.
     pub fn contains(&self, kind: BlobKind, id: &Id) -> Result<bool> {
-        Ok(self
-            .db
+        let Some(db) = &self.db else {
+            return Ok(false);
+        };
+        Ok(db
             .get_pinned(blob_key(kind, id))
             .map_err(|e| self.err(e))?
             .is_some())
@@ -285,6 +319,9 @@ impl IndexCache {
     /// be read are skipped and described in the returned warnings; if an absorbed index file
     /// has gone from the repository, the cache is rebuilt from scratch.
     pub(crate) fn sync(&mut self, objects: &Objects) -> Result<Vec<String>> {
+        if self.db.is_none() {
+            return Ok(Vec::new());
+        }
         let listed: HashSet<Id> = objects.list_ids(Kind::Index)?.into_iter().collect();
         let absorbed = self.absorbed()?;
         if !absorbed.is_subset(&listed) {
@@ -443,6 +480,24 @@ mod tests {
     }
 
     #[test]
+    fn a_detached_cache_reads_nothing_and_finds_nothing() {
+        let store = Objects::new(Store::open(&Location::Memory, true).unwrap());
+        let p = record();
+        let bytes = encode_index(std::slice::from_ref(&p));
+        let iid = Id::of(&bytes);
+        store.write(&Object::Index(iid), bytes).unwrap();
+        let mut cache = IndexCache::detached();
+        assert!(cache.sync(&store).unwrap().is_empty());
+        let b = p.blobs[2];
+        assert!(!cache.contains(BlobKind::Data, &b.id).unwrap());
+        assert_eq!(cache.get(BlobKind::Data, &b.id).unwrap(), None);
+        assert_eq!(cache.get_many(BlobKind::Data, &[b.id]).unwrap(), vec![None]);
+        cache.absorb(&iid, std::slice::from_ref(&p)).unwrap();
+        assert!(!cache.contains(BlobKind::Data, &b.id).unwrap());
+        assert!(cache.fingerprint().unwrap().1.is_empty());
+    }
+
+    #[test]
     fn fingerprint_tells_whether_the_cache_holds_exactly_the_index() {
         let dir = tempfile::tempdir().unwrap();
         let cache = IndexCache::open(dir.path()).unwrap();
@@ -504,10 +559,12 @@ mod tests {
             .absorb(&Id::of(b"index"), std::slice::from_ref(&pack))
             .unwrap();
         check_lookups(&cache);
-        cache.db.flush().unwrap();
+        cache.db.as_ref().unwrap().flush().unwrap();
         // The tuning reaches the column family lookups use: its table files carry filters.
         let props = cache
             .db
+            .as_ref()
+            .unwrap()
             .property_value(rocksdb::properties::AGGREGATED_TABLE_PROPERTIES)
             .unwrap()
             .unwrap_or_default();
@@ -523,7 +580,7 @@ mod tests {
             .absorb(&Id::of(b"index"), std::slice::from_ref(&pack))
             .unwrap();
         check_lookups(&cache);
-        cache.db.flush().unwrap();
+        cache.db.as_ref().unwrap().flush().unwrap();
         check_lookups(&cache);
     }
 
@@ -545,7 +602,9 @@ mod tests {
                     "{kind:?} {take}"
                 );
                 assert_eq!(
-                    cache.get_sorted(kind, &ids).unwrap(),
+                    cache
+                        .get_sorted(cache.db.as_ref().unwrap(), kind, &ids)
+                        .unwrap(),
                     single,
                     "{kind:?} {take}"
                 );
@@ -554,7 +613,9 @@ mod tests {
         // Past the last entry and before the first.
         let ends = [Id([0; 32]), Id([0xff; 32])];
         assert_eq!(
-            cache.get_sorted(BlobKind::Data, &ends).unwrap(),
+            cache
+                .get_sorted(cache.db.as_ref().unwrap(), BlobKind::Data, &ends)
+                .unwrap(),
             vec![None, None]
         );
     }

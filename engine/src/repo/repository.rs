@@ -420,6 +420,25 @@ impl Repository {
         cache_dir: &Path,
         password: &dyn Fn() -> Result<Password>,
     ) -> Result<Repository> {
+        Self::open_cached(location, Some(cache_dir), password)
+    }
+
+    /// Opens the repository at `location` to add new objects only, without the local index
+    /// cache: what is added is not deduplicated against what the repository holds, and blobs
+    /// cannot be looked up. For WAL archiving (WAL does not repeat), where opening the cache
+    /// would cost more than storing a segment; everything else uses [`Repository::open_with`].
+    pub fn open_append_only(
+        location: &Location,
+        password: &dyn Fn() -> Result<Password>,
+    ) -> Result<Repository> {
+        Self::open_cached(location, None, password)
+    }
+
+    fn open_cached(
+        location: &Location,
+        cache_dir: Option<&Path>,
+        password: &dyn Fn() -> Result<Password>,
+    ) -> Result<Repository> {
         let mut objects = Objects::new(Store::open(location, false)?);
         let bytes =
             objects
@@ -436,7 +455,10 @@ impl Repository {
             }
         };
         objects.set_framed(config.framed());
-        let mut index = IndexCache::open(&cache_dir.join(config.id.to_hex()))?;
+        let mut index = match cache_dir {
+            Some(dir) => IndexCache::open(&dir.join(config.id.to_hex()))?,
+            None => IndexCache::detached(),
+        };
         let warnings = index.sync(&objects)?;
         Ok(Repository {
             objects,
