@@ -737,7 +737,9 @@ fn finish_batch(
             .values()
             .map(|(e, places)| (e, places.as_slice()))
             .collect();
-        wanted.sort_by_key(|(e, _)| e.offset);
+        // The blobs of a frame share its offset: in frame order, so that a file's neighbouring
+        // chunks stay neighbours and are written with one call, not one call a chunk.
+        wanted.sort_by_key(|(e, _)| (e.offset, e.frame.map_or(0, |f| f.start)));
         let mut seg: Vec<Wanted> = Vec::new();
         for w in wanted {
             if seg
