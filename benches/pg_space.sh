@@ -38,72 +38,23 @@ cp "$CAIRN" "$D/cairn"
 echo "bench password" >"$D/password"
 chown -R postgres "$D"
 
-as_pg() { su postgres -c "$*"; }
+CAIRN_REPOS="enc plain"
+source benches/pg_common.sh
+start_archiving_server "max_wal_size = 4GB"
+cairn_ enc init ${CAIRN_INIT_ARGS:-} >/dev/null
+cairn_ plain init --encryption none ${CAIRN_INIT_ARGS:-} >/dev/null
 
-cat >"$D/pgbackrest.conf" <<EOF
-[global]
-repo1-path=$D/pgbr
-compress-type=zst
-compress-level=3
-repo1-retention-full=99
-start-fast=y
-archive-check=y
-log-level-console=error
-log-level-file=off
-lock-path=$D/pgbr-lock
-spool-path=$D/pgbr-spool
-
-[bench]
-pg1-path=$D/data
-pg1-port=$PORT
-pg1-socket-path=$D
-EOF
-
-# The archive command (pgBackRest insists that its name contains "pgbackrest"): each tool
-# timed separately (elapsed seconds and peak RSS in KiB).
-cat >"$D/pgbackrest-then-cairn.sh" <<EOF
-#!/bin/sh
-set -e
-/usr/bin/time -f "%e %M" -a -o $D/pgbr.times pgbackrest --config=$D/pgbackrest.conf --stanza=bench archive-push "\$1"
-for r in enc plain; do
-  /usr/bin/time -f "%e %M" -a -o $D/cairn-\$r.times $D/cairn --repo $D/cairn-\$r --cache-dir $D/cache-\$r --password-file $D/password pg archive-wal "\$1" "\$2"
-done
-EOF
-chmod +x "$D/pgbackrest-then-cairn.sh"
-chown postgres "$D"/*.sh "$D"/*.conf
-
-as_pg "$BIN/initdb -D $D/data -A trust" >/dev/null
-cat >>"$D/data/postgresql.conf" <<EOF
-port = $PORT
-listen_addresses = '127.0.0.1'
-unix_socket_directories = '$D'
-wal_level = replica
-archive_mode = on
-archive_command = '$D/pgbackrest-then-cairn.sh %p %f'
-max_wal_size = 4GB
-EOF
-as_pg "$BIN/pg_ctl -D $D/data -l $D/pg.log -w start" >/dev/null
-as_pg "$D/cairn --repo $D/cairn-enc --cache-dir $D/cache-enc --password-file $D/password init ${CAIRN_INIT_ARGS:-}" >/dev/null
-as_pg "$D/cairn --repo $D/cairn-plain --cache-dir $D/cache-plain init --encryption none ${CAIRN_INIT_ARGS:-}" >/dev/null
-as_pg "pgbackrest --config=$D/pgbackrest.conf --stanza=bench stanza-create" >/dev/null
-
-psql_() { as_pg "$BIN/psql -h $D -p $PORT -d postgres -qAt -c \"$1\""; }
-# Bytes of the files a repository holds (directories are not data: an object store has none).
-size() { find "$1" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }'; }
 pgbr_size() { echo $(( $(size "$D/pgbr/backup") + $(size "$D/pgbr/archive") )); }
 
 backup_all() {
   as_pg "pgbackrest --config=$D/pgbackrest.conf --stanza=bench --type=full backup"
   for r in enc plain; do
-    as_pg "$D/cairn --repo $D/cairn-$r --cache-dir $D/cache-$r --password-file $D/password pg backup --pgdata $D/data --host $D --port $PORT --user postgres --dbname postgres" >/dev/null
+    cairn_ $r pg backup --pgdata $D/data --host $D --port $PORT --user postgres --dbname postgres >/dev/null
   done
 }
 # Sizes once the server has handed every finished WAL segment to both tools.
 sizes() {
-  for _ in $(seq 1200); do
-    [ -z "$(find "$D/data/pg_wal/archive_status" -name '*.ready')" ] && break
-    sleep 0.5
-  done
+  wait_archived
   echo "$(pgbr_size) $(size "$D/cairn-enc") $(size "$D/cairn-plain")"
 }
 
@@ -119,7 +70,7 @@ read -r p2 e2 n2 < <(sizes)
 backup_all
 read -r p3 e3 n3 < <(sizes)
 
-mb() { awk -v b="$1" 'BEGIN { printf "%.1f MB", b / 1e6 }'; }
+mb() { awk -v b="$1" 'BEGIN { printf "%.2f MB", b / 1e6 }'; }
 per_segment() { awk '{ t += $1; if ($2 > m) m = $2; n++ } END { printf "%.3f s, %d MB RSS (%d segments)", t / n, m / 1024, n }' "$1"; }
 echo
 echo "pgbench scale $SCALE, then $SECONDS_RUN s of $CLIENTS clients; zstd level 3 everywhere"
@@ -130,4 +81,4 @@ echo "| first base backup, stored | $(mb $((p1 - p0))) | $(mb $((e1 - e0))) | $(
 echo "| WAL archived between, stored | $(mb $((p2 - p1))) | $(mb $((e2 - e1))) | $(mb $((n2 - n1))) |"
 echo "| second base backup, added | $(mb $((p3 - p2))) | $(mb $((e3 - e2))) | $(mb $((n3 - n2))) |"
 echo "| repository in all | $(mb "$p3") | $(mb "$e3") | $(mb "$n3") |"
-echo "| per WAL segment archived | $(per_segment "$D/pgbr.times") | $(per_segment "$D/cairn-enc.times") | $(per_segment "$D/cairn-plain.times") |"
+echo "| per WAL segment archived | $(per_segment "$D/push-pgbr.times") | $(per_segment "$D/push-enc.times") | $(per_segment "$D/push-plain.times") |"

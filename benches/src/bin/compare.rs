@@ -1,5 +1,6 @@
 //! End-to-end comparison of cairn with restic and borg on database-like data, each tool at its
-//! defaults with compression on, local repositories, the same data for all.
+//! defaults with zstd level 3 (borg's `--compression zstd,3`; restic's `auto`), local
+//! repositories, the same data for all.
 //!
 //! Run with `./benches/compare.sh [GiB] [rounds]` (installs restic and borg from Debian's
 //! packages if missing, builds cairn, and runs this). It writes its tables into `benches/RESULTS.md`.
@@ -118,7 +119,9 @@ impl Bench {
         let mut c = match tool {
             Tool::Cairn => {
                 let mut c = Command::new(&self.cairn);
+                // Encrypted (its default), like restic's.
                 c.env("CAIRN_REPO", self.repo(tool))
+                    .env("CAIRN_PASSWORD", "benchmark")
                     .env("CAIRN_CACHE_DIR", self.work.join("cache-cairn"));
                 c
             }
@@ -165,7 +168,8 @@ impl Bench {
         let args: Vec<&str> = match tool {
             Tool::Cairn => vec!["backup", &data],
             Tool::Restic => vec!["backup", "--quiet", &data],
-            Tool::Borg => vec!["create", &archive, &data],
+            // borg's default is lz4; zstd level 3 is what cairn and restic use.
+            Tool::Borg => vec!["create", "--compression", "zstd,3", &archive, &data],
         };
         let mut r = timed(self.command(tool, &args), None);
         r.added = dir_size(&self.repo(tool)) - before;
