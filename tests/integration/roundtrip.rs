@@ -141,6 +141,68 @@ fn empty_files_dirs_and_includes() {
 }
 
 #[test]
+fn a_producer_that_fails_or_an_empty_stream_saves_no_snapshot() {
+    let sb = Sandbox::new();
+    sb.ok(&["init"]);
+    // A producer that dies after writing 10 MiB: its status is named, nothing is saved.
+    let err = sb.fails(&[
+        "backup",
+        "--stdin-from-command",
+        "--stdin-name",
+        "shop.sql",
+        "--",
+        "sh",
+        "-c",
+        "head -c 10485760 /dev/urandom; exit 3",
+    ]);
+    assert!(err.contains("exited with status 3"), "{err}");
+    assert!(
+        err.contains("'head -c 10485760 /dev/urandom; exit 3'"),
+        "{err}"
+    );
+    let err = sb.fails(&[
+        "backup",
+        "--stdin-from-command",
+        "--stdin-name",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "kill -9 $$",
+    ]);
+    assert!(err.contains("killed by signal 9"), "{err}");
+    // An empty stream (standard input here is empty) is refused unless allowed.
+    let err = sb.fails(&["backup", "--stdin", "--stdin-name", "empty.sql"]);
+    assert!(err.contains("empty"), "{err}");
+    assert!(sb.ok(&["list"]).contains("0 snapshots"));
+    sb.ok(&[
+        "backup",
+        "--stdin",
+        "--stdin-name",
+        "empty.sql",
+        "--allow-empty",
+    ]);
+    // A producer that succeeds is backed up byte for byte.
+    let src = sb.path("dump.bin");
+    let mut rng = Rng(7);
+    let dump: Vec<u8> = (0..64).flat_map(|i| rng.page(8192, i)).collect();
+    std::fs::write(&src, &dump).unwrap();
+    sb.ok(&[
+        "backup",
+        "--stdin-from-command",
+        "--stdin-name",
+        "db.sql",
+        "--",
+        "cat",
+        src.to_str().unwrap(),
+    ]);
+    let t = sb.path("out");
+    sb.ok(&["restore", "latest", "--target", t.to_str().unwrap()]);
+    assert_eq!(std::fs::read(t.join("db.sql")).unwrap(), dump);
+    assert!(sb.ok(&["list"]).contains("2 snapshots"));
+}
+
+#[test]
 fn stdin_stream_round_trips() {
     use std::io::Write;
     let sb = Sandbox::new();

@@ -1,11 +1,13 @@
 //! `cairn backup`.
 
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use anyhow::{Result, bail};
-use cairn_engine::{BackupOptions, backup};
+use anyhow::{Context, Result, bail};
+use cairn_engine::{Additions, BackupOptions, backup_with};
 use serde_json::json;
 
 use crate::Globals;
@@ -19,9 +21,21 @@ pub struct Args {
     /// Back up standard input instead of paths.
     #[arg(long, requires = "stdin_name", conflicts_with = "paths")]
     stdin: bool,
-    /// File name for the stream read with --stdin.
+    /// Back up what the command given after `--` writes to its standard output, and save the
+    /// snapshot only if it exits 0, e.g. `--stdin-from-command --stdin-name shop.sql --
+    /// pg_dump shop` (a pipe into --stdin cannot tell a producer that failed half way).
+    #[arg(long, requires = "stdin_name", conflicts_with_all = ["paths", "stdin"])]
+    stdin_from_command: bool,
+    /// File name for the stream read with --stdin or --stdin-from-command.
     #[arg(long, value_name = "NAME")]
     stdin_name: Option<String>,
+    /// Save a snapshot even if the stream is empty (without it, an empty stream is refused:
+    /// it is more often a producer that failed than an empty database).
+    #[arg(long)]
+    allow_empty: bool,
+    /// The command for --stdin-from-command, after `--`.
+    #[arg(last = true, value_name = "COMMAND")]
+    command: Vec<String>,
     /// A name for the snapshot (e.g. before-upgrade).
     #[arg(long)]
     name: Option<String>,
@@ -48,8 +62,17 @@ pub struct Args {
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
-    if a.stdin_name.is_some() && !a.stdin {
-        bail!("--stdin-name needs --stdin");
+    let streamed = a.stdin || a.stdin_from_command;
+    if a.stdin_name.is_some() && !streamed {
+        bail!("--stdin-name needs --stdin or --stdin-from-command");
+    }
+    match (a.stdin_from_command, a.command.is_empty()) {
+        (true, true) => bail!("--stdin-from-command needs the command after `--`"),
+        (false, false) => bail!(
+            "a command after `--` is only for --stdin-from-command (to back up a path that \
+             starts with '-', write it as ./-name)"
+        ),
+        _ => {}
     }
     let mut repo = g.open()?;
     // Ctrl-C stops the backup cleanly: what was uploaded is indexed, so the next backup does
@@ -76,12 +99,37 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     let bar = Bar::new(!a.json, "files");
     let lines = JsonLines::new();
     let progress: &dyn cairn_engine::Progress = if a.json { &lines } else { &bar };
-    let mut stdin = std::io::stdin();
-    let reader: Option<&mut (dyn std::io::Read + Send)> =
-        if a.stdin { Some(&mut stdin) } else { None };
+    let (mut producer, inner): (Option<Producer>, Box<dyn Read + Send>) = match a.stdin_from_command
+    {
+        true => {
+            let (p, output) = Producer::start(&a.command)?;
+            (Some(p), Box::new(output))
+        }
+        false => (None, Box::new(std::io::stdin())),
+    };
+    let read = Arc::new(AtomicU64::new(0));
+    let mut source = Counted {
+        inner,
+        read: read.clone(),
+    };
+    let reader: Option<&mut (dyn Read + Send)> = streamed.then_some(&mut source);
+    // Once the stream has ended, and before the snapshot is written: the producer must have
+    // succeeded, and the stream must hold something.
+    let allow_empty = a.allow_empty;
+    let mut finish = || -> cairn_engine::Result<Additions> {
+        if let Some(p) = producer.as_mut() {
+            p.check()?;
+        }
+        if streamed && !allow_empty && read.load(Ordering::Relaxed) == 0 {
+            return Err(cairn_engine::Error::InvalidInput(
+                "the stream was empty: no snapshot saved (--allow-empty saves one)".into(),
+            ));
+        }
+        Ok(Additions::default())
+    };
     // On a terminal, size the job in the background, so that the bar can show an ETA.
     let result = std::thread::scope(|scope| {
-        if bar.enabled() && !a.stdin {
+        if bar.enabled() && !streamed {
             let paths = opts.paths.clone();
             let bar = &bar;
             scope.spawn(move || {
@@ -89,10 +137,94 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
                 cairn_engine::Progress::total(bar, files, bytes);
             });
         }
-        backup(&mut repo, &opts, reader, progress)
+        backup_with(&mut repo, &opts, reader, progress, &mut finish, None)
     });
+    drop(source);
     bar.finish();
+    // A backup that failed before the stream ended leaves the producer writing to nothing.
+    if let Some(p) = producer.as_mut() {
+        p.stop();
+    }
     report(&result?, a.json)
+}
+
+/// The command of --stdin-from-command, run with its standard output piped to the backup and
+/// its standard error passed through.
+struct Producer {
+    shown: String,
+    child: std::process::Child,
+}
+
+impl Producer {
+    /// Starts the command; returns it and its standard output.
+    fn start(command: &[String]) -> Result<(Producer, std::process::ChildStdout)> {
+        // As a shell would read it back, for messages.
+        let shown = command
+            .iter()
+            .map(|a| {
+                let plain = !a.is_empty()
+                    && a.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+                match plain {
+                    true => a.clone(),
+                    false => format!("'{}'", a.replace('\'', r"'\''")),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut child = std::process::Command::new(&command[0])
+            .args(&command[1..])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot run `{shown}`"))?;
+        let Some(output) = child.stdout.take() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("no pipe from `{shown}`");
+        };
+        Ok((Producer { shown, child }, output))
+    }
+
+    /// Waits for the command to end; an error unless it exited 0.
+    fn check(&mut self) -> cairn_engine::Result<()> {
+        let status = self.child.wait().map_err(|e| {
+            cairn_engine::Error::InvalidInput(format!("cannot wait for `{}`: {e}", self.shown))
+        })?;
+        if status.success() {
+            return Ok(());
+        }
+        let how = match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(signal)) => format!("was killed by signal {signal}"),
+            (None, None) => format!("failed ({status})"),
+        };
+        Err(cairn_engine::Error::InvalidInput(format!(
+            "`{}` {how}: no snapshot saved",
+            self.shown
+        )))
+    }
+
+    /// Ends the command if it still runs (the backup stopped first), and reaps it.
+    fn stop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// A reader that counts the bytes it passes on.
+struct Counted {
+    inner: Box<dyn Read + Send>,
+    read: Arc<AtomicU64>,
+}
+
+impl Read for Counted {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 /// Prints what a backup did: a summary line, or a JSON summary object.
