@@ -183,6 +183,91 @@ fn ctrl_c_stops_cleanly_and_keeps_what_was_uploaded() {
 }
 
 #[test]
+fn ctrl_c_inside_one_large_file_stops_there() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    fill(&src, 1, 64_000, 13); // one file of 500 MiB
+    sb.ok(&["init", "--pack-size", "1MiB"]);
+    let child = spawn_backup(&sb, &src);
+    let data = sb.repo().join("data");
+    let started = std::time::Instant::now();
+    while crate::common::files_under(&data).len() < 10
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let signalled = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "stopped {:.2} s after SIGINT, inside the file",
+        signalled.elapsed().as_secs_f64()
+    );
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(sb.ok(&["list"]).contains("0 snapshots"));
+    // What was uploaded before the interrupt is not uploaded again.
+    let kept: u64 = err
+        .split("interrupted: ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(kept > 0, "{err}");
+    let next = sb.backup(&[], &[&src]);
+    let other = Sandbox::new();
+    other.ok(&["init", "--pack-size", "1MiB"]);
+    let full = other.backup(&[], &[&src]);
+    let (next, full) = (
+        next["bytes_added"].as_u64().unwrap(),
+        full["bytes_added"].as_u64().unwrap(),
+    );
+    assert!(
+        next + kept / 2 < full,
+        "the next backup added {next} after {kept} kept; a full one adds {full}"
+    );
+}
+
+#[test]
+fn ctrl_c_inside_a_producer_stream_stops_it() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    fill(&src, 1, 4_000, 14);
+    let file = src.join("0");
+    sb.ok(&["init", "--pack-size", "1MiB"]);
+    // A producer that never ends: only the interrupt can stop this backup.
+    let producer = format!("while :; do cat '{}'; done", file.display());
+    let child = sb
+        .command(&[
+            "backup",
+            "--stdin-from-command",
+            "--stdin-name",
+            "endless.bin",
+            "--",
+            "sh",
+            "-c",
+            &producer,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let data = sb.repo().join("data");
+    let started = std::time::Instant::now();
+    while crate::common::files_under(&data).len() < 5 && started.elapsed() < Duration::from_secs(60)
+    {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(sb.ok(&["list"]).contains("0 snapshots"));
+}
+
+#[test]
 fn a_file_that_changes_while_read_is_reported() {
     let sb = Sandbox::new();
     let src = sb.path("src");

@@ -93,7 +93,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         parent: a.parent,
         force_read: a.force_read,
         hostname: a.host,
-        interrupt: Some(interrupt),
+        interrupt: Some(interrupt.clone()),
         exclude: a.exclude,
     };
     let bar = Bar::new(!a.json, "files");
@@ -116,7 +116,12 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     // Once the stream has ended, and before the snapshot is written: the producer must have
     // succeeded, and the stream must hold something.
     let allow_empty = a.allow_empty;
+    let stopped = interrupt.clone();
     let mut finish = || -> cairn_engine::Result<Additions> {
+        // Ctrl-C reaches the producer too, which then ends the stream: still an interrupt.
+        if stopped.load(Ordering::SeqCst) {
+            return Err(cairn_engine::Error::Interrupted { kept: 0 });
+        }
         if let Some(p) = producer.as_mut() {
             p.check()?;
         }

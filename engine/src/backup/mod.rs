@@ -777,6 +777,8 @@ impl<'a> Run<'a> {
         let mut store_list = |bytes: Vec<u8>| self.packer.add_raw(BlobKind::List, bytes, level);
         chunker
             .for_each_batch(reader, self.segment, |buf, ranges| {
+                // A large file or a stream stops within a batch of an interrupt, not at its end.
+                self.check_interrupt()?;
                 // Hash in parallel, look the batch up at once, compress what is new in parallel.
                 let hasher = self.repo.hasher();
                 let ids: Vec<Id> = ranges
