@@ -182,16 +182,16 @@ fn ctrl_c_stops_cleanly_and_keeps_what_was_uploaded() {
     assert_eq!(snapshot_of(&src), snapshot_of(&t));
 }
 
-#[test]
-fn ctrl_c_inside_one_large_file_stops_there() {
-    let sb = Sandbox::new();
-    let src = sb.path("src");
-    fill(&src, 1, 64_000, 13); // one file of 500 MiB
-    sb.ok(&["init", "--pack-size", "1MiB"]);
-    let child = spawn_backup(&sb, &src);
+/// Sends SIGINT to a running backup once `packs` packs are stored; its output, and how long it
+/// took to end after the signal.
+fn interrupt_once_stored(
+    sb: &Sandbox,
+    child: std::process::Child,
+    packs: usize,
+) -> (std::process::Output, Duration) {
     let data = sb.repo().join("data");
     let started = std::time::Instant::now();
-    while crate::common::files_under(&data).len() < 10
+    while crate::common::files_under(&data).len() < packs
         && started.elapsed() < Duration::from_secs(60)
     {
         std::thread::sleep(Duration::from_millis(10));
@@ -200,10 +200,21 @@ fn ctrl_c_inside_one_large_file_stops_there() {
     Command::new("kill").args(["-INT", &pid]).status().unwrap();
     let signalled = std::time::Instant::now();
     let out = child.wait_with_output().unwrap();
+    (out, signalled.elapsed())
+}
+
+#[test]
+fn ctrl_c_inside_one_large_file_stops_there() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    fill(&src, 1, 64_000, 13); // one file of 500 MiB
+    sb.ok(&["init", "--pack-size", "1MiB"]);
+    let child = spawn_backup(&sb, &src);
+    let (out, after) = interrupt_once_stored(&sb, child, 10);
     let err = String::from_utf8_lossy(&out.stderr);
     eprintln!(
         "stopped {:.2} s after SIGINT, inside the file",
-        signalled.elapsed().as_secs_f64()
+        after.as_secs_f64()
     );
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(sb.ok(&["list"]).contains("0 snapshots"));
@@ -253,15 +264,7 @@ fn ctrl_c_inside_a_producer_stream_stops_it() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let data = sb.repo().join("data");
-    let started = std::time::Instant::now();
-    while crate::common::files_under(&data).len() < 5 && started.elapsed() < Duration::from_secs(60)
-    {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-INT", &pid]).status().unwrap();
-    let out = child.wait_with_output().unwrap();
+    let (out, _) = interrupt_once_stored(&sb, child, 5);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(sb.ok(&["list"]).contains("0 snapshots"));

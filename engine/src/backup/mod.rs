@@ -787,49 +787,31 @@ impl<'a> Run<'a> {
                     .collect();
                 let known = self.packer.known_many(BlobKind::Data, &ids)?;
                 if let Some(limit) = self.frame_group {
-                    let runs = new_runs(ranges, &ids, &known, limit);
-                    let frames: Vec<_> = runs
-                        .par_iter()
-                        .map(|run| {
-                            let blobs: Vec<(Id, u32)> = run
-                                .clone()
-                                .map(|i| (ids[i], ranges[i].len() as u32))
-                                .collect();
-                            let raw = &buf[ranges[run.start].start..ranges[run.end - 1].end];
-                            self.packer
-                                .prepare_frame(BlobKind::Data, &blobs, raw, level)
-                        })
-                        .collect();
-                    for f in frames {
-                        self.packer.add_frame(f)?;
-                    }
+                    self.store_in_frames(buf, ranges, &ids, &known, limit, level)?;
                     for (r, id) in ranges.iter().zip(&ids) {
                         let len = r.len() as u64;
                         builder.push(ContentRef { id: *id, len }, &mut store_list)?;
                     }
-                    let n = buf.len() as u64;
-                    self.counters.bytes_read.fetch_add(n, Relaxed);
-                    self.progress.bytes(n);
-                    return Ok(());
-                }
-                let prepared = ranges
-                    .par_iter()
-                    .zip(ids.par_iter().zip(known.par_iter()))
-                    .map(|(r, (id, known))| {
-                        self.packer.prepare_known(
-                            BlobKind::Data,
-                            *id,
-                            &buf[r.clone()],
-                            *known,
-                            level,
-                        )
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                for p in prepared {
-                    let len = p.raw_len();
-                    let id = p.id();
-                    self.packer.add(p)?;
-                    builder.push(ContentRef { id, len }, &mut store_list)?;
+                } else {
+                    let prepared = ranges
+                        .par_iter()
+                        .zip(ids.par_iter().zip(known.par_iter()))
+                        .map(|(r, (id, known))| {
+                            self.packer.prepare_known(
+                                BlobKind::Data,
+                                *id,
+                                &buf[r.clone()],
+                                *known,
+                                level,
+                            )
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    for p in prepared {
+                        let len = p.raw_len();
+                        let id = p.id();
+                        self.packer.add(p)?;
+                        builder.push(ContentRef { id, len }, &mut store_list)?;
+                    }
                 }
                 let n = buf.len() as u64;
                 self.counters.bytes_read.fetch_add(n, Relaxed);
@@ -841,6 +823,35 @@ impl<'a> Run<'a> {
                 other => other,
             })?;
         builder.finish(&mut store_list)
+    }
+
+    /// Stores a batch's new chunks in frames of their own of up to `limit` bytes, compressed
+    /// in parallel (see `frame_group`).
+    fn store_in_frames(
+        &self,
+        buf: &[u8],
+        ranges: &[std::ops::Range<usize>],
+        ids: &[Id],
+        known: &[bool],
+        limit: usize,
+        level: Option<i32>,
+    ) -> Result<()> {
+        let frames: Vec<_> = new_runs(ranges, ids, known, limit)
+            .par_iter()
+            .map(|run| {
+                let blobs: Vec<(Id, u32)> = run
+                    .clone()
+                    .map(|i| (ids[i], ranges[i].len() as u32))
+                    .collect();
+                let raw = &buf[ranges[run.start].start..ranges[run.end - 1].end];
+                self.packer
+                    .prepare_frame(BlobKind::Data, &blobs, raw, level)
+            })
+            .collect();
+        for f in frames {
+            self.packer.add_frame(f)?;
+        }
+        Ok(())
     }
 
     fn store_tree(&self, mut tree: Tree) -> Result<Id> {
