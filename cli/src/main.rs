@@ -20,6 +20,7 @@ macro_rules! errln {
 }
 
 mod commands;
+mod interrupt;
 mod password;
 mod progress;
 mod units;
@@ -184,11 +185,9 @@ impl Globals {
         password: &password::PasswordSource,
     ) -> Result<cairn_engine::Repository> {
         let ask = || password.get(false).map_err(password_error);
-        Ok(cairn_engine::Repository::open_with(
-            location,
-            &self.cache_dir(),
-            &ask,
-        )?)
+        let mut repo = cairn_engine::Repository::open_with(location, &self.cache_dir(), &ask)?;
+        repo.set_warning_sink(Box::new(|w| errln!("warning: {w}")));
+        Ok(repo)
     }
 
     /// Opens the repository, printing any warnings met while indexing it.
@@ -230,6 +229,10 @@ fn main() -> ExitCode {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 2 << 20);
     }
+    // What cairn creates (repository files, the cache, a restore's new directories) is the
+    // running user's alone: repository files 0600, directories 0700, whatever the umask.
+    // Restored files and directories then take the modes the snapshot records.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     let fetching = fetching_wal();
     if fetching {
         // PostgreSQL takes any status up to 125 from it for "not archived", and may end
@@ -288,7 +291,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Init(a) => commands::init::run(&globals, a),
-        Command::Backup(a) => commands::backup::run(&globals, a),
+        Command::Backup(a) => match commands::backup::run(&globals, a) {
+            Ok(commands::backup::Outcome::Complete) => Ok(()),
+            Ok(commands::backup::Outcome::Partial) => return ExitCode::from(3),
+            Err(e) => Err(e),
+        },
         Command::List(a) => commands::list::run(&globals, a),
         Command::Ls(a) => commands::ls::run(&globals, a),
         Command::Forget(a) => commands::forget::run(&globals, a),
@@ -318,7 +325,7 @@ fn main() -> ExitCode {
             ) =>
         {
             errln!("{e}");
-            ExitCode::from(130)
+            ExitCode::from(interrupt::exit_status())
         }
         Err(e) => {
             let _ = std::io::stdout().flush();

@@ -64,6 +64,36 @@ pub fn short_time(rfc3339: &str) -> String {
     }
 }
 
+/// `n` and the noun, singular or plural as `n` asks: "1 entry", "2 entries".
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `name` as `ls -b` prints it: backslash escapes for control characters (C-style where one
+/// exists, else octal bytes), backslashes and spaces, so that a crafted name cannot move
+/// the cursor, forge a line or hide what follows it. For text output only; JSON stays exact.
+pub fn escape(name: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            ' ' => out.push_str("\\ "),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => {
+                let mut buf = [0u8; 4];
+                for b in c.encode_utf8(&mut buf).bytes() {
+                    let _ = write!(out, "\\{b:03o}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +115,16 @@ mod tests {
         assert!(parse_time("2024-01-31 10:00").is_ok());
         assert!(parse_time("7d").is_ok());
         assert!(parse_time("yesterday-ish").is_err());
+    }
+
+    #[test]
+    fn names_cannot_forge_lines_or_move_the_cursor() {
+        assert_eq!(escape("base/16384"), "base/16384");
+        assert_eq!(escape("a b\\c"), "a\\ b\\\\c");
+        assert_eq!(escape("x\nsnapshot ok\r"), "x\\nsnapshot\\ ok\\r");
+        assert_eq!(escape("\u{1b}[2J"), "\\033[2J");
+        // C1 controls (a UTF-8 terminal takes U+009B as CSI) and DEL.
+        assert_eq!(escape("\u{9b}1m\u{7f}"), "\\302\\2331m\\177");
+        assert_eq!(escape("données"), "données");
     }
 }

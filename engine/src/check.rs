@@ -568,7 +568,7 @@ fn load_index_files(repo: &Repository, f: &mut Findings) -> Result<IndexFiles> {
 /// Makes the local cache hold exactly what the readable index files say: it is used as it is
 /// if it holds the same files' entries (by fingerprint), and rebuilt from them otherwise.
 fn verify_cache(repo: &Repository, files: &IndexFiles) -> Result<()> {
-    let (cached, absorbed) = repo.index().fingerprint()?;
+    let (cached, absorbed) = repo.index_fingerprint()?;
     if cached == files.expected && absorbed == files.readable {
         return Ok(());
     }
@@ -580,7 +580,7 @@ fn verify_cache(repo: &Repository, files: &IndexFiles) -> Result<()> {
             .map(|id| (*id, load_index_file(repo.objects(), id)))
             .collect();
         for (id, res) in loaded {
-            repo.index().absorb(&id, &res?)?;
+            repo.absorb_index(&id, &res?)?;
         }
     }
     Ok(())
@@ -754,7 +754,7 @@ impl<'a> Walk<'a> {
         refs.sort_unstable();
         refs.dedup();
         let ids: Vec<Id> = refs.iter().map(|(id, _)| *id).collect();
-        match self.repo.index().get_many(BlobKind::Data, &ids) {
+        match self.repo.blob_locations(BlobKind::Data, &ids) {
             Ok(found) => {
                 for ((id, len), loc) in refs.iter().zip(found) {
                     match loc {
@@ -796,7 +796,7 @@ impl<'a> Walk<'a> {
         } else {
             "list"
         };
-        let loc = match self.repo.index().get(kind, id) {
+        let loc = match self.repo.find_blob(kind, id) {
             Ok(Some(loc)) => {
                 self.packs.insert(loc.pack);
                 if self.bad_packs.contains_key(&loc.pack) {
@@ -1155,13 +1155,7 @@ struct Attribution<'a> {
 impl Attribution<'_> {
     /// The problems a blob reaches: its own, and its pack's.
     fn problems(&self, kind: BlobKind, id: &Id) -> Vec<usize> {
-        let used = self
-            .repo
-            .index()
-            .get(kind, id)
-            .ok()
-            .flatten()
-            .map(|l| l.pack);
+        let used = self.repo.find_blob(kind, id).ok().flatten().map(|l| l.pack);
         let mut out: Vec<usize> = self
             .f
             .blobs

@@ -160,8 +160,8 @@ pub fn copy(
     for (kind, mut ids) in by_kind {
         ids.sort_unstable();
         for batch in ids.chunks(LOOKUP_BATCH) {
-            let present = dst.index().get_many(kind, batch)?;
-            let found = src.index().get_many(kind, batch)?;
+            let present = dst.blob_locations(kind, batch)?;
+            let found = src.blob_locations(kind, batch)?;
             for ((id, have), loc) in batch.iter().zip(present).zip(found) {
                 if have.is_some() {
                     report.blobs_present += 1;

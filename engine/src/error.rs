@@ -187,6 +187,16 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// The local index cache is damaged (a checksum failed, an entry does not decode). It
+    /// holds nothing of its own: the repository rebuilds it and goes on.
+    #[error("local index cache at {path} is damaged ({detail}); it is rebuilt from the repository")]
+    CacheDamaged {
+        /// The cache directory.
+        path: PathBuf,
+        /// What went wrong.
+        detail: String,
+    },
+
     /// The local index cache could not be used.
     #[error(
         "local index cache at {path} cannot be used ({detail}); delete that directory and it will be rebuilt from the repository"

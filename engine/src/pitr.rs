@@ -192,6 +192,9 @@ mod tests {
             parent: None,
             summary: Default::default(),
             pg: Some(pg),
+            root: None,
+            partial: false,
+            keep_forever: None,
         };
         let names: Vec<String> = [
             "000000010000000000000001",

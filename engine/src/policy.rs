@@ -8,8 +8,11 @@
 //!   N most recent hours (days, ISO weeks, months, years) that have one, in UTC;
 //! - `keep_within D`: every snapshot taken within D of the group's newest;
 //! - `keep_tags`: every snapshot carrying one of the tags;
-//! - a snapshot given a name (`backup --name`) is always kept: names mark snapshots an operator
-//!   chose to keep; `delete` removes them.
+//! - `keep_names`: every snapshot given one of the names (`backup --name`);
+//! - the newest snapshot of each name in the group, so that the name always restores;
+//! - a snapshot backed up with `--keep-forever` (or given a name by a cairn that promised to
+//!   keep named snapshots forever: snapshots without the `keep_forever` field) is always
+//!   kept; `delete` removes it.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -48,6 +51,9 @@ pub struct RetentionPolicy {
     /// Keep every snapshot carrying one of these tags.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub keep_tags: Vec<String>,
+    /// Keep every snapshot given one of these names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_names: Vec<String>,
 }
 
 impl RetentionPolicy {
@@ -61,6 +67,7 @@ impl RetentionPolicy {
             && self.keep_yearly.is_none()
             && self.keep_within.is_none()
             && self.keep_tags.is_empty()
+            && self.keep_names.is_empty()
     }
 
     /// Checks that the policy can be applied (a readable duration).
@@ -229,12 +236,22 @@ pub fn apply_policy(snapshots: &[(Id, Snapshot)], policy: &RetentionPolicy) -> R
                 }
             }
         }
+        let mut names_seen = std::collections::HashSet::new();
         for (i, (_, s)) in snaps.iter().enumerate() {
             if let Some(tag) = s.tags.iter().find(|t| policy.keep_tags.contains(t)) {
                 keep(i, format!("tag {tag}"));
             }
-            if s.name.is_some() {
-                keep(i, "named".into());
+            if let Some(name) = &s.name {
+                if policy.keep_names.contains(name) {
+                    keep(i, format!("name {name}"));
+                }
+                // Newest first: the first of a name is its newest.
+                if names_seen.insert(name) {
+                    keep(i, format!("newest named {name}"));
+                }
+            }
+            if s.kept_forever() {
+                keep(i, "keep-forever".into());
             }
             // A snapshot whose time cannot be read cannot be judged; it stays.
             if times[i].is_none() {
@@ -270,6 +287,9 @@ mod tests {
             parent: None,
             summary: Default::default(),
             pg: None,
+            root: None,
+            partial: false,
+            keep_forever: Some(false),
         }
     }
 
@@ -298,6 +318,11 @@ mod tests {
         let mut history = two_years();
         history[100].1.tags = vec!["before-upgrade".into()];
         history[200].1.name = Some("golden".into());
+        history[300].1.name = Some("golden".into());
+        history[300].1.keep_forever = None;
+        history[400].1.keep_forever = Some(true);
+        history[500].1.name = Some("nightly".into());
+        history[600].1.name = Some("nightly".into());
         // Another host's snapshots are judged apart.
         let mut other = snap("2024-06-01T00:00:00Z");
         other.hostname = "db2".into();
@@ -311,14 +336,35 @@ mod tests {
         assert_eq!(groups.len(), 2);
         let got = kept(&groups);
         // 2 days before the newest, inclusive: 49 hourly snapshots.
-        assert_eq!(got.len(), 49 + 2);
+        assert_eq!(got.len(), 49 + 4);
         assert_eq!(got["2024-01-05T04:00:00Z"], vec!["tag before-upgrade"]);
-        assert_eq!(got["2024-01-09T08:00:00Z"], vec!["named"]);
+        // An older snapshot of a name is judged like any other; the newest one stays.
+        assert!(!got.contains_key("2024-01-09T08:00:00Z"));
+        assert!(!got.contains_key("2024-01-21T20:00:00Z"));
+        assert_eq!(got["2024-01-26T00:00:00Z"], vec!["newest named nightly"]);
+        // Named by a cairn that kept names forever: still kept, and said why.
+        assert_eq!(
+            got["2024-01-13T12:00:00Z"],
+            vec!["newest named golden", "keep-forever"]
+        );
+        assert_eq!(got["2024-01-17T16:00:00Z"], vec!["keep-forever"]);
         assert_eq!(got["2025-12-29T23:00:00Z"], vec!["within 2d"]);
         assert!(!got.contains_key("2025-12-29T22:00:00Z"));
         // The other host's only snapshot is the newest of its group.
         assert!(groups[1].snapshots[0].keep);
         assert!(apply_policy(&history, &RetentionPolicy::default()).is_err());
+        // --keep-name keeps every snapshot of the name.
+        let by_name = RetentionPolicy {
+            keep_last: Some(1),
+            keep_names: vec!["nightly".into()],
+            ..Default::default()
+        };
+        let got = kept(&apply_policy(&history, &by_name).unwrap());
+        assert_eq!(got["2024-01-21T20:00:00Z"], vec!["name nightly"]);
+        assert_eq!(
+            got["2024-01-26T00:00:00Z"],
+            vec!["name nightly", "newest named nightly"]
+        );
         assert!(parse_duration("7 parsecs").is_err());
         assert_eq!(parse_duration("36h").unwrap().as_secs(), 36 * 3600);
         assert_eq!(parse_duration("1y").unwrap().as_secs(), 365 * 86_400);

@@ -140,7 +140,7 @@ pub fn prune(
 
     // What the snapshots reach. A snapshot that cannot be read, or a tree or list that cannot
     // be loaded, stops prune: it could not know what that snapshot needs.
-    let snapshots = repo.snapshots().map_err(refuse)?;
+    let snapshots = repo.snapshots_strict().map_err(refuse)?;
     report.snapshots = snapshots.len() as u64;
     let mut used: HashSet<(BlobKind, Id)> = HashSet::new();
     for (_, snap) in &snapshots {

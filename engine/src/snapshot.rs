@@ -46,6 +46,34 @@ pub struct Snapshot {
     /// For a PostgreSQL base backup: where it sits in the WAL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pg: Option<PgInfo>,
+    /// The backed-up directory's own mode, owner and mtime, when the snapshot's root is one
+    /// directory (absent for several sources, a file, a stream, and in snapshots written
+    /// before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root: Option<RootMeta>,
+    /// True if some entries could not be read and are missing (`summary.unreadable`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+    /// Whether `forget` must keep this snapshot whatever the policy (`backup --keep-forever`).
+    /// Absent in snapshots written before names became subject to retention: a named one of
+    /// those is kept, as its writer promised (see [`Snapshot::kept_forever`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_forever: Option<bool>,
+}
+
+/// Mode, owner and modification time of a snapshot's root directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootMeta {
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: i64,
+    /// Nanoseconds of the modification time.
+    pub mtime_ns: u32,
 }
 
 /// Where a PostgreSQL base backup sits in the write-ahead log: replaying the WAL from
@@ -103,6 +131,10 @@ pub struct Summary {
     /// Files that changed while they were being read.
     #[serde(default)]
     pub changed_during_backup: Vec<String>,
+    /// Files and directories that could not be read, and why: missing from the snapshot,
+    /// which is then `partial`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable: Vec<String>,
     /// Seconds the backup took.
     pub duration_s: f64,
 }
@@ -136,7 +168,21 @@ impl Snapshot {
         if s.start().is_none() || s.end().is_none() {
             return Err(Error::corrupt(what, "its times are not RFC 3339 times"));
         }
+        if let Some(r) = &s.root
+            && (r.mode > 0o7777 || r.mtime_ns >= 1_000_000_000)
+        {
+            return Err(Error::corrupt(
+                what,
+                "its root's mode or mtime is out of range",
+            ));
+        }
         Ok(s)
+    }
+
+    /// True if `forget` keeps this snapshot whatever the policy: written with
+    /// `--keep-forever`, or named by a cairn that promised to keep named snapshots forever.
+    pub fn kept_forever(&self) -> bool {
+        self.keep_forever.unwrap_or(self.name.is_some())
     }
 
     /// Start time as a timestamp.
@@ -204,11 +250,38 @@ mod tests {
                 system_identifier: "7312345678901234567".into(),
                 server_version: 150004,
             }),
+            root: Some(RootMeta {
+                mode: 0o700,
+                uid: 26,
+                gid: 26,
+                mtime: 1_767_322_245,
+                mtime_ns: 5,
+            }),
+            partial: false,
+            keep_forever: Some(false),
         };
         let bytes = s.encode();
         let id = Id::of(&bytes);
         assert_eq!(Snapshot::decode(&bytes, &id).unwrap(), s);
         assert!(Snapshot::decode(b"[]", &id).is_err());
+    }
+
+    #[test]
+    fn the_frozen_snapshot_with_root_and_partial_still_reads() {
+        let bytes = include_bytes!("../../tests/fixtures/snapshot-root-v1.json");
+        let s = Snapshot::decode(bytes, &Id::of(bytes)).unwrap();
+        assert_eq!(
+            s.root.map(|r| (r.mode, r.uid, r.mtime_ns)),
+            Some((0o700, 26, 5))
+        );
+        assert!(s.partial);
+        assert_eq!(s.summary.unreadable.len(), 1);
+        // Named, but written with the field: the policy decides.
+        assert!(!s.kept_forever());
+        // The older fixture has a name-less snapshot without the field: not kept forever.
+        let old = include_bytes!("../../tests/fixtures/snapshot-pg-v1.json");
+        let old = Snapshot::decode(old, &Id::of(old)).unwrap();
+        assert!(old.keep_forever.is_none() && !old.kept_forever());
     }
 
     #[test]

@@ -117,7 +117,7 @@ pub fn stats(repo: &Repository, specs: &[String]) -> Result<RepoStats> {
             for kind in [BlobKind::Data, BlobKind::Tree, BlobKind::List] {
                 let at: Vec<usize> = (0..group.len()).filter(|i| group[*i].0.0 == kind).collect();
                 let ids: Vec<Id> = at.iter().map(|i| group[*i].0.1).collect();
-                for (i, loc) in at.into_iter().zip(repo.index().get_many(kind, &ids)?) {
+                for (i, loc) in at.into_iter().zip(repo.blob_locations(kind, &ids)?) {
                     out[i] = loc.map_or(0, |l| l.entry.pack_len());
                 }
             }

@@ -52,7 +52,12 @@ impl Sandbox {
     /// A cairn command with this sandbox's repository, cache and environment, and none of the
     /// developer's; for tests that spawn it.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        self.command_of(Path::new(env!("CARGO_BIN_EXE_cairn")), args)
+    }
+
+    /// [`Sandbox::command`] with another copy of the binary (one another user can run).
+    pub fn command_of(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         for k in FOREIGN_ENV {
             cmd.env_remove(k);
         }
@@ -129,6 +134,15 @@ pub const FOREIGN_ENV: &[&str] = &[
     "CAIRN_NEW_PASSWORD_FILE",
     "CAIRN_NEW_PASSWORD_COMMAND",
 ];
+
+/// A database directory of `files` files of `pages` 8 KiB pages.
+pub fn database(dir: &Path, files: u64, pages: u64, rng: &mut Rng) {
+    std::fs::create_dir_all(dir).unwrap();
+    for f in 0..files {
+        let data: Vec<u8> = (0..pages).flat_map(|p| rng.page(8192, p)).collect();
+        std::fs::write(dir.join(format!("{}", 16384 + f)), data).unwrap();
+    }
+}
 
 /// Every file below `dir`, sorted; a missing directory has none.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {

@@ -182,12 +182,13 @@ fn ctrl_c_stops_cleanly_and_keeps_what_was_uploaded() {
     assert_eq!(snapshot_of(&src), snapshot_of(&t));
 }
 
-/// Sends SIGINT to a running backup once `packs` packs are stored; its output, and how long it
-/// took to end after the signal.
+/// Sends `signal` (`-INT`, `-TERM`) to a running backup once `packs` packs are stored; its
+/// output, and how long it took to end after the signal.
 fn interrupt_once_stored(
     sb: &Sandbox,
     child: std::process::Child,
     packs: usize,
+    signal: &str,
 ) -> (std::process::Output, Duration) {
     let data = sb.repo().join("data");
     let started = std::time::Instant::now();
@@ -197,7 +198,7 @@ fn interrupt_once_stored(
         std::thread::sleep(Duration::from_millis(10));
     }
     let pid = child.id().to_string();
-    Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    Command::new("kill").args([signal, &pid]).status().unwrap();
     let signalled = std::time::Instant::now();
     let out = child.wait_with_output().unwrap();
     (out, signalled.elapsed())
@@ -210,7 +211,7 @@ fn ctrl_c_inside_one_large_file_stops_there() {
     fill(&src, 1, 64_000, 13); // one file of 500 MiB
     sb.ok(&["init", "--pack-size", "1MiB"]);
     let child = spawn_backup(&sb, &src);
-    let (out, after) = interrupt_once_stored(&sb, child, 10);
+    let (out, after) = interrupt_once_stored(&sb, child, 10, "-INT");
     let err = String::from_utf8_lossy(&out.stderr);
     eprintln!(
         "stopped {:.2} s after SIGINT, inside the file",
@@ -264,10 +265,29 @@ fn ctrl_c_inside_a_producer_stream_stops_it() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (out, _) = interrupt_once_stored(&sb, child, 5);
+    let (out, _) = interrupt_once_stored(&sb, child, 5, "-INT");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{err}");
     assert!(sb.ok(&["list"]).contains("0 snapshots"));
+}
+
+#[test]
+fn sigterm_stops_a_backup_as_ctrl_c_does_with_its_own_status() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    fill(&src, 1, 32_000, 15); // one file of 250 MiB
+    sb.ok(&["init", "--pack-size", "1MiB"]);
+    let child = spawn_backup(&sb, &src);
+    let (out, after) = interrupt_once_stored(&sb, child, 5, "-TERM");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(after < Duration::from_secs(5), "{after:?}: {err}");
+    assert!(err.contains("interrupted:"), "{err}");
+    assert!(sb.ok(&["list"]).contains("0 snapshots"));
+    // What was uploaded is indexed: check sees no pack that no index lists.
+    let check = sb.cairn(&["check", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&check.stdout).unwrap();
+    assert!(v["warnings"].as_array().unwrap().is_empty(), "{v}");
 }
 
 #[test]

@@ -84,6 +84,9 @@ fn plant(sb: &Sandbox, mut root: Tree, extra: Vec<Tree>) {
         parent: None,
         summary: Summary::default(),
         pg: None,
+        root: None,
+        partial: false,
+        keep_forever: None,
     };
     let sb_bytes = snap.encode();
     std::fs::create_dir_all(sb.repo().join("snapshots")).unwrap();

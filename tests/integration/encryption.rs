@@ -7,7 +7,9 @@ use std::process::Stdio;
 use cairn_engine::decode::BlobKind;
 use cairn_engine::{Location, NodeKind, Password, Repository};
 
-use crate::common::{Rng, SANDBOX_PASSWORD, Sandbox, copy_dir, files_under, snapshot_of};
+use crate::common::{
+    Rng, SANDBOX_PASSWORD, Sandbox, copy_dir, files_under, last_json, snapshot_of,
+};
 
 /// Strings that must appear nowhere in the repository: in file and directory names, in rows.
 const MARKERS: &[&str] = &[
@@ -112,7 +114,7 @@ fn backed_up() -> (Sandbox, PathBuf) {
 /// Copies every snapshot of `from` into `to`, whose password is the first line of `pw`;
 /// returns the report.
 fn copy_into(from: &Sandbox, to: &Sandbox, pw: &Path) -> serde_json::Value {
-    crate::common::last_json(&from.ok(&[
+    last_json(&from.ok(&[
         "copy",
         "--to",
         &to.repo_spec,
@@ -191,6 +193,17 @@ fn caught(sb: &Sandbox, src: &Path, read_data: bool, what: &str) {
     }
 }
 
+/// The files of `pristine`'s two snapshots, older first.
+fn older_and_newer(sb: &Sandbox) -> (PathBuf, PathBuf) {
+    let listed = last_json(&sb.ok(&["list", "--json"]));
+    let file = |i: usize| {
+        sb.repo()
+            .join("snapshots")
+            .join(listed[i]["id"].as_str().unwrap())
+    };
+    (file(0), file(1))
+}
+
 fn flip(path: &Path, at: usize) {
     let mut bytes = std::fs::read(path).unwrap();
     let i = at.min(bytes.len() - 1);
@@ -220,8 +233,9 @@ fn tampering_is_caught_and_never_restored() {
     flip(&index, 40);
     caught(&sb, &src, false, &id_of(&index)[..8]);
 
+    // The older snapshot: `latest`, the newer one, stays intact and restores.
     let sb = copy_of(&base);
-    let snap = files_under(&sb.repo().join("snapshots")).remove(0);
+    let (snap, _) = older_and_newer(&sb);
     flip(&snap, 60);
     caught(&sb, &src, false, &id_of(&snap)[..8]);
 
@@ -242,11 +256,11 @@ fn tampering_is_caught_and_never_restored() {
     caught(&sb, &src, false, &id_of(a)[..8]);
     caught(&sb, &src, true, &id_of(b)[..8]);
 
-    // A snapshot file holding the other snapshot's bytes.
+    // The older snapshot's file holding the newer one's bytes.
     let sb = copy_of(&base);
-    let snaps = files_under(&sb.repo().join("snapshots"));
-    std::fs::copy(&snaps[1], &snaps[0]).unwrap();
-    caught(&sb, &src, false, &id_of(&snaps[0])[..8]);
+    let (older, newer) = older_and_newer(&sb);
+    std::fs::copy(&newer, &older).unwrap();
+    caught(&sb, &src, false, &id_of(&older)[..8]);
 
     // Two blobs of one pack, of equal sealed length, trading places (format version 2: each
     // blob sealed alone, its id in its associated data).
@@ -623,5 +637,10 @@ fn key_rotation_leaves_nothing_the_old_keys_open_and_resumes_after_kills() {
     }
     assert!(tried > 20, "{tried}");
     assert_eq!(opened, 0, "the old keys still open {opened} objects");
-    assert!(hybrid.fails(&["list"]).contains("damaged"));
+    // Nothing reads with the old keys: every snapshot is listed as damaged.
+    let listed = hybrid.ok(&["list"]);
+    assert!(
+        listed.contains("DAMAGED") && listed.contains("0 snapshots, and"),
+        "{listed}"
+    );
 }

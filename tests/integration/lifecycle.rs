@@ -5,16 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::common::{Rng, Sandbox, copy_dir, files_under, last_json, snapshot_of};
-
-/// A database directory of `files` files of `pages` 8 KiB pages.
-fn database(dir: &Path, files: u64, pages: u64, rng: &mut Rng) {
-    std::fs::create_dir_all(dir).unwrap();
-    for f in 0..files {
-        let data: Vec<u8> = (0..pages).flat_map(|p| rng.page(8192, p)).collect();
-        std::fs::write(dir.join(format!("{}", 16384 + f)), data).unwrap();
-    }
-}
+use crate::common::{Rng, Sandbox, copy_dir, database, files_under, last_json, snapshot_of};
 
 /// A day of writes: `share` of the pages rewritten, and one file grows.
 fn evolve(dir: &Path, share: f64, rng: &mut Rng) {

@@ -13,6 +13,7 @@ mod encryption;
 mod errors;
 mod fixture;
 mod lifecycle;
+mod outcomes;
 mod pg;
 mod restore;
 mod roundtrip;

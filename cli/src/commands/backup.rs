@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::Globals;
 use crate::progress::{Bar, JsonLines};
-use crate::units::human_bytes;
+use crate::units::{human_bytes, plural};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -51,6 +51,13 @@ pub struct Args {
     /// Host name to record.
     #[arg(long)]
     host: Option<String>,
+    /// Fail, saving no snapshot, if a file or directory cannot be read. Without it, such an
+    /// entry is left out and listed, the snapshot is marked partial, and the exit status is 3.
+    #[arg(long)]
+    strict: bool,
+    /// Keep this snapshot whatever the retention policy says (`delete` still removes it).
+    #[arg(long)]
+    keep_forever: bool,
     /// Leave out paths matching this glob, relative to the snapshot's root (`*` stays within
     /// one directory, `**` crosses them; `dir/*` keeps `dir`, empty); may be repeated.
     #[arg(long, value_name = "GLOB")]
@@ -61,7 +68,15 @@ pub struct Args {
     json: bool,
 }
 
-pub fn run(g: &Globals, a: Args) -> Result<()> {
+/// How a backup that saved a snapshot went.
+pub enum Outcome {
+    /// Every source entry is in the snapshot.
+    Complete,
+    /// Some entries could not be read and are missing (exit status 3).
+    Partial,
+}
+
+pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
     let streamed = a.stdin || a.stdin_from_command;
     if a.stdin_name.is_some() && !streamed {
         bail!("--stdin-name needs --stdin or --stdin-from-command");
@@ -75,16 +90,10 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         _ => {}
     }
     let mut repo = g.open()?;
-    // Ctrl-C stops the backup cleanly: what was uploaded is indexed, so the next backup does
-    // not upload it again. A second Ctrl-C quits at once (still safe: see the write ordering).
+    // Ctrl-C or SIGTERM stops the backup cleanly: what was uploaded is indexed, so the next
+    // backup does not upload it again.
     let interrupt = Arc::new(AtomicBool::new(false));
-    let flag = interrupt.clone();
-    let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        errln!("stopping: indexing what was uploaded (Ctrl-C again to quit at once)");
-    });
+    crate::interrupt::watch(interrupt.clone())?;
     let opts = BackupOptions {
         paths: a.paths,
         stdin_name: a.stdin_name,
@@ -95,6 +104,8 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         hostname: a.host,
         interrupt: Some(interrupt.clone()),
         exclude: a.exclude,
+        strict: a.strict,
+        keep_forever: a.keep_forever,
     };
     let bar = Bar::new(!a.json, "files");
     let lines = JsonLines::new();
@@ -150,7 +161,12 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
     if let Some(p) = producer.as_mut() {
         p.stop();
     }
-    report(&result?, a.json)
+    let done = result?;
+    report(&done, a.json)?;
+    Ok(match done.snapshot.partial {
+        true => Outcome::Partial,
+        false => Outcome::Complete,
+    })
 }
 
 /// The command of --stdin-from-command, run with its standard output piped to the backup and
@@ -256,14 +272,16 @@ pub fn report(done: &cairn_engine::BackupResult, json: bool) -> Result<()> {
             "dedup_ratio": dedup,
             "skipped": s.skipped,
             "changed_during_backup": s.changed_during_backup,
+            "unreadable": s.unreadable,
+            "partial": done.snapshot.partial,
             "duration_s": s.duration_s,
         });
         outln!("{out}");
     } else {
         outln!(
-            "snapshot {} saved: {} files ({} new, {} changed, {} unchanged), {} read, {} added (dedup ratio {:.1}), in {:.2}s",
+            "snapshot {} saved: {} ({} new, {} changed, {} unchanged), {} read, {} added (dedup ratio {:.1}), in {:.2}s",
             done.id.short(),
-            s.files,
+            plural(s.files as usize, "file", "files"),
             s.files_new,
             s.files_changed,
             s.files_unchanged,
@@ -274,10 +292,25 @@ pub fn report(done: &cairn_engine::BackupResult, json: bool) -> Result<()> {
         );
         if !s.changed_during_backup.is_empty() {
             outln!(
-                "{} files changed while being read and were stored as read:",
-                s.changed_during_backup.len()
+                "{} changed while being read and {} stored as read:",
+                plural(s.changed_during_backup.len(), "file", "files"),
+                if s.changed_during_backup.len() == 1 {
+                    "was"
+                } else {
+                    "were"
+                }
             );
             for f in &s.changed_during_backup {
+                outln!("  {f}");
+            }
+        }
+        if !s.unreadable.is_empty() {
+            outln!(
+                "the snapshot is partial: {} could not be read and {} missing from it:",
+                plural(s.unreadable.len(), "entry", "entries"),
+                if s.unreadable.len() == 1 { "is" } else { "are" }
+            );
+            for f in &s.unreadable {
                 outln!("  {f}");
             }
         }

@@ -33,6 +33,10 @@ pub struct PolicyArgs {
     /// Keep every snapshot with this tag; may be repeated.
     #[arg(long = "keep-tag", value_name = "TAG")]
     keep_tags: Vec<String>,
+    /// Keep every snapshot with this name (`backup --name`); may be repeated. Without it, the
+    /// newest snapshot of each name is kept and older ones follow the other rules.
+    #[arg(long = "keep-name", value_name = "NAME")]
+    keep_names: Vec<String>,
 }
 
 impl PolicyArgs {
@@ -46,6 +50,7 @@ impl PolicyArgs {
             keep_yearly: self.keep_yearly,
             keep_within: self.keep_within.clone(),
             keep_tags: self.keep_tags.clone(),
+            keep_names: self.keep_names.clone(),
         }
     }
 }

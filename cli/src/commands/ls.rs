@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::Globals;
 use crate::commands::split_spec;
-use crate::units::short_time;
+use crate::units::{escape, short_time};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,15 +48,16 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
             .to_string()
         } else {
             let link = match &n.kind {
-                NodeKind::Symlink(t) => format!(" -> {}", String::from_utf8_lossy(t)),
+                NodeKind::Symlink(t) => format!(" -> {}", escape(&String::from_utf8_lossy(t))),
                 _ => String::new(),
             };
             format!(
-                "{} {:04o} {:>12} {} {path}{link}",
+                "{} {:04o} {:>12} {} {}{link}",
                 &n.type_name()[..1],
                 n.mode,
                 n.size,
-                short_time(&mtime)
+                short_time(&mtime),
+                escape(path)
             )
         };
         writeln!(out, "{line}").map_err(|e| {

@@ -11,7 +11,7 @@ use cairn_engine::{
 
 use crate::Globals;
 use crate::progress::Bar;
-use crate::units::human_bytes;
+use crate::units::{human_bytes, plural};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -275,10 +275,10 @@ pub fn run(g: &Globals, a: Args) -> Result<i32> {
             bar.finish();
             let report = report?;
             outln!(
-                "restored base backup {} to {} ({} files, {}); start PostgreSQL there to replay WAL (at least to {})",
+                "restored base backup {} to {} ({}, {}); start PostgreSQL there to replay WAL (at least to {})",
                 report.snapshot.short(),
                 r.target.display(),
-                report.files,
+                plural(report.files as usize, "file", "files"),
                 human_bytes(report.bytes),
                 report.stop_lsn
             );

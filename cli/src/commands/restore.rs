@@ -8,7 +8,7 @@ use cairn_engine::{RestoreOptions, restore};
 use crate::Globals;
 use crate::commands::split_spec;
 use crate::progress::Bar;
-use crate::units::human_bytes;
+use crate::units::{human_bytes, plural};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -98,29 +98,37 @@ pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
         outln!("{v}");
     } else {
         outln!(
-            "restored snapshot {} to {}: {} files, {} directories, {} symlinks, {} written in {:.2}s",
+            "restored snapshot {} to {}: {}, {}, {}, {} written in {:.2}s",
             id.short(),
             opts.target.display(),
-            s.files_restored,
-            s.dirs_restored,
-            s.symlinks_restored,
+            plural(s.files_restored as usize, "file", "files"),
+            plural(s.dirs_restored as usize, "directory", "directories"),
+            plural(s.symlinks_restored as usize, "symlink", "symlinks"),
             human_bytes(s.bytes_written),
             s.duration_s
         );
         if opts.delta {
             outln!(
-                "{} already correct and kept, {} entries deleted",
+                "{} already correct and kept, {} deleted",
                 human_bytes(s.bytes_skipped_delta),
-                s.entries_deleted
+                plural(s.entries_deleted as usize, "entry", "entries")
             );
         }
         if opts.verify {
-            outln!("{} files read back and verified", s.files_verified);
+            outln!(
+                "{} read back and verified",
+                plural(s.files_verified as usize, "file", "files")
+            );
         }
         if !s.files_damaged.is_empty() {
             outln!(
-                "{} files could not be restored and were left out:",
-                s.files_damaged.len()
+                "{} could not be restored and {} left out:",
+                plural(s.files_damaged.len(), "file", "files"),
+                if s.files_damaged.len() == 1 {
+                    "was"
+                } else {
+                    "were"
+                }
             );
             for f in &s.files_damaged {
                 outln!("  {f}");

@@ -35,7 +35,7 @@ use crate::manifest::{Content, ContentBuilder, ContentRef, Node, NodeKind, Tree}
 use crate::pack::BlobKind;
 use crate::progress::Progress;
 use crate::repo::{Lock, Object, Packed, Packer, Repository};
-use crate::snapshot::{SNAPSHOT_VERSION, Snapshot, Summary};
+use crate::snapshot::{RootMeta, SNAPSHOT_VERSION, Snapshot, Summary};
 
 /// Bytes of a file read and processed as one batch.
 const SEGMENT: usize = 8 << 20;
@@ -68,6 +68,11 @@ pub struct BackupOptions {
     /// snapshot (relative to its root; `*` does not cross `/`, `**` does). An excluded
     /// directory is left out with everything below it; `dir/*` keeps `dir` itself, empty.
     pub exclude: Vec<String>,
+    /// Fail on a file or directory that cannot be read, instead of leaving it out, listing it
+    /// and marking the snapshot partial.
+    pub strict: bool,
+    /// Mark the snapshot so that `forget` keeps it whatever the policy.
+    pub keep_forever: bool,
 }
 
 /// What a caller adds when the walk is done, just before the snapshot is assembled: files in
@@ -118,9 +123,11 @@ struct Run<'a> {
     packer: Packer<'a>,
     progress: &'a dyn Progress,
     force_read: bool,
+    strict: bool,
     interrupt: Option<Arc<AtomicBool>>,
     counters: Counters,
     skipped: Mutex<Vec<String>>,
+    unreadable: Mutex<Vec<String>>,
     changed_during: Mutex<Vec<String>>,
     exclude: Exclude,
 }
@@ -234,6 +241,24 @@ pub fn backup_with(
         }
     };
     let stdin_mode = matches!(sources, Sources::Stdin(..));
+    // A lone source directory is the snapshot's root: its own metadata is kept with it (a
+    // PostgreSQL data directory must come back 0700 for the server to start).
+    let root_meta = match &sources {
+        Sources::Paths(abs) => match abs.as_slice() {
+            [single] => fs::metadata(single)
+                .ok()
+                .filter(Metadata::is_dir)
+                .map(|m| RootMeta {
+                    mode: m.mode() & 0o7777,
+                    uid: m.uid(),
+                    gid: m.gid(),
+                    mtime: m.mtime(),
+                    mtime_ns: m.mtime_nsec().clamp(0, 999_999_999) as u32,
+                }),
+            _ => None,
+        },
+        Sources::Stdin(..) => None,
+    };
 
     // One damaged snapshot must not stop every backup: it cannot be a parent.
     let (readable, damaged) = repo.snapshots_and_damaged()?;
@@ -269,6 +294,7 @@ pub fn backup_with(
 
     let mut run = Run::new(repo, progress);
     run.force_read = opts.force_read;
+    run.strict = opts.strict;
     run.interrupt = opts.interrupt.clone();
     run.exclude = Exclude::new(&opts.exclude, &sources)?;
 
@@ -318,8 +344,10 @@ pub fn backup_with(
         metadata_bytes_added: packed.metadata_bytes_added,
         skipped: run.skipped.into_inner().unwrap_or_default(),
         changed_during_backup: run.changed_during.into_inner().unwrap_or_default(),
+        unreadable: run.unreadable.into_inner().unwrap_or_default(),
         duration_s: 0.0,
     };
+    summary.unreadable.sort();
     let mut snapshot = Snapshot {
         version: SNAPSHOT_VERSION,
         time: time.to_string(),
@@ -334,6 +362,9 @@ pub fn backup_with(
         parent: parent.map(|(id, _)| id),
         summary: Summary::default(),
         pg,
+        root: root_meta,
+        partial: !summary.unreadable.is_empty(),
+        keep_forever: Some(opts.keep_forever),
     };
     // The snapshot's own size counts as added; its length hardly changes with the figure
     // itself, so estimate once, then fix the figure.
@@ -484,9 +515,11 @@ impl<'a> Run<'a> {
             frame_group: None,
             progress,
             force_read: false,
+            strict: false,
             interrupt: None,
             counters: Counters::default(),
             skipped: Mutex::new(Vec::new()),
+            unreadable: Mutex::new(Vec::new()),
             changed_during: Mutex::new(Vec::new()),
             exclude: Exclude::default(),
         }
@@ -563,9 +596,10 @@ impl<'a> Run<'a> {
             .par_iter()
             .map(|p| {
                 let name = p.file_name().map(|n| n.as_bytes()).unwrap_or_default();
-                let meta = fs::symlink_metadata(p).map_err(|e| Error::io("cannot stat", p, e))?;
+                let meta = fs::symlink_metadata(p).map_err(|e| Error::io("cannot stat", p, e));
                 let parent_node = parent.and_then(|t| t.find(name));
-                self.entry(p, name, &meta, parent_node)
+                let node = meta.and_then(|meta| self.entry(p, name, &meta, parent_node));
+                self.unless_unreadable(p, node)
             })
             .collect::<Result<_>>()?;
         self.counters.dirs.fetch_add(1, Relaxed);
@@ -603,10 +637,13 @@ impl<'a> Run<'a> {
                         self.skip(&p, "it vanished during the backup");
                         return Ok(None);
                     }
-                    Err(e) => return Err(Error::io("cannot stat", &p, e)),
+                    Err(e) => {
+                        return self.unless_unreadable(&p, Err(Error::io("cannot stat", &p, e)));
+                    }
                 };
                 let parent_node = parent.and_then(|t| t.find(name.as_bytes()));
-                match self.entry(&p, name.as_bytes(), &meta, parent_node) {
+                let node = self.entry(&p, name.as_bytes(), &meta, parent_node);
+                match self.unless_unreadable(&p, node) {
                     // A database deletes files while it runs (dropped tables, old segments):
                     // one that is gone by the time it is opened is skipped, as if listed later.
                     // Only where the entry itself is opened: a "not found" from anything else
@@ -627,6 +664,30 @@ impl<'a> Run<'a> {
         Ok(Tree {
             nodes: nodes.into_iter().flatten().collect(),
         })
+    }
+
+    /// An entry that cannot be read (permissions, an I/O error of the source's disk) is left
+    /// out and listed, and makes the snapshot partial; with `strict`, its error stands. Only
+    /// an error about the entry itself: one about an entry below it was handled there, and
+    /// an error of the repository is never the source's.
+    fn unless_unreadable(&self, path: &Path, node: Result<Option<Node>>) -> Result<Option<Node>> {
+        match node {
+            Err(Error::Io {
+                action:
+                    action @ ("cannot open" | "cannot list" | "cannot stat" | "cannot read"
+                    | "cannot read link"),
+                path: bad,
+                source,
+            }) if !self.strict && bad == path && source.kind() != io::ErrorKind::NotFound => {
+                let msg = format!("{}: {action} it: {source}", path.display());
+                self.progress.warn(&format!("not backed up: {msg}"));
+                if let Ok(mut u) = self.unreadable.lock() {
+                    u.push(msg);
+                }
+                Ok(None)
+            }
+            other => other,
+        }
     }
 
     fn skip(&self, path: &Path, why: &str) {

@@ -230,6 +230,8 @@ pub fn base_backup(
         name: opts.name.clone(),
         tags: opts.tags.clone(),
         exclude: PG_EXCLUDES.iter().map(|s| s.to_string()).collect(),
+        // A base backup missing a file the server wrote does not recover: no partial ones.
+        strict: true,
         ..BackupOptions::default()
     };
     let mut finish = || -> Result<Additions> {
@@ -566,8 +568,9 @@ pub fn expire_wal(repo: &mut Repository, going: &[Id], dry_run: bool) -> Result<
     } else {
         Some(repo.lock(LockKind::Exclusive, "expire WAL")?)
     };
+    // A damaged base backup may need any WAL: none is expired while one is unreadable.
     let snaps: Vec<(Id, Snapshot)> = repo
-        .snapshots()?
+        .snapshots_strict()?
         .into_iter()
         .filter(|(id, _)| !going.contains(id))
         .collect();

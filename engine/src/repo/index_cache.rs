@@ -73,10 +73,27 @@ impl IndexCache {
     /// Opens (creating if needed) the cache in `dir`. If another cairn process holds it, a
     /// private cache is built beside it instead, so that two commands can run at once.
     pub fn open(dir: &Path) -> Result<IndexCache> {
+        Self::open_noting(dir, &mut Vec::new())
+    }
+
+    /// [`IndexCache::open`], adding to `warnings` what was found damaged and rebuilt.
+    pub(crate) fn open_noting(dir: &Path, warnings: &mut Vec<String>) -> Result<IndexCache> {
         let cache_err = |detail: String| Error::Cache {
             path: dir.to_path_buf(),
             detail,
         };
+        // Something else where the cache belongs is moved aside, not deleted: cairn did not
+        // put it there.
+        if std::fs::symlink_metadata(dir).is_ok_and(|m| !m.is_dir()) {
+            let mut aside = dir.as_os_str().to_owned();
+            aside.push(format!(".not-a-cache-{}", std::process::id()));
+            std::fs::rename(dir, &aside).map_err(|e| Error::io("cannot move aside", dir, e))?;
+            warnings.push(format!(
+                "{} was not a directory: moved to {} and the index cache rebuilt in its place",
+                dir.display(),
+                Path::new(&aside).display()
+            ));
+        }
         std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
         let shared = dir.join("index");
         remove_stale_private_caches(dir);
@@ -90,9 +107,13 @@ impl IndexCache {
                 (open_db(&private).map_err(cache_err)?, private, true)
             }
             Err(e) => {
-                // A damaged cache is rebuilt rather than reported: it holds nothing of its own.
-                let _ = DB::destroy(&Options::default(), &shared);
-                let _ = std::fs::remove_dir_all(&shared);
+                // A damaged cache is rebuilt rather than reported as an error: it holds
+                // nothing of its own.
+                warnings.push(format!(
+                    "the local index cache at {} is damaged ({e}); rebuilding it from the repository",
+                    shared.display()
+                ));
+                remove_cache_files(&shared);
                 (
                     open_db(&shared).map_err(|e2| cache_err(format!("{e}; then {e2}")))?,
                     shared,
@@ -101,16 +122,19 @@ impl IndexCache {
             }
         };
         let version = db.get(KEY_VERSION);
-        let cache = IndexCache {
+        let mut cache = IndexCache {
             db: Some(db),
             path,
             private,
         };
-        match version.map_err(|e| cache.err(e))? {
-            Some(v) if v == CACHE_VERSION => {}
-            _ => {
-                cache.clear()?;
+        match version.map_err(|e| cache.err(e)) {
+            Ok(Some(v)) if v == CACHE_VERSION => {}
+            Ok(_) => cache.clear()?,
+            Err(e @ Error::CacheDamaged { .. }) => {
+                warnings.push(format!("{e}"));
+                cache.rebuild()?;
             }
+            Err(e) => return Err(e),
         }
         Ok(cache)
     }
@@ -128,10 +152,41 @@ impl IndexCache {
     }
 
     fn err(&self, e: rocksdb::Error) -> Error {
-        Error::Cache {
-            path: self.path.clone(),
-            detail: e.to_string(),
+        match e.kind() {
+            rocksdb::ErrorKind::Corruption => self.damaged(e.to_string()),
+            _ => Error::Cache {
+                path: self.path.clone(),
+                detail: e.to_string(),
+            },
         }
+    }
+
+    fn damaged(&self, detail: String) -> Error {
+        Error::CacheDamaged {
+            path: self.path.clone(),
+            detail,
+        }
+    }
+
+    /// Throws the cache away and starts an empty one in its place, for a cache found
+    /// damaged while in use; the caller absorbs the index files again ([`IndexCache::sync`]).
+    pub(crate) fn rebuild(&mut self) -> Result<()> {
+        let Some(db) = self.db.take() else {
+            return Ok(());
+        };
+        drop(db);
+        remove_cache_files(&self.path);
+        let db = open_db(&self.path).map_err(|detail| Error::Cache {
+            path: self.path.clone(),
+            detail,
+        })?;
+        self.db = Some(db);
+        self.clear()
+    }
+
+    /// Where the cache's files are.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// True if this process uses a private cache because the shared one is in use.
@@ -217,10 +272,9 @@ impl IndexCache {
         let Some(v) = db.get_pinned(blob_key(kind, id)).map_err(|e| self.err(e))? else {
             return Ok(None);
         };
-        decode_location(&v).map(Some).map_err(|m| Error::Cache {
-            path: self.path.clone(),
-            detail: format!("entry for {} unreadable: {}", id.short(), m.0),
-        })
+        decode_location(&v)
+            .map(Some)
+            .map_err(|m| self.damaged(format!("entry for {} unreadable: {}", id.short(), m.0)))
     }
 
     /// Where each of many blobs of one kind is, in one batched lookup. Sorted ids that lie
@@ -252,9 +306,8 @@ impl IndexCache {
                 let Some(v) = r.map_err(|e| self.err(e))? else {
                     return Ok(None);
                 };
-                decode_location(&v).map(Some).map_err(|m| Error::Cache {
-                    path: self.path.clone(),
-                    detail: format!("entry for {} unreadable: {}", id.short(), m.0),
+                decode_location(&v).map(Some).map_err(|m| {
+                    self.damaged(format!("entry for {} unreadable: {}", id.short(), m.0))
                 })
             })
             .collect()
@@ -292,12 +345,9 @@ impl IndexCache {
             }
             it.status().map_err(|e| self.err(e))?;
             out.push(match (it.key(), it.value()) {
-                (Some(k), Some(v)) if k == &key[..] => {
-                    Some(decode_location(v).map_err(|m| Error::Cache {
-                        path: self.path.clone(),
-                        detail: format!("entry for {} unreadable: {}", id.short(), m.0),
-                    })?)
-                }
+                (Some(k), Some(v)) if k == &key[..] => Some(decode_location(v).map_err(|m| {
+                    self.damaged(format!("entry for {} unreadable: {}", id.short(), m.0))
+                })?),
                 _ => None,
             });
         }
@@ -396,6 +446,16 @@ fn decode_location(v: &[u8]) -> crate::wire::DecodeResult<BlobLocation> {
     let pack = r.id()?;
     let entry = BlobEntry::decode_cached(&mut r)?;
     Ok(BlobLocation { pack, entry })
+}
+
+/// Removes a cache's files, whatever is at `path` (a directory of RocksDB's, or anything else).
+fn remove_cache_files(path: &Path) {
+    let _ = DB::destroy(&Options::default(), path);
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.is_dir()) {
+        let _ = std::fs::remove_dir_all(path);
+    } else {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// Removes private caches left by processes that are gone (killed before they could clean up).

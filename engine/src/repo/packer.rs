@@ -180,7 +180,7 @@ impl<'a> Packer<'a> {
         if self.lock()?.pending.contains(&(kind, *id)) {
             return Ok(true);
         }
-        self.repo.index().contains(kind, id)
+        self.repo.has_blob(kind, id)
     }
 
     /// Hashes `raw` and, if the repository lacks it, compresses it. Runs on any thread.
@@ -211,10 +211,7 @@ impl<'a> Packer<'a> {
             }
         }
         let asked: Vec<Id> = ask.iter().map(|i| ids[*i]).collect();
-        for (i, found) in ask
-            .into_iter()
-            .zip(self.repo.index().get_many(kind, &asked)?)
-        {
+        for (i, found) in ask.into_iter().zip(self.repo.blob_locations(kind, &asked)?) {
             out[i] = found.is_some();
         }
         Ok(out)
@@ -304,7 +301,7 @@ impl<'a> Packer<'a> {
         let mut new = Vec::with_capacity(f.blobs.len());
         for &(kind, id, len) in &f.blobs {
             let known = inner.pending.contains(&(kind, id))
-                || (!self.repack && self.repo.index().contains(kind, &id)?);
+                || (!self.repack && self.repo.has_blob(kind, &id)?);
             if !known {
                 new.push((kind, id, len));
             }
@@ -338,7 +335,7 @@ impl<'a> Packer<'a> {
         };
         let mut inner = self.lock()?;
         if inner.pending.contains(&(p.kind, p.id))
-            || (!self.repack && self.repo.index().contains(p.kind, &p.id)?)
+            || (!self.repack && self.repo.has_blob(p.kind, &p.id)?)
         {
             return Ok(());
         }
@@ -472,7 +469,7 @@ impl<'a> Packer<'a> {
         inner.packed.index_files_added += 1;
         self.repo.objects().write(&Object::Index(id), bytes)?;
         inner.written_indexes.push(id);
-        self.repo.index().absorb(&id, &inner.sealed)?;
+        self.repo.absorb_index(&id, &inner.sealed)?;
         for p in inner.sealed.drain(..) {
             for b in &p.blobs {
                 inner.pending.remove(&(b.kind, b.id));

@@ -5,8 +5,10 @@
 //! the index take `&Repository` and cannot run before it is loaded.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, PoisonError};
 
 use rayon::prelude::*;
 
@@ -16,14 +18,14 @@ use crate::crypto::{Cipher, KdfParams, KeyFile, Keys, Password, SecretKey, confi
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::id::IdHasher;
-use crate::index_file::BlobLocation;
+use crate::index_file::{BlobLocation, PackRecord};
 use crate::lock_file::LockKind;
 use crate::manifest::{Content, Tree, decode_list};
 use crate::pack::BlobKind;
 use crate::sealing::Sealing;
 use crate::snapshot::Snapshot;
 
-use super::index_cache::IndexCache;
+use super::index_cache::{Fingerprint, IndexCache};
 use super::layout::{Kind, Object};
 use super::lock::{Held, Lock};
 use super::objects::Objects;
@@ -89,8 +91,14 @@ pub struct Repository {
     config: Config,
     /// The master key and the key file it was opened with (encrypted repositories).
     unlocked: Option<Unlocked>,
-    index: IndexCache,
+    /// Behind a lock only so that a cache found damaged in use can be rebuilt in place
+    /// ([`Repository::with_index`]); every other access reads.
+    index: std::sync::RwLock<IndexCache>,
+    /// How many times the cache was rebuilt in use.
+    index_rebuilds: AtomicU64,
     warnings: Vec<String>,
+    /// Where warnings met after opening go (a cache rebuilt mid-command).
+    warn: Box<dyn Fn(&str) + Send + Sync>,
     /// Whole metadata packs (trees and lists), fetched once: walking a snapshot reads many
     /// small blobs from few packs, and one read per pack beats one per blob on any store.
     meta_packs: quick_cache::sync::Cache<Id, Arc<Vec<u8>>, PackBytes>,
@@ -121,7 +129,7 @@ pub struct KeyInfo {
 }
 
 /// The snapshots that read, oldest first, and the damaged ones with what is wrong.
-pub(crate) type ReadSnapshots = (Vec<(Id, Snapshot)>, Vec<(Id, Error)>);
+pub type ReadSnapshots = (Vec<(Id, Snapshot)>, Vec<(Id, Error)>);
 
 /// How long a command waits for a conflicting lock unless told otherwise.
 pub const DEFAULT_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
@@ -455,17 +463,28 @@ impl Repository {
             }
         };
         objects.set_framed(config.framed());
+        let mut warnings = Vec::new();
         let mut index = match cache_dir {
-            Some(dir) => IndexCache::open(&dir.join(config.id.to_hex()))?,
+            Some(dir) => IndexCache::open_noting(&dir.join(config.id.to_hex()), &mut warnings)?,
             None => IndexCache::detached(),
         };
-        let warnings = index.sync(&objects)?;
+        let synced = match index.sync(&objects) {
+            Err(e @ Error::CacheDamaged { .. }) => {
+                warnings.push(e.to_string());
+                index.rebuild()?;
+                index.sync(&objects)
+            }
+            other => other,
+        };
+        warnings.extend(synced?);
         Ok(Repository {
             objects,
             config,
             unlocked,
-            index,
+            index: std::sync::RwLock::new(index),
+            index_rebuilds: AtomicU64::new(0),
             warnings,
+            warn: Box::new(|_| {}),
             meta_packs: quick_cache::sync::Cache::with_weighter(64, META_CACHE_BYTES, PackBytes),
             lock_wait: DEFAULT_LOCK_WAIT,
             locks: std::sync::Mutex::new(Vec::new()),
@@ -681,7 +700,7 @@ impl Repository {
         self.resync()?;
         self.locks
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(PoisonError::into_inner)
             .push(lock.shared());
         Ok(lock)
     }
@@ -692,10 +711,7 @@ impl Repository {
     /// blobs for stored.
     pub(crate) fn confirm_locks(&self) -> Result<()> {
         let held: Vec<_> = {
-            let mut locks = self
-                .locks
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut locks = self.locks.lock().unwrap_or_else(PoisonError::into_inner);
             locks.retain(|l| l.strong_count() > 0);
             locks.iter().filter_map(std::sync::Weak::upgrade).collect()
         };
@@ -734,7 +750,15 @@ impl Repository {
 
     /// Brings the index cache up to date with the index files stored now.
     pub(crate) fn resync(&mut self) -> Result<()> {
-        self.warnings = self.index.sync(&self.objects)?;
+        let index = self.index.get_mut().unwrap_or_else(PoisonError::into_inner);
+        self.warnings = match index.sync(&self.objects) {
+            Err(e @ Error::CacheDamaged { .. }) => {
+                (self.warn)(&e.to_string());
+                index.rebuild()?;
+                index.sync(&self.objects)?
+            }
+            other => other?,
+        };
         Ok(())
     }
 
@@ -770,25 +794,86 @@ impl Repository {
         &self.objects
     }
 
-    /// The local index.
-    pub fn index(&self) -> &IndexCache {
-        &self.index
+    /// Runs `f` on the local index cache. If the cache turns out damaged, it is rebuilt from
+    /// the repository's index files (with one warning) and `f` runs again: the cache holds
+    /// nothing of its own, so no command need fail for it.
+    pub(crate) fn with_index<T>(&self, f: impl Fn(&IndexCache) -> Result<T>) -> Result<T> {
+        let seen = self.index_rebuilds.load(SeqCst);
+        let first = f(&self.index.read().unwrap_or_else(PoisonError::into_inner));
+        match first {
+            Err(Error::CacheDamaged { .. }) => {
+                self.rebuild_index(seen)?;
+                f(&self.index.read().unwrap_or_else(PoisonError::into_inner))
+            }
+            other => other,
+        }
+    }
+
+    /// Rebuilds a damaged cache that was last rebuilt `seen` times: threads that found it
+    /// damaged together rebuild it once.
+    fn rebuild_index(&self, seen: u64) -> Result<()> {
+        let mut index = self.index.write().unwrap_or_else(PoisonError::into_inner);
+        if self.index_rebuilds.load(SeqCst) != seen {
+            return Ok(());
+        }
+        (self.warn)(&format!(
+            "the local index cache at {} is damaged; rebuilding it from the repository",
+            index.path().display()
+        ));
+        index.rebuild()?;
+        self.index_rebuilds.fetch_add(1, SeqCst);
+        for w in index.sync(&self.objects)? {
+            (self.warn)(&w);
+        }
+        Ok(())
+    }
+
+    /// Sends warnings met from now on (a local cache rebuilt mid-command) to `sink`, such as
+    /// a line on standard error; without one they are dropped.
+    pub fn set_warning_sink(&mut self, sink: Box<dyn Fn(&str) + Send + Sync>) {
+        self.warn = sink;
+    }
+
+    /// Whether the repository holds the blob (by the local index).
+    pub fn has_blob(&self, kind: BlobKind, id: &Id) -> Result<bool> {
+        self.with_index(|i| i.contains(kind, id))
+    }
+
+    /// Where each of `ids` is stored, if anywhere (by the local index), in one batch.
+    pub fn blob_locations(&self, kind: BlobKind, ids: &[Id]) -> Result<Vec<Option<BlobLocation>>> {
+        self.with_index(|i| i.get_many(kind, ids))
+    }
+
+    /// Records the packs of index file `id` in the local index.
+    pub(crate) fn absorb_index(&self, id: &Id, packs: &[PackRecord]) -> Result<()> {
+        self.with_index(|i| i.absorb(id, packs))
+    }
+
+    /// The local index's fingerprint and the index files it absorbed.
+    pub(crate) fn index_fingerprint(&self) -> Result<(Fingerprint, HashSet<Id>)> {
+        self.with_index(IndexCache::fingerprint)
     }
 
     /// Empties the local index cache, for a caller about to absorb every index file again.
     pub(crate) fn clear_index(&self) -> Result<()> {
         self.meta_packs.clear();
-        self.index.clear()
+        self.with_index(IndexCache::clear)
     }
 
-    /// Problems met while opening that did not stop it (unreadable index files).
+    /// Problems met while opening that did not stop it (unreadable index files, a local
+    /// cache rebuilt).
     pub fn warnings(&self) -> &[String] {
         &self.warnings
     }
 
+    /// Where a blob is stored, if the repository has it.
+    pub fn find_blob(&self, kind: BlobKind, id: &Id) -> Result<Option<BlobLocation>> {
+        self.with_index(|i| i.get(kind, id))
+    }
+
     /// Where a blob is stored.
     pub fn locate(&self, kind: BlobKind, id: &Id) -> Result<BlobLocation> {
-        self.index.get(kind, id)?.ok_or_else(|| Error::MissingBlob {
+        self.find_blob(kind, id)?.ok_or_else(|| Error::MissingBlob {
             kind: kind.name(),
             id: id.to_hex(),
         })
@@ -870,17 +955,24 @@ impl Repository {
         Ok((packs, stray))
     }
 
-    /// Every snapshot, oldest first. Unreadable snapshots are errors.
+    /// Every snapshot that reads, oldest first. A damaged snapshot is left out: one damaged
+    /// file must not hide every other snapshot (`list` and `check` report it; see
+    /// [`Repository::snapshots_and_damaged`]). Other failures (storage) are errors.
     pub fn snapshots(&self) -> Result<Vec<(Id, Snapshot)>> {
+        Ok(self.snapshots_and_damaged()?.0)
+    }
+
+    /// Every snapshot, oldest first; a damaged one is an error. For what must know every
+    /// snapshot's needs before deleting anything (prune, WAL expiry).
+    pub fn snapshots_strict(&self) -> Result<Vec<(Id, Snapshot)>> {
         let mut out = self.load_listed(&self.snapshot_ids()?)?;
         sort_by_time(&mut out);
         Ok(out)
     }
 
-    /// Every snapshot that reads, oldest first, and the damaged ones, with what is wrong: for
-    /// commands that one damaged snapshot must not stop (a backup, which only looks for its
-    /// parent; `delete`, which must be able to remove it). Other failures are errors.
-    pub(crate) fn snapshots_and_damaged(&self) -> Result<ReadSnapshots> {
+    /// Every snapshot that reads, oldest first, and the damaged ones, with what is wrong.
+    /// Other failures are errors.
+    pub fn snapshots_and_damaged(&self) -> Result<ReadSnapshots> {
         let ids = self.snapshot_ids()?;
         type Read = Option<std::result::Result<(Id, Snapshot), (Id, Error)>>;
         let read: Vec<Read> = self.objects.with_parallel_reads(|| {
@@ -942,9 +1034,29 @@ impl Repository {
 
     /// Finds the snapshot `spec` names: `latest`, a full id, a unique id prefix, or a name
     /// given with `--name` (the latest snapshot of that name).
+    /// A damaged snapshot is not considered, except that naming it by id (or a prefix only
+    /// it has) reports its damage.
     pub fn resolve(&self, spec: &str) -> Result<(Id, Snapshot)> {
-        resolve_in(self.snapshots()?, spec)
+        let (readable, damaged) = self.snapshots_and_damaged()?;
+        match resolve_in(readable, spec) {
+            Err(Error::SnapshotNotFound(_)) if is_id_prefix(spec) => {
+                let lower = spec.to_ascii_lowercase();
+                let mut hits = damaged
+                    .into_iter()
+                    .filter(|(id, _)| id.to_hex().starts_with(&lower));
+                match (hits.next(), hits.next()) {
+                    (Some((_, e)), None) => Err(e),
+                    _ => Err(Error::SnapshotNotFound(spec.into())),
+                }
+            }
+            other => other,
+        }
     }
+}
+
+/// True if `spec` could be a snapshot id or a prefix of one.
+fn is_id_prefix(spec: &str) -> bool {
+    !spec.is_empty() && spec.len() <= 64 && spec.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 /// Finds the snapshot `spec` names among `all` (oldest first).
@@ -956,7 +1068,7 @@ pub(crate) fn resolve_in(all: Vec<(Id, Snapshot)>, spec: &str) -> Result<(Id, Sn
             .ok_or_else(|| Error::SnapshotNotFound(spec.into()));
     }
     let lower = spec.to_ascii_lowercase();
-    if !spec.is_empty() && spec.len() <= 64 && spec.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if is_id_prefix(spec) {
         let matches: Vec<&(Id, Snapshot)> = all
             .iter()
             .filter(|(id, _)| id.to_hex().starts_with(&lower))

@@ -63,7 +63,7 @@ use crate::manifest::{Node, NodeKind};
 use crate::pack::{BlobEntry, BlobKind};
 use crate::progress::Progress;
 use crate::repo::{Coalesce, Repository};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{RootMeta, Snapshot};
 
 use plan::{Batch, FileChunk, Filter, Piece, WalkOutcome, Walker, find_path};
 
@@ -347,6 +347,10 @@ pub fn restore(
     for (rel, node) in dirs {
         set_meta(&target.join(rel), node, false)?;
     }
+    // The target is the snapshot's root: it takes the backed-up directory's own metadata.
+    if let (None, Some(root)) = (&opts.subpath, &snapshot.root) {
+        set_meta(target, &root_node(root), false)?;
+    }
     if let Some(handle) = sync_handle {
         handle.sync()?;
     }
@@ -624,7 +628,7 @@ fn prepare_batch(
         .par_chunks(share)
         .map(|group| {
             let ids: Vec<Id> = group.iter().map(|(id, _)| *id).collect();
-            repo.index().get_many(BlobKind::Data, &ids)
+            repo.blob_locations(BlobKind::Data, &ids)
         })
         .collect::<Result<_>>()?;
     let mut found: Vec<Option<BlobLocation>> = vec![None; todo.len()];
@@ -1593,6 +1597,24 @@ fn set_meta(p: &Path, node: &Node, symlink: bool) -> Result<()> {
             .map_err(|e| Error::io("cannot set the times of", p, e))?;
     }
     Ok(())
+}
+
+/// The snapshot's root directory as a node, for [`set_meta`].
+fn root_node(root: &RootMeta) -> Node {
+    Node {
+        name: Vec::new(),
+        kind: NodeKind::Dir(Id([0; 32])),
+        mode: root.mode,
+        mtime: root.mtime,
+        mtime_ns: root.mtime_ns,
+        ctime: 0,
+        ctime_ns: 0,
+        uid: root.uid,
+        gid: root.gid,
+        inode: 0,
+        dev: 0,
+        size: 0,
+    }
 }
 
 fn is_root() -> bool {

@@ -1,0 +1,413 @@
+//! Honest outcomes: a partial backup says so, damage stays where it is, what cairn creates is
+//! private, and names neither keep snapshots forever nor forge output lines.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::common::{Rng, Sandbox, database, files_under, last_json, snapshot_of};
+
+/// cairn as a user that permission bits stop: the tests' own user, or `nobody` when they run
+/// as root (root reads any file whatever its mode).
+struct Unprivileged {
+    program: PathBuf,
+    ids: Option<(u32, u32)>,
+}
+
+impl Unprivileged {
+    /// Call once the sandbox holds everything the test made: as root, the sandbox is handed
+    /// to `nobody`, with a copy of cairn it can run.
+    fn new(sb: &Sandbox) -> Unprivileged {
+        if !rustix::process::geteuid().is_root() {
+            return Unprivileged {
+                program: PathBuf::from(env!("CARGO_BIN_EXE_cairn")),
+                ids: None,
+            };
+        }
+        let program = sb.path("cairn-bin");
+        std::fs::copy(env!("CARGO_BIN_EXE_cairn"), &program).unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let status = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(sb.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        Unprivileged {
+            program,
+            ids: Some((65534, 65534)),
+        }
+    }
+
+    fn run(&self, sb: &Sandbox, args: &[&str]) -> Output {
+        let mut c = sb.command_of(&self.program, args);
+        if let Some((uid, gid)) = self.ids {
+            c.uid(uid).gid(gid).env("HOME", sb.dir.path());
+        }
+        c.output().unwrap()
+    }
+}
+
+#[test]
+fn unreadable_entries_make_a_partial_snapshot_that_says_so() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    std::fs::create_dir_all(src.join("locked")).unwrap();
+    std::fs::write(src.join("readable"), b"rows").unwrap();
+    std::fs::write(src.join("secret"), b"not for us").unwrap();
+    std::fs::write(src.join("locked/inside"), b"nor this").unwrap();
+    sb.ok(&["init"]);
+    let cairn = Unprivileged::new(&sb);
+    std::fs::set_permissions(src.join("secret"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    std::fs::set_permissions(src.join("locked"), std::fs::Permissions::from_mode(0o000)).unwrap();
+    let source = src.to_str().unwrap();
+
+    // --strict: no snapshot at all.
+    let strict = cairn.run(&sb, &["backup", "--strict", source]);
+    let err = String::from_utf8_lossy(&strict.stderr);
+    assert_eq!(strict.status.code(), Some(1), "{err}");
+    assert!(err.contains("secret") || err.contains("locked"), "{err}");
+
+    let out = cairn.run(&sb, &["backup", source]);
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(3), "{text}{err}");
+    assert!(
+        text.contains("the snapshot is partial: 2 entries"),
+        "{text}"
+    );
+    for name in ["secret", "locked"] {
+        let listed = src.join(name).display().to_string();
+        assert!(
+            text.contains(&listed) && err.contains(&listed),
+            "{text}{err}"
+        );
+    }
+    let json = cairn.run(&sb, &["backup", "--json", source]);
+    assert_eq!(json.status.code(), Some(3));
+    let summary = last_json(&String::from_utf8_lossy(&json.stdout));
+    assert_eq!(summary["partial"], true, "{summary}");
+    assert_eq!(
+        summary["unreadable"].as_array().unwrap().len(),
+        2,
+        "{summary}"
+    );
+
+    let list = cairn.run(&sb, &["list", "--json"]);
+    let list: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    let snaps = list.as_array().unwrap();
+    assert_eq!(snaps.len(), 2, "--strict saved nothing: {list}");
+    assert!(snaps.iter().all(|s| s["partial"] == true), "{list}");
+    let text = String::from_utf8(cairn.run(&sb, &["list"]).stdout).unwrap();
+    assert!(text.contains("(partial: 2 unreadable)"), "{text}");
+
+    // What could be read is there.
+    let target = sb.path("restored");
+    let restored = cairn.run(
+        &sb,
+        &["restore", "latest", "--target", target.to_str().unwrap()],
+    );
+    assert!(restored.status.success(), "{restored:?}");
+    assert_eq!(std::fs::read(target.join("readable")).unwrap(), b"rows");
+    assert!(!target.join("secret").exists() && !target.join("locked").exists());
+}
+
+#[test]
+fn the_backed_up_directory_keeps_its_own_mode_owner_and_mtime() {
+    let sb = Sandbox::new();
+    let src = sb.path("pgdata");
+    std::fs::create_dir_all(src.join("base")).unwrap();
+    std::fs::write(src.join("PG_VERSION"), b"15\n").unwrap();
+    std::fs::set_permissions(&src, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let mtime = filetime::FileTime::from_unix_time(1_700_000_000, 123_456_789);
+    filetime::set_file_mtime(&src, mtime).unwrap();
+    sb.ok(&["init"]);
+    sb.backup(&[], &[&src]);
+    let target = sb.path("restored");
+    sb.ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    let (a, b) = (src.metadata().unwrap(), target.metadata().unwrap());
+    assert_eq!(b.mode() & 0o7777, 0o700);
+    assert_eq!((b.mtime(), b.mtime_nsec()), (a.mtime(), a.mtime_nsec()));
+    assert_eq!((b.uid(), b.gid()), (a.uid(), a.gid()));
+    assert_eq!(snapshot_of(&src), snapshot_of(&target));
+}
+
+/// Flips one byte in the middle of `file`.
+fn flip_middle(file: &Path) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let i = bytes.len() / 2;
+    bytes[i] ^= 0x40;
+    std::fs::write(file, bytes).unwrap();
+}
+
+#[test]
+fn one_damaged_snapshot_hides_no_other() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    sb.ok(&["init"]);
+    let mut ids = Vec::new();
+    let mut versions = Vec::new();
+    for round in 0..3 {
+        let table = format!("version {round}").repeat(1000);
+        std::fs::write(src.join("table"), &table).unwrap();
+        versions.push(table);
+        ids.push(
+            sb.backup(&[], &[&src])["snapshot_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    // The newest one is damaged: `latest` is then the one before it.
+    flip_middle(&sb.repo().join("snapshots").join(&ids[2]));
+
+    let text = sb.ok(&["list"]);
+    assert!(
+        text.contains(&ids[0][..8]) && text.contains(&ids[1][..8]),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{}  DAMAGED", &ids[2][..8])),
+        "{text}"
+    );
+    assert!(text.contains("2 snapshots, and 1 damaged one"), "{text}");
+    let list: serde_json::Value = serde_json::from_str(&sb.ok(&["list", "--json"])).unwrap();
+    let damaged: Vec<&serde_json::Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s.get("damaged").is_some())
+        .collect();
+    assert_eq!(damaged.len(), 1, "{list}");
+    assert_eq!(damaged[0]["id"], ids[2].as_str());
+
+    for (spec, version) in [("latest", &versions[1]), (&ids[0][..10], &versions[0])] {
+        let target = sb.path(&format!("restored-{spec}"));
+        sb.ok(&["restore", spec, "--target", target.to_str().unwrap()]);
+        let restored = std::fs::read_to_string(target.join("table")).unwrap();
+        assert!(restored == *version, "{spec}");
+    }
+    // Named, the damaged one says what is wrong with it; check reports it.
+    let err = sb.fails(&[
+        "restore",
+        &ids[2],
+        "--target",
+        sb.path("x").to_str().unwrap(),
+    ]);
+    assert!(err.contains(&ids[2][..8]), "{err}");
+    let check = sb.cairn(&["check"]);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&check.stdout).contains(&ids[2][..8]));
+}
+
+/// The cache's table files.
+fn cache_tables(sb: &Sandbox) -> Vec<PathBuf> {
+    files_under(&sb.cache())
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "sst"))
+        .collect()
+}
+
+#[test]
+fn a_damaged_cache_is_rebuilt_with_one_warning() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    database(&src, 2, 200, &mut Rng(5));
+    sb.ok(&["init"]);
+    sb.backup(&[], &[&src]);
+    let target = sb.path("restored");
+    let target_arg = target.to_str().unwrap().to_string();
+    let runs: [&[&str]; 3] = [
+        &["backup", "--force-read", src.to_str().unwrap()],
+        &["restore", "latest", "--target", &target_arg],
+        &["check"],
+    ];
+    for args in runs {
+        let tables = cache_tables(&sb);
+        assert!(
+            !tables.is_empty(),
+            "no table file in {:?}",
+            files_under(&sb.cache())
+        );
+        for t in &tables {
+            flip_middle(t);
+        }
+        let out = sb.cairn(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        let warnings: Vec<&str> = err.lines().filter(|l| l.contains("cache")).collect();
+        assert_eq!(warnings.len(), 1, "{args:?}: {err}");
+        assert!(warnings[0].starts_with("warning: "), "{err}");
+    }
+    assert_eq!(snapshot_of(&src), snapshot_of(&target));
+
+    // Something else where the cache directory belongs is moved aside.
+    let dirs: Vec<PathBuf> = std::fs::read_dir(sb.cache())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    std::fs::remove_dir_all(&dirs[0]).unwrap();
+    std::fs::write(&dirs[0], b"not a cache").unwrap();
+    let out = sb.cairn(&["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("moved to"), "{err}");
+    assert!(dirs[0].is_dir());
+}
+
+#[test]
+fn what_cairn_creates_is_private() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    database(&src, 1, 50, &mut Rng(6));
+    // As cron would run it: umask 022.
+    let run = |args: &[&str]| {
+        let mut c = sb.command(args);
+        // SAFETY: umask only changes the child's file-creation mask; no other state.
+        #[allow(unsafe_code)]
+        unsafe {
+            c.pre_exec(|| {
+                rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+                Ok(())
+            });
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+    };
+    run(&["init"]);
+    run(&["backup", src.to_str().unwrap()]);
+    for root in [sb.repo(), sb.cache()] {
+        let mut seen = 0;
+        for entry in walk(&root) {
+            let m = std::fs::symlink_metadata(&entry).unwrap();
+            let want = if m.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(m.mode() & 0o777, want, "{}", entry.display());
+            seen += 1;
+        }
+        assert!(seen > 5, "{}", root.display());
+    }
+}
+
+/// `root` and everything below it.
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = vec![root.to_path_buf()];
+    let mut i = 0;
+    while i < out.len() {
+        if out[i].is_dir() {
+            let mut more: Vec<PathBuf> = std::fs::read_dir(&out[i])
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            more.sort();
+            out.extend(more);
+        }
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn a_nightly_name_is_retained_by_the_policy_not_forever() {
+    use cairn_engine::{Id, Snapshot};
+
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    sb.ok(&["init", "--encryption", "none"]);
+    // Ten nights of `backup --name nightly`, each moved to its night.
+    let snaps = sb.repo().join("snapshots");
+    let mut night_of = std::collections::HashMap::new();
+    for night in 1..=10 {
+        std::fs::write(src.join("table"), format!("night {night}")).unwrap();
+        let id = sb.backup(&["--name", "nightly"], &[&src])["snapshot_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let bytes = std::fs::read(snaps.join(&id)).unwrap();
+        let mut s = Snapshot::decode(&bytes, &Id::of(&bytes)).unwrap();
+        std::fs::remove_file(snaps.join(&id)).unwrap();
+        s.time = format!("2026-11-{night:02}T02:00:00Z");
+        s.time_end = format!("2026-11-{night:02}T02:05:00Z");
+        let bytes = s.encode();
+        let id = Id::of(&bytes).to_hex();
+        std::fs::write(snaps.join(&id), bytes).unwrap();
+        night_of.insert(id, night);
+    }
+    // The documented rule: names are judged like any snapshot, and the newest of each name
+    // stays; --keep-daily 3 keeps nights 8, 9 and 10.
+    let dry: serde_json::Value =
+        serde_json::from_str(&sb.ok(&["forget", "--dry-run", "--json", "--keep-daily", "3"]))
+            .unwrap();
+    let mut kept: Vec<(u32, Vec<String>)> = dry[0]["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["keep"] == true)
+        .map(|v| {
+            let reasons = v["reasons"].as_array().unwrap();
+            (
+                night_of[v["id"].as_str().unwrap()],
+                reasons
+                    .iter()
+                    .map(|r| r.as_str().unwrap().to_string())
+                    .collect(),
+            )
+        })
+        .collect();
+    kept.sort();
+    assert_eq!(
+        kept,
+        vec![
+            (8, vec!["daily".to_string()]),
+            (9, vec!["daily".to_string()]),
+            (
+                10,
+                vec!["daily".to_string(), "newest named nightly".to_string()]
+            ),
+        ]
+    );
+    sb.ok(&["forget", "--keep-daily", "3"]);
+    assert_eq!(std::fs::read_dir(&snaps).unwrap().count(), 3);
+    // --keep-forever is the explicit way to keep one.
+    let forever = sb.backup(&["--keep-forever"], &[&src])["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    sb.ok(&["forget", "--keep-last", "1"]);
+    sb.ok(&["forget", "--keep-last", "1"]);
+    let left: Vec<String> = std::fs::read_dir(&snaps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(left.contains(&forever), "{left:?}");
+}
+
+#[test]
+fn names_reach_the_terminal_escaped_and_json_exact() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let forged = "x\nd 0755            0 2026-01-01 00:00:00 passwd\u{1b}[2J";
+    std::fs::write(src.join(forged), b"").unwrap();
+    sb.ok(&["init"]);
+    sb.backup(&["--host", "db\u{1b}[31m1"], &[&src]);
+    let ls = sb.ok(&["ls", "latest"]);
+    assert_eq!(ls.lines().count(), 1, "{ls:?}");
+    assert!(
+        ls.contains("x\\nd\\ 0755") && ls.contains("\\033[2J"),
+        "{ls:?}"
+    );
+    let list = sb.ok(&["list"]);
+    assert!(
+        list.contains("db\\033[31m1") && !list.contains('\u{1b}'),
+        "{list:?}"
+    );
+    let json = sb.ok(&["ls", "latest", "--json"]);
+    let entry: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
+    assert_eq!(entry["path"], forged);
+}
