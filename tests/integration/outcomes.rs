@@ -411,3 +411,61 @@ fn names_reach_the_terminal_escaped_and_json_exact() {
     let entry: serde_json::Value = serde_json::from_str(json.trim()).unwrap();
     assert_eq!(entry["path"], forged);
 }
+
+#[test]
+fn a_restore_over_a_damaged_pack_leaves_no_wrong_file_at_its_name() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    database(&src, 8, 200, &mut Rng(9)); // 8 files of 1.6 MiB, over many 1 MiB packs
+    sb.ok(&["init", "--pack-size", "1MiB"]);
+    sb.backup(&[], &[&src]);
+    let pack = files_under(&sb.repo().join("data"))
+        .into_iter()
+        .max_by_key(|p| p.metadata().unwrap().len())
+        .unwrap();
+    flip_middle(&pack);
+
+    // Every file at its final name is the source's; the rest is not there under that name.
+    let right_or_absent = |target: &Path| {
+        let mut right = 0;
+        for f in files_under(target) {
+            let name = f.file_name().unwrap().to_str().unwrap();
+            if name.starts_with(".cairn-part-") {
+                continue;
+            }
+            let rel = f.strip_prefix(target).unwrap();
+            assert!(
+                std::fs::read(&f).unwrap() == std::fs::read(src.join(rel)).unwrap(),
+                "{} is at its name with the wrong content",
+                rel.display()
+            );
+            right += 1;
+        }
+        right
+    };
+    let stopped = sb.path("stopped");
+    let out = sb.cairn(&["restore", "latest", "--target", stopped.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(right_or_absent(&stopped) < 8);
+
+    let skipped = sb.path("skipped");
+    let out = sb.cairn(&[
+        "restore",
+        "latest",
+        "--skip-damaged",
+        "--json",
+        "--target",
+        skipped.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let summary = last_json(&String::from_utf8_lossy(&out.stdout));
+    let missing = summary["files_damaged"].as_array().unwrap();
+    assert!(!missing.is_empty(), "{summary}");
+    assert_eq!(right_or_absent(&skipped) + missing.len(), 8, "{summary}");
+    // Left out means gone: nothing half written stays behind under another name either.
+    assert!(
+        files_under(&skipped)
+            .iter()
+            .all(|f| !f.to_str().unwrap().contains(".cairn-part-"))
+    );
+}

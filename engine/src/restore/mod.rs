@@ -541,7 +541,7 @@ fn prepare_batch(
                     direct: false,
                 });
             }
-            open_target_file(target, &p.rel, p.node.size, opts.delta, opts.delete)
+            open_target_file(target, p, opts.delta, opts.delete)
         })
         .collect::<Result<_>>()?;
     let fresh: Vec<bool> = opened.iter().map(|o| o.fresh).collect();
@@ -573,7 +573,7 @@ fn prepare_batch(
         .map(|&(i, s)| {
             let chunks = &pieces[i].chunks;
             let run = &chunks[s..(s + COMPARE_RUN).min(chunks.len())];
-            compare::matching_chunks(&target.join(&pieces[i].rel), run, repo.hasher())
+            compare::matching_chunks(&target.join(&pieces[i].work), run, repo.hasher())
         })
         .collect();
     // Per piece, which of its chunks are kept (empty: none), and their bytes.
@@ -793,7 +793,7 @@ fn finish_batch(
                 continue;
             }
             let p = &pieces[i as usize];
-            remove_any(&target.join(&p.rel))?;
+            remove_any(&target.join(&p.work))?;
             // A file cut across batches has a piece in each; it counts once.
             if known.insert(p.file, (p.rel.clone(), reason)).is_none() {
                 progress.file_done();
@@ -816,7 +816,7 @@ fn finish_batch(
             .zip(&direct)
             .filter(|((_, ok), _)| **ok)
             .filter(|((p, _), direct)| {
-                let path = target.join(&p.rel);
+                let path = target.join(&p.work);
                 let size_ok = fs::symlink_metadata(&path).is_ok_and(|m| m.len() == p.node.size);
                 let differs = !size_ok
                     || compare::matching_chunks(&path, &p.chunks, repo.hasher()).contains(&false);
@@ -845,9 +845,14 @@ fn finish_batch(
         .filter(|(p, ok)| p.last && **ok)
         .map(|(p, _)| p)
         .collect();
+    // Complete and verified: each file takes its mode, owner and times, then its name.
     finished
         .par_iter()
-        .map(|p| set_meta(&target.join(&p.rel), &p.node, false))
+        .map(|p| {
+            let (work, path) = (target.join(&p.work), target.join(&p.rel));
+            set_meta(&work, &p.node, false)?;
+            fs::rename(&work, &path).map_err(|e| Error::io("cannot rename into place", &path, e))
+        })
         .collect::<Result<Vec<()>>>()?;
     for _ in &finished {
         progress.file_done();
@@ -886,18 +891,23 @@ struct Opened {
 /// Smallest file written around the page cache: below it, writes are too small to gain.
 const DIRECT_MIN: u64 = 1 << 20;
 
-/// Opens the file a restore writes at `target/rel`, sized to `size`. With `delta`, an
-/// existing regular file is reused in place (not fresh); anything else in the way is
-/// replaced ([`make_way`]), and a new file is created (fresh).
-fn open_target_file(
-    target: &Path,
-    rel: &Path,
-    size: u64,
-    delta: bool,
-    delete: bool,
-) -> Result<Opened> {
-    let p = target.join(rel);
+/// Opens the file a restore writes for `piece`, at its work name, sized to the file's size.
+/// With `delta`, an existing regular file is moved to the work name and reused there (not
+/// fresh), as is one left at the work name by an interrupted restore; anything else in the
+/// way is replaced ([`make_way`]), and a new file is created (fresh).
+fn open_target_file(target: &Path, piece: &Piece, delta: bool, delete: bool) -> Result<Opened> {
+    let (p, size) = (target.join(&piece.work), piece.node.size);
     let (f, fresh) = if delta {
+        let existing = target.join(&piece.rel);
+        match fs::symlink_metadata(&existing) {
+            // Written in place, a file would hold a mix of old and new content at its final
+            // name until the restore finished.
+            Ok(m) if m.is_file() && m.nlink() == 1 => fs::rename(&existing, &p)
+                .map_err(|e| Error::io("cannot move aside", &existing, e))?,
+            Ok(_) => make_way(&existing, "file", delete)?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot use", &existing, e)),
+        }
         match fs::symlink_metadata(&p) {
             // A file hard-linked elsewhere cannot be reused: writing it would change the other
             // names too (which may lie outside the target).
@@ -1321,7 +1331,7 @@ impl WriteCtx<'_> {
         spare: &mut Vec<u8>,
     ) -> Result<()> {
         let Some(w) = w else { return Ok(()) };
-        let path = || self.target.join(&self.pieces[w.file as usize].rel);
+        let path = || self.target.join(&self.pieces[w.file as usize].work);
         let write = |f: &File, bytes: &[u8], at: u64| {
             f.write_all_at(bytes, at)
                 .map_err(|e| Error::io("cannot write", path(), e))
@@ -1409,7 +1419,7 @@ impl WriteCtx<'_> {
         holes.sort_unstable();
         let files: Vec<&[PendingWrite]> = runs.chunk_by(|a, b| a.file == b.file).collect();
         let write = |runs: &&[PendingWrite]| {
-            let path = self.target.join(&self.pieces[runs[0].file as usize].rel);
+            let path = self.target.join(&self.pieces[runs[0].file as usize].work);
             let f = open_existing(&path)?;
             for w in *runs {
                 f.write_all_at(&w.buf, w.offset)
@@ -1424,7 +1434,7 @@ impl WriteCtx<'_> {
         }
         let files: Vec<&[(u32, u64, u64)]> = holes.chunk_by(|a, b| a.0 == b.0).collect();
         let punch = |holes: &&[(u32, u64, u64)]| {
-            let path = self.target.join(&self.pieces[holes[0].0 as usize].rel);
+            let path = self.target.join(&self.pieces[holes[0].0 as usize].work);
             let f = open_existing(&path)?;
             for &(_, offset, len) in *holes {
                 // Space only: the range reads as zeros either way.

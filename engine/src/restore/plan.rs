@@ -29,6 +29,15 @@ pub(super) struct FileChunk {
     pub(super) id: Id,
 }
 
+/// The name a file is written under, beside its final name, until it is complete: a restore
+/// that fails or is killed leaves no file at its final name whose content is wrong. Fixed by
+/// the final name (so a `--delta` run resumes it) and short (any final name fits `NAME_MAX`).
+pub(super) fn work_name(rel: &Path) -> PathBuf {
+    let name = rel.file_name().map(|n| n.as_bytes()).unwrap_or_default();
+    let digest = blake3::hash(name).to_hex();
+    rel.with_file_name(format!(".cairn-part-{}", &digest[..16]))
+}
+
 /// A run of one file's chunks. A file larger than a batch is cut into several pieces, in
 /// order; the first one creates (or opens) the file and the last one finishes it.
 #[derive(Debug)]
@@ -36,6 +45,9 @@ pub(super) struct Piece {
     /// The file's number in walk order (the same for all its pieces).
     pub(super) file: u32,
     pub(super) rel: PathBuf,
+    /// Where the file is written until every chunk of it is in and verified (see
+    /// [`work_name`]); then it is renamed to `rel`.
+    pub(super) work: PathBuf,
     /// The file's entry, without its content references.
     pub(super) node: Node,
     pub(super) first: bool,
@@ -284,9 +296,11 @@ impl Walker<'_> {
         self.out.bytes = self.out.bytes.saturating_add(node.size);
         let mut bare = node.clone();
         bare.kind = NodeKind::File(Content::default());
+        let work = work_name(&rel);
         let piece = |first: bool| Piece {
             file,
             rel: rel.clone(),
+            work: work.clone(),
             node: bare.clone(),
             first,
             last: false,
