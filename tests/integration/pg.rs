@@ -608,3 +608,37 @@ fn append(p: &Path, text: &str) {
     s += text;
     std::fs::write(p, s).unwrap();
 }
+
+#[test]
+fn a_stopped_cluster_restored_by_plain_commands_starts_as_it_is() {
+    let Some(pg) = find() else { return };
+    let data = pg.path("data");
+    pg.initdb(&data);
+    append(&data.join("postgresql.auto.conf"), "archive_mode = off\n");
+    pg.start(&data);
+    pg.sql("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g");
+    pg.stop(&data);
+    pg.cairn_ok(&["init"]);
+    pg.cairn_ok(&["backup", data.to_str().unwrap()]);
+
+    // Restored by root into an empty directory root made 0755: the data directory's own mode
+    // (0700) and owner (postgres) come from the snapshot, or the server refuses to start.
+    let target = pg.path("restored");
+    std::fs::create_dir(&target).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut restore = Command::new(env!("CARGO_BIN_EXE_cairn"));
+    for k in crate::common::FOREIGN_ENV {
+        restore.env_remove(k);
+    }
+    let out = restore
+        .args(["restore", "latest", "--target", target.to_str().unwrap()])
+        .env("CAIRN_REPO", pg.path("repo"))
+        .env("CAIRN_CACHE_DIR", pg.path("root-cache"))
+        .env("CAIRN_PASSWORD_FILE", pg.path("password"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    pg.start(&target);
+    assert_eq!(pg.sql("SELECT count(*) FROM t"), "1000");
+    pg.stop(&target);
+}
