@@ -27,6 +27,7 @@ use crate::lock_file::LockKind;
 use crate::pack::{BlobEntry, BlobKind};
 use crate::progress::Progress;
 use crate::repo::{Coalesce, Object, Packer, Repository};
+use crate::snapshot::SnapshotFilter;
 
 /// How blobs of one source pack are read: neighbours within 256 KiB in one request, of at
 /// most 8 MiB.
@@ -99,6 +100,7 @@ pub fn copy(
     src: &mut Repository,
     dst: &mut Repository,
     specs: &[String],
+    filter: &SnapshotFilter,
     progress: &dyn Progress,
 ) -> Result<CopyReport> {
     let started = Instant::now();
@@ -115,12 +117,12 @@ pub fn copy(
     // snapshot: bring the cache up to date with what the listed snapshots may need.
     src.resync()?;
     let chosen: Vec<(Id, crate::snapshot::Snapshot)> = if specs.is_empty() {
-        all
+        all.into_iter().filter(|(_, s)| filter.matches(s)).collect()
     } else {
         let mut picked = Vec::new();
         let mut seen = HashSet::new();
         for spec in specs {
-            let (id, snap) = crate::repo::resolve_in(all.clone(), spec)?;
+            let (id, snap) = crate::repo::resolve_in_filtered(all.clone(), spec, filter)?;
             if seen.insert(id) {
                 picked.push((id, snap));
             }

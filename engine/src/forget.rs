@@ -5,6 +5,7 @@ use crate::id::Id;
 use crate::lock_file::LockKind;
 use crate::policy::{Group, RetentionPolicy, apply_policy};
 use crate::repo::{Object, Repository};
+use crate::snapshot::{Snapshot, SnapshotFilter};
 
 /// Applies `policy` (or, if `None`, the policy saved in the repository config) and, unless
 /// `dry_run`, deletes the snapshots it does not keep. Returns every snapshot's verdict.
@@ -14,6 +15,7 @@ use crate::repo::{Object, Repository};
 pub fn forget(
     repo: &mut Repository,
     policy: Option<&RetentionPolicy>,
+    filter: &SnapshotFilter,
     dry_run: bool,
 ) -> Result<Vec<Group>> {
     let _lock = if dry_run {
@@ -23,7 +25,12 @@ pub fn forget(
     };
     let saved = repo.config().retention.clone().unwrap_or_default();
     let policy = policy.unwrap_or(&saved);
-    let snapshots = repo.snapshots()?;
+    // Only the snapshots the filter lets through are judged; the others stay.
+    let snapshots: Vec<(Id, Snapshot)> = repo
+        .snapshots()?
+        .into_iter()
+        .filter(|(_, s)| filter.matches(s))
+        .collect();
     let groups = apply_policy(&snapshots, policy)?;
     if !dry_run {
         for g in &groups {
@@ -62,7 +69,7 @@ pub fn delete_snapshots(repo: &mut Repository, specs: &[String]) -> Result<Vec<I
 /// The damaged snapshot whose id starts with `spec` (hex), if it is the only snapshot,
 /// readable (`all`) or damaged, that does.
 fn damaged_by_prefix(
-    all: &[(Id, crate::snapshot::Snapshot)],
+    all: &[(Id, Snapshot)],
     damaged: &[(Id, Error)],
     spec: &str,
 ) -> Result<Option<Id>> {

@@ -121,7 +121,7 @@ pub use repo::{
 pub use restore::{RestoreOptions, RestoreSummary, restore};
 #[cfg(feature = "repository")]
 pub use rotate::{RotateReport, rotate_keys};
-pub use snapshot::{PgInfo, Snapshot, Summary};
+pub use snapshot::{PgInfo, Snapshot, SnapshotFilter, Summary};
 #[cfg(feature = "repository")]
 pub use stats::{RepoStats, SnapshotStats, stats};
 pub use wal::{WalRecord, parse_lsn, segment_name};

@@ -139,6 +139,51 @@ pub struct Summary {
     pub duration_s: f64,
 }
 
+/// Which snapshots `latest` and names choose among, and which `list`, `forget` and `copy`
+/// consider: every condition given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotFilter {
+    /// Taken on one of these hosts.
+    pub hosts: Vec<String>,
+    /// Of all these source paths (absolute, or a stream's name).
+    pub paths: Vec<String>,
+    /// Carrying all these tags.
+    pub tags: Vec<String>,
+}
+
+impl SnapshotFilter {
+    /// True if it lets every snapshot through.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty() && self.paths.is_empty() && self.tags.is_empty()
+    }
+
+    /// True if `s` meets every condition.
+    pub fn matches(&self, s: &Snapshot) -> bool {
+        (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
+            && self.paths.iter().all(|p| {
+                // As given (a stream's name, an absolute path), or made absolute.
+                let absolute = std::path::absolute(p).map(|a| a.display().to_string());
+                s.paths
+                    .iter()
+                    .any(|q| q == p || absolute.as_ref().is_ok_and(|a| a == q))
+            })
+            && self.tags.iter().all(|t| s.tags.contains(t))
+    }
+
+    /// The conditions as command-line flags, for messages.
+    pub fn describe(&self) -> String {
+        let flags = [
+            ("--host", &self.hosts),
+            ("--path", &self.paths),
+            ("--tag", &self.tags),
+        ];
+        flags
+            .iter()
+            .flat_map(|(flag, values)| values.iter().map(move |v| format!(" {flag} {v}")))
+            .collect()
+    }
+}
+
 impl Snapshot {
     /// Encodes the snapshot as stored.
     pub fn encode(&self) -> Vec<u8> {

@@ -469,3 +469,75 @@ fn a_restore_over_a_damaged_pack_leaves_no_wrong_file_at_its_name() {
             .all(|f| !f.to_str().unwrap().contains(".cairn-part-"))
     );
 }
+
+#[test]
+fn latest_is_chosen_by_host_path_and_tag() {
+    let sb = Sandbox::new();
+    let (a, b) = (sb.path("a"), sb.path("b"));
+    std::fs::create_dir_all(a.join("db1")).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(a.join("db1/table"), b"rows of db1").unwrap();
+    std::fs::write(b.join("other"), b"rows of b").unwrap();
+    sb.ok(&["init"]);
+    sb.backup(&["--host", "db1", "--tag", "files"], &[&a]);
+    sb.backup(&["--host", "db2"], &[&b]);
+    sb.backup(&["--host", "db1"], &[&a]);
+    // The newest snapshot is a dump: a plain `latest:db1` now names a path it lacks.
+    let out = sb
+        .command(&[
+            "backup",
+            "--stdin",
+            "--stdin-name",
+            "dump.sql",
+            "--host",
+            "db1",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(b"CREATE TABLE t();")?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let a_arg = a.to_str().unwrap();
+
+    for (filter, want) in [
+        (vec!["--path", a_arg], "rows of db1"),
+        (vec!["--tag", "files"], "rows of db1"),
+    ] {
+        let target = sb.path(&format!("restored-{}", filter[0]));
+        let mut args = vec![
+            "restore",
+            "latest:db1/table",
+            "--target",
+            target.to_str().unwrap(),
+        ];
+        args.extend(&filter);
+        sb.ok(&args);
+        assert_eq!(
+            std::fs::read(target.join("table")).unwrap(),
+            want.as_bytes()
+        );
+    }
+    let ls = sb.ok(&["ls", "latest", "--host", "db2"]);
+    assert!(ls.contains("other") && !ls.contains("db1"), "{ls}");
+    let err = sb.fails(&["ls", "latest", "--host", "db3"]);
+    assert!(err.contains("latest --host db3"), "{err}");
+
+    let list = sb.ok(&["list", "--host", "db1"]);
+    assert!(
+        list.contains("3 snapshots") && list.contains("dump.sql"),
+        "{list}"
+    );
+    // forget judges only what the filter lets through: db1's older backup of `a` goes, and
+    // db2's one snapshot stays.
+    sb.ok(&["forget", "--host", "db1", "--keep-last", "1"]);
+    let list = sb.ok(&["list"]);
+    assert!(list.contains("3 snapshots"), "{list}");
+    assert!(
+        list.contains("db2") && list.contains("dump.sql") && !list.contains("files"),
+        "{list}"
+    );
+}

@@ -33,6 +33,8 @@ pub struct Args {
     /// Snapshots to copy (id, prefix, name or `latest`); all of them when none is given.
     #[arg(value_name = "SNAPSHOT")]
     snapshots: Vec<String>,
+    #[command(flatten)]
+    filter: super::FilterArgs,
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
@@ -78,7 +80,7 @@ pub fn run(g: &Globals, a: Args) -> Result<()> {
         errln!("warning: {w}");
     }
     let bar = Bar::new(!a.json, "packs");
-    let report = copy(&mut src, &mut dst, &a.snapshots, &bar);
+    let report = copy(&mut src, &mut dst, &a.snapshots, &a.filter.filter(), &bar);
     bar.finish();
     print_report(&report?, a.json)
 }

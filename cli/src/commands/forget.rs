@@ -68,13 +68,16 @@ pub struct Args {
     /// Print the verdicts as one JSON array of groups.
     #[arg(long)]
     json: bool,
+    /// Judge only these snapshots; the others stay whatever the policy says.
+    #[command(flatten)]
+    filter: super::FilterArgs,
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
     let mut repo = g.open()?;
     let given = a.policy.policy();
     let policy = (!given.is_empty()).then_some(&given);
-    let groups = forget(&mut repo, policy, a.dry_run)?;
+    let groups = forget(&mut repo, policy, &a.filter.filter(), a.dry_run)?;
     let going: Vec<cairn_engine::Id> = groups
         .iter()
         .flat_map(|g| g.snapshots.iter().filter(|v| !v.keep).map(|v| v.id))

@@ -11,18 +11,14 @@ pub struct Args {
     /// Only snapshots with this name.
     #[arg(long)]
     name: Option<String>,
-    /// Only snapshots with this tag; may be repeated (all must match).
-    #[arg(long = "tag", value_name = "TAG")]
-    tags: Vec<String>,
     /// Only snapshots started at or after this time (2024-01-31, RFC 3339, or a span like 7d).
     #[arg(long)]
     since: Option<String>,
     /// Only snapshots started before this time.
     #[arg(long)]
     until: Option<String>,
-    /// Only snapshots whose source paths include this one.
-    #[arg(long)]
-    path: Option<String>,
+    #[command(flatten)]
+    filter: super::FilterArgs,
     /// Print one JSON array of snapshot objects.
     #[arg(long)]
     json: bool,
@@ -31,25 +27,17 @@ pub struct Args {
 pub fn run(g: &Globals, a: Args) -> Result<()> {
     let since = a.since.as_deref().map(parse_time).transpose()?;
     let until = a.until.as_deref().map(parse_time).transpose()?;
-    let path = a
-        .path
-        .as_deref()
-        .map(|p| std::path::absolute(p).map(|p| p.display().to_string()))
-        .transpose()?;
+    let filter = a.filter.filter();
     let repo = g.open()?;
     let (readable, damaged) = repo.snapshots_and_damaged()?;
     let snaps: Vec<_> = readable
         .into_iter()
         .filter(|(_, s)| a.name.as_ref().is_none_or(|n| s.name.as_ref() == Some(n)))
-        .filter(|(_, s)| a.tags.iter().all(|t| s.tags.contains(t)))
+        .filter(|(_, s)| filter.matches(s))
         .filter(|(_, s)| {
             let t = s.start();
             since.is_none_or(|x| t.is_some_and(|t| t >= x))
                 && until.is_none_or(|x| t.is_some_and(|t| t < x))
-        })
-        .filter(|(_, s)| {
-            path.as_ref()
-                .is_none_or(|p| s.paths.iter().any(|q| q == p || a.path.as_ref() == Some(q)))
         })
         .collect();
     if a.json {

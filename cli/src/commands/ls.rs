@@ -19,13 +19,15 @@ pub struct Args {
     /// Print one JSON object per entry, one per line.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    filter: super::FilterArgs,
 }
 
 pub fn run(g: &Globals, a: Args) -> Result<()> {
     let (spec, sub) = split_spec(&a.snapshot);
     let sub = a.path.as_deref().or(sub);
     let repo = g.open()?;
-    let (id, snap) = repo.resolve(spec)?;
+    let (id, snap) = repo.resolve_filtered(spec, &a.filter.filter())?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     // A reader that went away (`cairn ls … | head`) ends the listing early, and is not an

@@ -19,6 +19,8 @@ pub struct Args {
     /// it holds.
     #[arg(long, short = 't')]
     target: PathBuf,
+    #[command(flatten)]
+    filter: super::FilterArgs,
     /// Restore only paths matching this glob, relative to the restored root (e.g.
     /// `db1/*/2024-01-*`); may be repeated.
     #[arg(long = "include", value_name = "GLOB")]
@@ -67,7 +69,7 @@ pub enum Outcome {
 pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
     let (spec, sub) = split_spec(&a.snapshot);
     let mut repo = g.open()?;
-    let (id, snap) = repo.resolve(spec)?;
+    let (id, snap) = repo.resolve_filtered(spec, &a.filter.filter())?;
     let opts = RestoreOptions {
         target: a.target,
         include: a.include,

@@ -28,7 +28,7 @@ pub use lock::Lock;
 pub(crate) use pack_reader::Coalesce;
 pub(crate) use packer::{Packed, Packer};
 pub use repository::{DEFAULT_LOCK_WAIT, InitOptions, KeyInfo, Repository, default_cache_dir};
-pub(crate) use repository::{resolve_in, sort_by_time};
+pub(crate) use repository::{resolve_in, resolve_in_filtered, sort_by_time};
 pub use store::{Location, S3Location, S3Settings, Store};
 pub(crate) use tmp::{STALE_TMP, modified_before};
 pub(crate) use wal_store::{add_wal_record, delete_wal_record, read_wal_record, wal_records};

@@ -56,6 +56,12 @@ use super::store::Upload;
 
 /// Sealed packs per index file: bounds what a crash can cost to re-upload.
 const CHECKPOINT_PACKS: usize = 16;
+/// An index file is also written once this long has passed since the last one (at the next
+/// sealed pack), or a twentieth of the packer's age if that is longer: a run killed at any
+/// point re-uploads at most about that much work, and a long run writes a few hundred index
+/// files, not one every few seconds (benches/RESUME.md).
+const CHECKPOINT_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+const CHECKPOINT_SHARE: u32 = 20;
 
 /// A blob hashed and, if new, compressed (or kept raw for its frame); ready for
 /// [`Packer::add`].
@@ -122,6 +128,8 @@ struct Inner {
     /// written: an index file must never list a pack whose upload was not seen to succeed.
     /// Why an upload or index write failed; the packer accepts nothing after that.
     failed: Option<String>,
+    started: std::time::Instant,
+    last_checkpoint: std::time::Instant,
 }
 
 impl<'a> Packer<'a> {
@@ -142,6 +150,8 @@ impl<'a> Packer<'a> {
                 uploads: Vec::new(),
                 packed: Packed::default(),
                 failed: None,
+                started: std::time::Instant::now(),
+                last_checkpoint: std::time::Instant::now(),
             }),
         }
     }
@@ -430,7 +440,8 @@ impl<'a> Packer<'a> {
         let upload = self.repo.objects().spawn_write_pack(&id, bytes);
         inner.uploads.push(upload);
         inner.sealed.push(PackRecord { id, len, blobs });
-        if inner.sealed.len() >= CHECKPOINT_PACKS {
+        let interval = CHECKPOINT_AFTER.max(inner.started.elapsed() / CHECKPOINT_SHARE);
+        if inner.sealed.len() >= CHECKPOINT_PACKS || inner.last_checkpoint.elapsed() >= interval {
             self.checkpoint(inner)?;
         }
         Ok(())
@@ -438,6 +449,7 @@ impl<'a> Packer<'a> {
 
     /// Waits for the sealed packs to be stored, then writes the index file listing them.
     fn checkpoint(&self, inner: &mut Inner) -> Result<()> {
+        inner.last_checkpoint = std::time::Instant::now();
         let result = self.write_index(inner);
         if let Err(e) = &result {
             // Threads that meet the stopped packer report the cause, whichever error the

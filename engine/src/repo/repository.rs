@@ -23,7 +23,7 @@ use crate::lock_file::LockKind;
 use crate::manifest::{Content, Tree, decode_list};
 use crate::pack::BlobKind;
 use crate::sealing::Sealing;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, SnapshotFilter};
 
 use super::index_cache::{Fingerprint, IndexCache};
 use super::layout::{Kind, Object};
@@ -1037,8 +1037,14 @@ impl Repository {
     /// A damaged snapshot is not considered, except that naming it by id (or a prefix only
     /// it has) reports its damage.
     pub fn resolve(&self, spec: &str) -> Result<(Id, Snapshot)> {
+        self.resolve_filtered(spec, &SnapshotFilter::default())
+    }
+
+    /// [`Repository::resolve`], choosing `latest` and names among the snapshots `filter`
+    /// lets through (an id or prefix names its snapshot whatever the filter).
+    pub fn resolve_filtered(&self, spec: &str, filter: &SnapshotFilter) -> Result<(Id, Snapshot)> {
         let (readable, damaged) = self.snapshots_and_damaged()?;
-        match resolve_in(readable, spec) {
+        match resolve_in_filtered(readable, spec, filter) {
             Err(Error::SnapshotNotFound(_)) if is_id_prefix(spec) => {
                 let lower = spec.to_ascii_lowercase();
                 let mut hits = damaged
@@ -1061,11 +1067,22 @@ fn is_id_prefix(spec: &str) -> bool {
 
 /// Finds the snapshot `spec` names among `all` (oldest first).
 pub(crate) fn resolve_in(all: Vec<(Id, Snapshot)>, spec: &str) -> Result<(Id, Snapshot)> {
+    resolve_in_filtered(all, spec, &SnapshotFilter::default())
+}
+
+/// [`resolve_in`], `latest` and names chosen among the snapshots `filter` lets through.
+pub(crate) fn resolve_in_filtered(
+    all: Vec<(Id, Snapshot)>,
+    spec: &str,
+    filter: &SnapshotFilter,
+) -> Result<(Id, Snapshot)> {
+    let not_found = || Error::SnapshotNotFound(format!("{spec}{}", filter.describe()));
     if spec == "latest" {
         return all
             .into_iter()
-            .last()
-            .ok_or_else(|| Error::SnapshotNotFound(spec.into()));
+            .rev()
+            .find(|(_, s)| filter.matches(s))
+            .ok_or_else(not_found);
     }
     let lower = spec.to_ascii_lowercase();
     if is_id_prefix(spec) {
@@ -1091,8 +1108,8 @@ pub(crate) fn resolve_in(all: Vec<(Id, Snapshot)>, spec: &str) -> Result<(Id, Sn
     }
     all.into_iter()
         .rev()
-        .find(|(_, s)| s.name.as_deref() == Some(spec))
-        .ok_or_else(|| Error::SnapshotNotFound(spec.into()))
+        .find(|(_, s)| s.name.as_deref() == Some(spec) && filter.matches(s))
+        .ok_or_else(not_found)
 }
 
 #[cfg(test)]
