@@ -541,3 +541,40 @@ fn latest_is_chosen_by_host_path_and_tag() {
         "{list}"
     );
 }
+
+#[test]
+fn progress_without_a_terminal_comes_as_lines_at_an_interval() {
+    let sb = Sandbox::new();
+    let src = sb.path("src");
+    database(&src, 4, 4000, &mut Rng(10)); // 125 MiB
+    sb.ok(&["init"]);
+    let out = sb
+        .command(&["backup", src.to_str().unwrap()])
+        .env("CAIRN_PROGRESS_INTERVAL", "0.05")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("progress: "))
+        .collect();
+    assert!(!lines.is_empty(), "{err}");
+    assert!(
+        lines.iter().all(|l| l.contains("% of 125.0 MiB (4 files)")),
+        "{err}"
+    );
+    // --json: the same figures, with the share done, once a second.
+    std::fs::write(src.join("16384"), b"changed").unwrap();
+    let out = sb.ok(&["backup", "--json", "--force-read", src.to_str().unwrap()]);
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v["type"] == "progress" {
+            assert!(
+                v["percent_done"].as_f64().is_some_and(|p| p <= 100.0),
+                "{v}"
+            );
+            assert_eq!(v["files_total"], 4, "{v}");
+        }
+    }
+}

@@ -143,14 +143,13 @@ pub fn run(g: &Globals, a: Args) -> Result<Outcome> {
         }
         Ok(Additions::default())
     };
-    // On a terminal, size the job in the background, so that the bar can show an ETA.
+    // Size the job in the background, so that progress can show a share done and an ETA.
     let result = std::thread::scope(|scope| {
-        if bar.enabled() && !streamed {
+        if !streamed {
             let paths = opts.paths.clone();
-            let bar = &bar;
             scope.spawn(move || {
                 let (files, bytes) = scan(&paths);
-                cairn_engine::Progress::total(bar, files, bytes);
+                cairn_engine::Progress::total(progress, files, bytes);
             });
         }
         backup_with(&mut repo, &opts, reader, progress, &mut finish, None)

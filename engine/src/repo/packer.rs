@@ -56,11 +56,11 @@ use super::store::Upload;
 
 /// Sealed packs per index file: bounds what a crash can cost to re-upload.
 const CHECKPOINT_PACKS: usize = 16;
-/// An index file is also written once this long has passed since the last one (at the next
+/// An index file is also written once a second has passed since the last one (at the next
 /// sealed pack), or a twentieth of the packer's age if that is longer: a run killed at any
 /// point re-uploads at most about that much work, and a long run writes a few hundred index
 /// files, not one every few seconds (benches/RESUME.md).
-const CHECKPOINT_AFTER: std::time::Duration = std::time::Duration::from_secs(2);
+const CHECKPOINT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 const CHECKPOINT_SHARE: u32 = 20;
 
 /// A blob hashed and, if new, compressed (or kept raw for its frame); ready for
